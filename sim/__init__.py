@@ -1,0 +1,1 @@
+"""Cycle-level simulator of the accelerator, parameterised by the same design config as the RTL."""
