@@ -1,0 +1,94 @@
+"""Timing of the shared compute unit (``hw/compute_unit.py``): the quantised linear layer.
+
+The unit is a ``rows x cols`` output-stationary MAC array. One GEMM ``y[m, n] = x[m, k] w[k, n]``
+is cut into ``ceil(m/rows) * ceil(n/cols)`` output tiles (token tiles outer, output-feature tiles
+inner); each tile takes ``k`` array steps, one step (all ``rows * cols`` MACs for one reduction
+index) per cycle when fed. The accumulators are double-buffered: when a tile's last step has been
+accumulated its ``rows x cols`` results move to a shadow bank that drains one row of ``cols``
+results per cycle through the requantiser while the next tile accumulates.
+
+Pipeline (all registered):
+
+* ``CMD_CYCLES``: the command header is accepted; the first step can be accepted the cycle after;
+* ``ARRAY_STAGES``: operand registers -> product registers -> accumulate (the last step of a tile
+  lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
+* drain: one row of the shadow bank per cycle (only the tile's valid rows, ``min(rows, m - i*rows)``);
+* ``REQUANT_STAGES``: multiply by the requant multiplier -> add rounding -> shift and saturate
+  into the output register.
+
+A tile's last step is accepted only when the shadow bank is free, i.e. the previous tile's rows
+have all been drained. So in steady state a tile takes ``max(k, R_prev + ARRAY_STAGES)`` cycles
+where ``R_prev`` is the number of rows the previous tile drains: for ``k >= rows + ARRAY_STAGES``
+the array completes one step per cycle and drain is completely hidden.
+
+Cycle convention (asserted against the RTL by ``tests/hw/test_compute_unit.py``): the command
+handshake is cycle 0; with every input always valid and the output always ready, the last output
+handshake happens in cycle ``gemm_cycles(...) - 1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from moeaccel.config import DesignConfig
+
+#: cycles spent accepting the command header before the first array step
+CMD_CYCLES = 1
+#: register stages from an array step's handshake until its result is in the shadow bank
+ARRAY_STAGES = 3
+#: register stages from a shadow-bank row leaving to its output beat being valid
+REQUANT_STAGES = 3
+
+
+def _check(m: int, k: int, n: int) -> None:
+    for name, v in (("m", m), ("k", k), ("n", n)):
+        if v < 1:
+            raise ValueError(f"GEMM dimension {name} must be >= 1, got {v}")
+
+
+def tiles(cfg: DesignConfig, m: int, n: int) -> int:
+    """Output tiles of one GEMM: ``ceil(m/rows) * ceil(n/cols)``."""
+    cu = cfg.hardware.compute_unit
+    return math.ceil(m / cu.rows) * math.ceil(n / cu.cols)
+
+
+def latency(cfg: DesignConfig) -> int:
+    """Cycles from the handshake of a tile's last array step to its first output beat being valid
+    (shadow bank, first drained row, requantiser). For ``k = 1`` this is also the latency from the
+    first input to the first output."""
+    return ARRAY_STAGES + REQUANT_STAGES
+
+
+def tile_period(cfg: DesignConfig, k: int, prev_rows: int) -> int:
+    """Cycles between the last-step handshakes of two consecutive tiles (no stalls), when the
+    earlier one drains ``prev_rows`` rows."""
+    return max(k, prev_rows + ARRAY_STAGES)
+
+
+def gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
+    """Cycles of one ``m x k x n`` GEMM with no stalls, from the command handshake (cycle 0) up to
+    and including the last output handshake. ``m`` tokens, ``k`` reduction, ``n`` outputs."""
+    _check(m, k, n)
+    cu = cfg.hardware.compute_unit
+    m_tiles, n_tiles = math.ceil(m / cu.rows), math.ceil(n / cu.cols)
+    last_rows = m - (m_tiles - 1) * cu.rows
+    total = m_tiles * n_tiles
+    # Every tile but the last is followed by one more tile: count the periods by the rows the
+    # earlier tile drains (full token tiles first, then the partial last token tile).
+    full_followed = min(total - 1, (m_tiles - 1) * n_tiles + (n_tiles - 1 if last_rows == cu.rows else 0))
+    partial_followed = total - 1 - full_followed
+    last_step = (CMD_CYCLES + k - 1
+                 + full_followed * tile_period(cfg, k, cu.rows)
+                 + partial_followed * tile_period(cfg, k, last_rows))
+    return last_step + latency(cfg) + last_rows
+
+
+def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
+    """Alias of :func:`gemm_cycles` (the ``sim.timing`` contract)."""
+    return gemm_cycles(cfg, m, k, n)
+
+
+def utilisation(cfg: DesignConfig, m: int, k: int, n: int) -> float:
+    """Useful MACs over array capacity during :func:`gemm_cycles` (``m*k*n / (rows*cols*cycles)``)."""
+    cu = cfg.hardware.compute_unit
+    return m * k * n / (cu.rows * cu.cols * gemm_cycles(cfg, m, k, n))
