@@ -58,6 +58,9 @@ class ComputeUnitConfig:
     rounding: str = "half_up"
     requant_multiplier_bits: int = 16
     requant_max_shift: int = 31
+    #: largest run-time GEMM dimension (m, k or n) a command may ask for; sizes the counters and
+    #: bounds the reduction so the accumulator cannot overflow (see ``validate``)
+    max_dim: int = 4096
 
 
 @dataclass(frozen=True)
@@ -390,6 +393,17 @@ def validate(cfg: DesignConfig) -> None:
              f"must be in 2..32, got {cu.requant_multiplier_bits}")
     _require(1 <= cu.requant_max_shift <= 63, "hardware.compute_unit.requant_max_shift",
              f"must be in 1..63, got {cu.requant_max_shift}")
+    # No accumulator overflow by construction: |bias| < 2**(acc-2) and max_dim products of at most
+    # 2**(2*operand_bits-2) each stay below 2**(acc-2), so bias + sum fits in acc bits.
+    _require(cu.max_dim >= 1, "hardware.compute_unit.max_dim", f"must be >= 1, got {cu.max_dim}")
+    _require(cu.max_dim << (2 * cu.operand_bits - 2) <= 1 << (cu.accumulator_bits - 2),
+             "hardware.compute_unit.max_dim",
+             f"{cu.max_dim} products of {cu.operand_bits}-bit operands could overflow a "
+             f"{cu.accumulator_bits}-bit accumulator (need max_dim * 2**{2 * cu.operand_bits - 2} "
+             f"<= 2**{cu.accumulator_bits - 2})")
+    _largest = max(m.tokens, m.embed_dim, m.mlp_hidden, m.expert_hidden)
+    _require(_largest <= cu.max_dim, "hardware.compute_unit.max_dim",
+             f"{cu.max_dim} is smaller than the model's largest GEMM dimension ({_largest})")
 
     _require(sm.lanes >= 1, "hardware.softmax.lanes", f"must be >= 1, got {sm.lanes}")
     _require(0 <= sm.input_frac_bits < sm.input_bits <= 32, "hardware.softmax.input_frac_bits",
