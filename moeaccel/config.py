@@ -90,8 +90,11 @@ class GeluConfig:
     """The GELU unit: GELU(x) = ReLU(x) - delta(|x|), delta from a table with interpolation.
 
     Inputs are signed ``input_bits`` fixed point with ``input_frac_bits`` fraction bits; outputs
-    signed ``output_bits`` with ``output_frac_bits``. The table holds ``table_entries`` entries
-    covering |x| in [0, ``table_range``); beyond it delta is taken as 0 (plain ReLU).
+    signed ``output_bits`` with ``output_frac_bits``. The table holds ``table_entries`` linear
+    segments (a, c per ROM word, ``table_frac_bits`` fraction bits) covering |x| in
+    [0, ``table_range``): half of them of width h = 2^-k over [0, range/3), half of width 2h
+    over [range/3, range), so ``table_range`` must be 1.5 * table_entries * 2^-k (6.0 for 128
+    entries: h = 1/32). Beyond it delta is taken as 0 (plain ReLU). See golden/gelu.py.
     """
 
     lanes: int = 1
@@ -100,7 +103,7 @@ class GeluConfig:
     output_bits: int = 20
     output_frac_bits: int = 15
     table_entries: int = 128
-    table_range: float = 4.5
+    table_range: float = 6.0
     table_frac_bits: int = 18
 
 
@@ -426,8 +429,15 @@ def validate(cfg: DesignConfig) -> None:
     _require(_is_pow2(ge.table_entries), "hardware.gelu.table_entries",
              f"must be a power of two, got {ge.table_entries}")
     _require(ge.table_range > 0, "hardware.gelu.table_range", f"must be positive, got {ge.table_range}")
+    _require(ge.table_entries >= 4, "hardware.gelu.table_entries", f"must be >= 4, got {ge.table_entries}")
+    _gelu_k = math.log2(1.5 * ge.table_entries / ge.table_range)
+    _require(_gelu_k == round(_gelu_k) and 0 <= _gelu_k <= ge.input_frac_bits, "hardware.gelu.table_range",
+             f"must be 1.5 * table_entries * 2^-k with 0 <= k <= input_frac_bits "
+             f"(e.g. {1.5 * ge.table_entries / 32} for 1/32 steps), got {ge.table_range}")
     _require(1 <= ge.table_frac_bits <= 30, "hardware.gelu.table_frac_bits",
              f"must be in 1..30, got {ge.table_frac_bits}")
+    _require(ge.table_frac_bits >= _gelu_k, "hardware.gelu.table_frac_bits",
+             f"must be >= {int(_gelu_k)} (log2 of 1/fine step), got {ge.table_frac_bits}")
 
     b = hw.buffers
     for name in ("weight_bytes", "activation_bytes", "output_bytes"):
