@@ -72,7 +72,9 @@ class SoftmaxConfig:
     Exponentials are base 2 with an integer running max; ``2^frac`` comes from a table of
     ``exp_table_entries`` entries. The running sum keeps ``sum_frac_bits`` fraction bits; output
     probabilities are unsigned with ``prob_frac_bits`` fraction bits. Rows are 1 to
-    ``max_row_length`` elements long; ``lanes`` elements are processed per cycle.
+    ``max_row_length`` elements long; ``lanes`` elements are processed per cycle. The one
+    reciprocal per row comes from an iterative divider producing ``divider_bits_per_cycle``
+    quotient bits per cycle. Arithmetic: ``golden/softmax.py``.
     """
 
     lanes: int = 1
@@ -84,6 +86,7 @@ class SoftmaxConfig:
     recip_frac_bits: int = 24
     prob_frac_bits: int = 15
     max_row_length: int = 256
+    divider_bits_per_cycle: int = 2
 
 
 @dataclass(frozen=True)
@@ -436,6 +439,12 @@ def validate(cfg: DesignConfig) -> None:
              f"must be >= 16 for a 5e-4 softmax, got {sm.sum_frac_bits}")
     _require(sm.max_row_length >= 1, "hardware.softmax.max_row_length",
              f"must be >= 1, got {sm.max_row_length}")
+    _require(1 <= sm.divider_bits_per_cycle <= sm.recip_frac_bits + 1,
+             "hardware.softmax.divider_bits_per_cycle",
+             f"must be in 1..recip_frac_bits + 1, got {sm.divider_bits_per_cycle}")
+    _require(sm.exp_frac_bits + sm.recip_frac_bits > sm.prob_frac_bits,
+             "hardware.softmax.prob_frac_bits",
+             f"must be < exp_frac_bits + recip_frac_bits, got {sm.prob_frac_bits}")
 
     _require(ge.lanes >= 1, "hardware.gelu.lanes", f"must be >= 1, got {ge.lanes}")
     _require(0 <= ge.input_frac_bits < ge.input_bits <= 32, "hardware.gelu.input_frac_bits",

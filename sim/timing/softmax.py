@@ -1,0 +1,123 @@
+"""Timing of the single-pass softmax block (``hw/softmax.py``).
+
+The block is three row-level stages joined by small queues, so consecutive rows overlap:
+
+* **accumulate** (A): one beat of ``lanes`` logits per cycle, no bubbles between rows. A
+  ``ACCUMULATE_DEPTH``-stage pipeline (log2(e) multiply, table read, interpolation, running
+  max/sum update) writes each element into the row buffer; the row's ``{max, sum}`` is queued
+  ``ACCUMULATE_DEPTH`` cycles after its last beat was accepted. A may run at most
+  ``ROW_CREDITS`` rows ahead of the divider (a row's credit returns when the divider takes it).
+* **reciprocal** (D): one iterative divider, ``divider_bits_per_cycle`` quotient bits per cycle:
+  a row is taken in one cycle, iterated for :func:`divider_iterations` cycles and its ``1/sum``
+  is available the cycle after. D takes the next row in the cycle its result is handed to B.
+* **normalise** (B): takes a row's ``{max, 1/sum}`` in a cycle when it is idle or issuing that
+  row's last buffer read, issues one buffer read per cycle from the next cycle on, and presents
+  each probability ``NORMALISE_DEPTH`` cycles after its read (read, multiply, shift/round).
+
+Cycle convention (shared with ``tests/hw/test_softmax.py``, which measures the RTL): the cycle in
+which the first input beat is accepted is cycle 0; "output in cycle c" means ``valid`` is first
+high in cycle c. With no stalls (input always valid, output always ready) the schedule below is
+exact; :func:`cycles` counts through the last output handshake inclusive.
+
+The RTL implements ``lanes == 1``; for larger ``lanes`` these functions model the natural
+extension (one beat of ``lanes`` elements per cycle in A and B) and are not yet tied to RTL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from moeaccel.config import DesignConfig
+
+#: cycles from a row's last beat accepted to its {max, sum} being readable by the divider
+ACCUMULATE_DEPTH = 4
+#: rows the accumulate stage may hold beyond the divider (row-queue depth)
+ROW_CREDITS = 2
+#: cycles from a buffer read issued to its probability presented on the output
+NORMALISE_DEPTH = 3
+
+
+def beats(cfg: DesignConfig, length: int) -> int:
+    """Stream beats that carry a row of ``length`` elements at ``lanes`` elements per beat."""
+    if length < 1:
+        raise ValueError(f"row length must be >= 1, got {length}")
+    return math.ceil(length / cfg.hardware.softmax.lanes)
+
+
+def quotient_bits(cfg: DesignConfig) -> int:
+    """Bits of the reciprocal ``1/sum`` (it can equal 1.0, hence ``recip_frac_bits + 1``)."""
+    return cfg.hardware.softmax.recip_frac_bits + 1
+
+
+def divider_iterations(cfg: DesignConfig) -> int:
+    """Cycles the iterative divider spends on one row's reciprocal."""
+    sm = cfg.hardware.softmax
+    return math.ceil(quotient_bits(cfg) / sm.divider_bits_per_cycle)
+
+
+def divider_interval(cfg: DesignConfig) -> int:
+    """Cycles per row in the divider (take + iterations), the minimum row interval."""
+    return divider_iterations(cfg) + 1
+
+
+@dataclass(frozen=True)
+class RowTimes:
+    """When one row passes the block's milestones (cycles, see the module's convention)."""
+
+    first_in: int   # first beat accepted
+    last_in: int    # last beat accepted
+    first_out: int  # first probability presented
+    last_out: int   # last probability presented
+
+
+def schedule(cfg: DesignConfig, rows: int, length: int) -> list[RowTimes]:
+    """Exact no-stall schedule of ``rows`` back-to-back rows of ``length`` elements."""
+    n = beats(cfg, length)
+    iters = divider_iterations(cfg)
+    out: list[RowTimes] = []
+    taken: list[int] = []        # cycle the divider took each row (returns A's credit)
+    next_in = 0                  # earliest cycle A may accept the next row's first beat
+    div_free = 0                 # earliest cycle the divider may take the next row
+    norm_free = 0                # earliest cycle B may take the next row
+    for r in range(rows):
+        first_in = next_in
+        if r >= ROW_CREDITS:
+            first_in = max(first_in, taken[r - ROW_CREDITS] + 1)
+        last_in = first_in + n - 1
+        take = max(last_in + ACCUMULATE_DEPTH, div_free)
+        taken.append(take)
+        done = take + iters + 1
+        handed = max(done, norm_free)
+        div_free = handed
+        first_read = handed + 1
+        norm_free = first_read + n - 1
+        first_out = first_read + NORMALISE_DEPTH
+        out.append(RowTimes(first_in, last_in, first_out, first_out + n - 1))
+        next_in = last_in + 1
+    return out
+
+
+def latency(cfg: DesignConfig) -> int:
+    """Cycles from a lone row's LAST beat accepted to its first probability presented (the part
+    of the latency that does not grow with the row length)."""
+    return ACCUMULATE_DEPTH + divider_iterations(cfg) + 2 + NORMALISE_DEPTH
+
+
+def row_latency(cfg: DesignConfig, length: int) -> int:
+    """Cycles from a lone row's first beat accepted to its first probability presented."""
+    return beats(cfg, length) - 1 + latency(cfg)
+
+
+def row_interval(cfg: DesignConfig, length: int) -> int:
+    """Steady-state cycles per row when rows of ``length`` stream back to back: one beat per
+    cycle unless the divider (one reciprocal per :func:`divider_interval` cycles) is slower."""
+    return max(beats(cfg, length), divider_interval(cfg))
+
+
+def cycles(cfg: DesignConfig, rows: int, length: int) -> int:
+    """Cycles for ``rows`` rows of ``length`` elements with no stalls, from the first input
+    handshake (cycle 0) through the last output handshake inclusive. Zero rows take 0 cycles."""
+    if rows <= 0:
+        return 0
+    return schedule(cfg, rows, length)[-1].last_out + 1
