@@ -1,0 +1,154 @@
+"""The GELU unit: a fully pipelined stream function ``y = GELU(x)`` on ``lanes`` values per beat.
+
+It computes exactly :func:`golden.gelu.gelu` (read that module's docstring for the arithmetic):
+``GELU(x) = ReLU(x) - delta(|x|)`` with ``delta`` linear on each of ``table_entries`` segments
+whose coefficients ``(a, c)`` sit in one ROM word, computed by :func:`golden.gelu.gelu_table`.
+Per lane: one ROM read port, one ``c_bits x (P)``-bit multiplier (13 x 7 bits by default), two
+adders and a saturating clamp.
+
+Number formats (``hardware.gelu``): inputs signed ``input_bits`` with ``input_frac_bits``;
+outputs signed ``output_bits`` with ``output_frac_bits``, rounded half up once, saturated.
+
+Pipeline (timing in :mod:`sim.timing.gelu`, asserted equal by ``tests/hw/test_gelu.py``):
+
+1. ``|x|`` -> segment index (ROM address, synchronous read) and position ``f``; ReLU(x);
+2. ``c * f`` (the multiplier) and ``ReLU << . - a << P + 1/2 LSB`` in parallel;
+3. subtract, shift, saturate into the output register.
+
+Latency 3 cycles from an input handshake to its output being valid; throughput one beat
+(``lanes`` elements) per cycle. Back-pressure stalls the whole pipeline: every register,
+including the ROM's read register, advances only when the output register is empty or being
+read (``i.ready = ~o.valid | o.ready``), so no beat is lost or duplicated and bubbles are
+squeezed out only at the output.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.fixed import smax, smin
+from golden.gelu import gelu_table, segmentation, table_field_bits
+from moeaccel.config import DesignConfig, GeluConfig
+
+
+def input_layout(ge: GeluConfig, tag_bits: int) -> data.StructLayout:
+    """Input beat: ``data`` (``lanes`` signed inputs, lane ``k`` in bits ``[k*w, (k+1)*w)``) and a
+    ``tag`` passed through unchanged (e.g. a ``last`` flag or a column index)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(ge.input_bits), ge.lanes),
+        "tag": unsigned(tag_bits),
+    })
+
+
+def output_layout(ge: GeluConfig, tag_bits: int) -> data.StructLayout:
+    """Output beat: ``data`` (``lanes`` signed outputs) and the input beat's ``tag``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(ge.output_bits), ge.lanes),
+        "tag": unsigned(tag_bits),
+    })
+
+
+def rom_layout(ge: GeluConfig) -> data.StructLayout:
+    """One ROM word: segment offset ``a`` and change ``c``, widths fitted to the table."""
+    a_bits, c_bits = table_field_bits(ge)
+    return data.StructLayout({"a": signed(a_bits), "c": signed(c_bits)})
+
+
+class Gelu(wiring.Component):
+    """GELU on a stream of ``lanes``-wide beats.
+
+    Parameters
+    ----------
+    cfg : DesignConfig
+        Formats, lanes and table from ``cfg.hardware.gelu``.
+    tag_bits : int
+        Width of the passthrough ``tag`` field (default 1: a ``last`` flag).
+
+    Members
+    -------
+    i : In(stream.Signature(input_layout(...)))
+        Input beats; ``ready`` whenever the pipeline can advance.
+    o : Out(stream.Signature(output_layout(...)))
+        ``GELU`` of each input beat, in order, 3 cycles after it was accepted (no stalls).
+    """
+
+    def __init__(self, cfg: DesignConfig, tag_bits: int = 1):
+        self.ge = cfg.hardware.gelu
+        self.tag_bits = tag_bits
+        super().__init__({
+            "i": In(stream.Signature(input_layout(self.ge, tag_bits))),
+            "o": Out(stream.Signature(output_layout(self.ge, tag_bits))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        ge = self.ge
+        seg = segmentation(ge)
+        s, p = seg.fine_shift, seg.pos_bits
+        relu_shift = ge.table_frac_bits + p - ge.input_frac_bits     # ReLU into table units
+        out_shift = ge.table_frac_bits + p - ge.output_frac_bits     # final rounding shift
+        layout = rom_layout(ge)
+
+        m = Module()
+        m.submodules.rom = rom = Memory(
+            shape=layout, depth=ge.table_entries,
+            init=[{"a": int(a), "c": int(c)} for a, c in gelu_table(ge)])
+
+        # The whole pipeline advances together, whenever the output register can take a beat.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+
+        valid1, valid2 = Signal(), Signal()
+        tag1 = Signal(self.tag_bits, reset_less=True)
+        tag2 = Signal(self.tag_bits, reset_less=True)
+        with m.If(advance):
+            m.d.sync += [valid1.eq(self.i.valid), valid2.eq(valid1), self.o.valid.eq(valid2),
+                         tag1.eq(self.i.payload.tag), tag2.eq(tag1),
+                         self.o.payload.tag.eq(tag2)]
+
+        for lane in range(ge.lanes):
+            x = self.i.payload.data[lane]
+
+            # Stage 1: segment of |x|, ROM read, ReLU.
+            u = Signal(unsigned(ge.input_bits), name=f"u{lane}")
+            fine = Signal(name=f"fine{lane}")
+            index = Signal(range(ge.table_entries), name=f"index{lane}")
+            m.d.comb += [
+                u.eq(Mux(x < 0, -x, x)),
+                fine.eq(u < seg.fine_end),
+                index.eq(Mux(fine, u >> s, (u >> (s + 1)) + seg.coarse_base)),
+            ]
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
+
+            f1 = Signal(unsigned(p), name=f"f1_{lane}", reset_less=True)
+            in_table1 = Signal(name=f"in_table1_{lane}", reset_less=True)
+            relu1 = Signal(unsigned(ge.input_bits - 1), name=f"relu1_{lane}", reset_less=True)
+            with m.If(advance):
+                m.d.sync += [
+                    f1.eq(Mux(fine, u[:s] << 1, u[:s + 1])),
+                    in_table1.eq(u < seg.table_end),
+                    relu1.eq(Mux(x < 0, 0, x)),
+                ]
+
+            # Stage 2: the lane's multiplier, and the rest of the sum with the rounding half.
+            word = port.data
+            a = Mux(in_table1, word.a, 0)
+            c = Mux(in_table1, word.c, 0)
+            half = 1 << (out_shift - 1) if out_shift > 0 else 0
+            base = (relu1 << relu_shift) - (a << p) + half
+            prod2 = Signal(signed(len(word.c) + p + 1), name=f"prod2_{lane}", reset_less=True)
+            base2 = Signal(signed(len(base)), name=f"base2_{lane}", reset_less=True)
+            with m.If(advance):
+                m.d.sync += [prod2.eq(c * f1), base2.eq(base)]
+
+            # Stage 3: subtract, round (shift), saturate.
+            acc = base2 - prod2
+            y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
+            lo, hi = smin(ge.output_bits), smax(ge.output_bits)
+            with m.If(advance):
+                m.d.sync += self.o.payload.data[lane].eq(
+                    Mux(y > hi, hi, Mux(y < lo, lo, y)))
+        return m
