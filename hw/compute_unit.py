@@ -1,0 +1,124 @@
+"""The shared compute unit: one quantised linear layer ``y = requantise(x @ w + bias)`` at a time,
+with its dimensions set per command, so one instance serves every linear layer of the model."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.compute_unit_layouts import Layouts
+from hw.mac_array import MacArray
+from hw.requantise import Requantiser
+from moeaccel.config import DesignConfig
+
+
+class ComputeUnit(wiring.Component):
+    """Quantised GEMM ``y[m, n] = requantise(bias[n] + x[m, k] @ w[k, n])`` on a ``rows x cols``
+    output-stationary int MAC array (``hardware.compute_unit``), bit-exact with
+    :func:`golden.linear.linear` (``out_bits = operand_bits``, or GELU's input width when the
+    command's ``wide`` is set).
+
+    A ``cmd`` beat starts a GEMM of ``m`` tokens, reduction ``k`` and ``n`` outputs (each
+    1..``max_dim``; zero is not allowed), with its requantisation ``multiplier`` and ``shift``
+    (0..``requant_max_shift``). The GEMM is cut into output tiles of ``rows`` tokens x ``cols``
+    outputs, token tiles outer and output tiles inner: tile ``(i, j)`` covers tokens
+    ``i*rows ..`` and outputs ``j*cols ..``. For each tile, in order:
+
+    * ``bias``: one beat, ``bias[j*cols + c]`` in lane ``c``;
+    * ``act`` and ``weight``: ``k`` beats each, taken together (one array step per pair):
+      step ``kk`` carries ``x[i*rows + r, kk]`` in act lane ``r`` and ``w[kk, j*cols + c]`` in
+      weight lane ``c``. Lanes past ``m`` or ``n`` in a partial tile are don't-care.
+    * ``out``: one beat per valid token row of the tile, ``row`` = token index, lane ``c`` =
+      ``y[row, j*cols + c]`` (lanes past ``n`` are don't-care), ``last`` on the GEMM's final beat.
+
+    Timing (equal to :mod:`sim.timing.compute_unit`, asserted by ``tests/hw``): one array step per
+    cycle when fed; a tile's results drain (one row per cycle) while the next tile accumulates, so
+    with ``k >= rows + 3`` the array never waits; the last output of a tile is valid
+    ``latency(cfg) + rows - 1`` cycles after its last step; a GEMM takes ``gemm_cycles(cfg, m, k,
+    n)`` from the command handshake to its last output. A new command is accepted the cycle after
+    the previous GEMM's last step, while its results still drain.
+
+    Members
+    -------
+    cmd : In(stream of ``Layouts.command``)
+    act : In(stream of ``Layouts.act``)
+    weight : In(stream of ``Layouts.weight``)
+    bias : In(stream of ``Layouts.bias``)
+    out : Out(stream of ``Layouts.out``)
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = Layouts(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(lay.command)),
+            "act": In(stream.Signature(lay.act)),
+            "weight": In(stream.Signature(lay.weight)),
+            "bias": In(stream.Signature(lay.bias)),
+            "out": Out(stream.Signature(lay.out)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cu = self.cfg.hardware.compute_unit
+        m.submodules.array = array = MacArray(self.cfg)
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg)
+        wiring.connect(m, array.drain, requantiser.i)
+        wiring.connect(m, requantiser.o, wiring.flipped(self.out))
+
+        # the running command and the position of the next array step
+        busy = Signal()
+        command = Signal(self.layouts.command)
+        k_last = Signal.like(command.k)          # k - 1
+        kk = Signal.like(command.k)               # reduction index of the next step
+        rows_left = Signal.like(command.m)        # tokens from this tile on
+        cols_left = Signal.like(command.n)        # outputs from this tile on
+        row_base = Signal.like(command.m)
+
+        first = kk == 0
+        last = kk == k_last
+        last_col_tile = cols_left <= cu.cols
+        last_row_tile = rows_left <= cu.rows
+        step = Signal()
+        m.d.comb += [
+            step.eq(busy & self.act.valid & self.weight.valid & (~first | self.bias.valid)
+                    & (~last | ~array.shadow_busy)),
+            self.act.ready.eq(step),
+            self.weight.ready.eq(step),
+            self.bias.ready.eq(step & first),
+            self.cmd.ready.eq(~busy),
+
+            array.step_valid.eq(step),
+            array.a.eq(self.act.p),
+            array.w.eq(self.weight.p),
+            array.bias.eq(self.bias.p),
+            array.first.eq(first),
+            array.last.eq(last),
+            array.tile.row_base.eq(row_base),
+            array.tile.rows.eq(Mux(last_row_tile, rows_left, cu.rows)),
+            array.tile.multiplier.eq(command.multiplier),
+            array.tile.shift.eq(command.shift),
+            array.tile.wide.eq(command.wide),
+            array.tile.last.eq(last_col_tile & last_row_tile),
+        ]
+
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), k_last.eq(self.cmd.p.k - 1),
+                         kk.eq(0), rows_left.eq(self.cmd.p.m), cols_left.eq(self.cmd.p.n),
+                         row_base.eq(0)]
+        with m.If(step):
+            with m.If(~last):
+                m.d.sync += kk.eq(kk + 1)
+            with m.Else():
+                m.d.sync += kk.eq(0)
+                with m.If(~last_col_tile):
+                    m.d.sync += cols_left.eq(cols_left - cu.cols)
+                with m.Else():
+                    m.d.sync += cols_left.eq(command.n)
+                    with m.If(last_row_tile):
+                        m.d.sync += busy.eq(0)
+                    with m.Else():
+                        m.d.sync += [rows_left.eq(rows_left - cu.rows),
+                                     row_base.eq(row_base + cu.rows)]
+        return m

@@ -1,0 +1,119 @@
+"""The output-stationary ``rows x cols`` MAC array with double-buffered accumulators."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.compute_unit_layouts import Layouts
+from moeaccel.config import DesignConfig
+from sim.timing import compute_unit as timing
+
+
+class MacArray(wiring.Component):
+    """``rows x cols`` multiply-accumulate cells; cell ``(r, c)`` accumulates token ``r`` times
+    output feature ``c`` of the current tile.
+
+    Every cycle with ``step_valid`` high is one array step: all ``rows * cols`` cells multiply
+    ``a[r] * w[c]`` and add the product to their accumulator; on a tile's ``first`` step the
+    accumulator starts from ``bias[c]`` (bias preload) instead of its old value. On a tile's
+    ``last`` step the finished sums go to the shadow bank, which drains the tile's ``tile.rows``
+    valid rows, one row of ``cols`` accumulators per ``drain`` handshake, while the next tile
+    accumulates.
+
+    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 3 registers): operand registers (each
+    ``a[r]`` drives the ``cols`` multipliers of its row and each ``w[c]`` the ``rows`` of its
+    column: fan-out ``cols``/``rows``, never ``rows * cols``) -> product registers -> accumulators
+    and shadow bank. Throughput one step per cycle. The controller must not assert a ``last`` step
+    while ``shadow_busy`` is high (the shadow bank still drains or a capture is in flight).
+
+    Members
+    -------
+    step_valid, a, w, bias, first, last, tile : In
+        One array step (``bias`` is read on ``first`` steps only, ``tile`` on ``last`` steps).
+    shadow_busy : Out(1)
+        A ``last`` step may not be issued this cycle.
+    drain : Out(stream)
+        Rows of finished accumulators with their tile's requantisation settings.
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = Layouts(cfg)
+        super().__init__({
+            "step_valid": In(1),
+            "a": In(lay.act),
+            "w": In(lay.weight),
+            "bias": In(lay.bias),
+            "first": In(1),
+            "last": In(1),
+            "tile": In(lay.tile),
+            "shadow_busy": Out(1),
+            "drain": Out(stream.Signature(lay.drain)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cu = self.cfg.hardware.compute_unit
+        rows, cols, lay = cu.rows, cu.cols, self.layouts
+        assert timing.ARRAY_STAGES == 3
+
+        # stage 0: operand registers
+        a0 = Signal(lay.act)
+        w0 = Signal(lay.weight)
+        bias0 = Signal(lay.bias)
+        valid0, first0, last0 = Signal(), Signal(), Signal()
+        tile0 = Signal(lay.tile)
+        m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile),
+                     valid0.eq(self.step_valid), first0.eq(self.step_valid & self.first),
+                     last0.eq(self.step_valid & self.last)]
+
+        # stage 1: product registers (one multiplier per cell)
+        prod = [[Signal(signed(2 * cu.operand_bits), name=f"prod_{r}_{c}") for c in range(cols)]
+                for r in range(rows)]
+        bias1 = Signal(lay.bias)
+        valid1, first1, last1 = Signal(), Signal(), Signal()
+        tile1 = Signal(lay.tile)
+        for r in range(rows):
+            for c in range(cols):
+                m.d.sync += prod[r][c].eq(a0[r] * w0[c])
+        m.d.sync += [bias1.eq(bias0), tile1.eq(tile0),
+                     valid1.eq(valid0), first1.eq(first0), last1.eq(last0)]
+
+        # stage 2: accumulators, and the shadow bank on a tile's last step
+        acc_shape = signed(cu.accumulator_bits)
+        acc = [[Signal(acc_shape, name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}") for c in range(cols)]
+                  for r in range(rows)]
+        left = Signal(range(rows + 1))      # rows of the shadow bank still to drain
+        row = Signal.like(self.drain.p.row)
+        settings = Signal(lay.tile)
+        drain_fire = self.drain.valid & self.drain.ready
+        for r in range(rows):
+            for c in range(cols):
+                total = Signal(acc_shape, name=f"sum_{r}_{c}")
+                m.d.comb += total.eq(Mux(first1, bias1[c], acc[r][c]) + prod[r][c])
+                with m.If(valid1):
+                    m.d.sync += acc[r][c].eq(total)
+                with m.If(last1):
+                    m.d.sync += shadow[r][c].eq(total)
+                with m.Elif(drain_fire):
+                    m.d.sync += shadow[r][c].eq(shadow[r + 1][c] if r + 1 < rows else 0)
+        with m.If(last1):
+            m.d.sync += [left.eq(tile1.rows), row.eq(tile1.row_base), settings.eq(tile1)]
+        with m.Elif(drain_fire):
+            m.d.sync += [left.eq(left - 1), row.eq(row + 1)]
+
+        m.d.comb += [
+            self.shadow_busy.eq((left != 0) | last0 | last1),
+            self.drain.valid.eq(left != 0),
+            self.drain.p.row.eq(row),
+            self.drain.p.multiplier.eq(settings.multiplier),
+            self.drain.p.shift.eq(settings.shift),
+            self.drain.p.wide.eq(settings.wide),
+            self.drain.p.last.eq(settings.last & (left == 1)),
+        ]
+        for c in range(cols):
+            m.d.comb += self.drain.p.acc[c].eq(shadow[0][c])
+        return m
