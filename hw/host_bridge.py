@@ -1,0 +1,401 @@
+"""The host bridge: runs the framed command protocol of :mod:`fpga.host.protocol` over a byte
+stream and hosts any number of accelerator blocks behind it.
+
+For every block it hosts, the bridge has one memory per stream member (see
+:mod:`hw.host_ports`): the host fills the input memories (WRITE), sets how many words each
+stream moves (LENGTH) and STARTs the block; the bridge then streams every input memory into the
+block and captures every output stream into its memory, both at one word per cycle under the
+block's valid/ready, and counts cycles until the last expected output word. The host polls
+STATUS and READs the output memories. Any block with ``amaranth.lib.stream`` ports plugs in
+without changes: payload widths come from the port signatures.
+
+Timing: STATUS ``cycles`` = 1 (memory read) + the block's cycles from first input to last output;
+``first_out`` counts to the first output word the same way. Requests are parsed at one byte per
+cycle; the byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
+"""
+
+
+from typing import Mapping
+
+from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import ResetInserter
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fpga.host.protocol import SYNC_REQUEST, SYNC_RESPONSE, VERSION, Op, Status
+from hw.host_ports import Port, PortKind, map_digest, port_map
+
+ARG_BYTES = 5  # the longest fixed request header: READ's port, addr, count
+
+
+def _times_const(value, k: int):
+    """``value * k`` for a small constant ``k`` as shifts and adds (never a DSP multiplier)."""
+    terms = [value << i for i in range(k.bit_length()) if k >> i & 1]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+class HostBridge(wiring.Component):
+    """Protocol engine plus per-block input/output memories and sequencers.
+
+    Parameters
+    ----------
+    blocks : mapping of name -> wiring.Component
+        The blocks to host (block number = position); each becomes a submodule.
+    depth : int
+        Words per stream memory (at most 65536).
+    frame_timeout : int
+        Cycles of silence after which a half-received request is dropped.
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Request bytes from the host.
+    tx : Out(stream.Signature(8))
+        Response bytes to the host.
+    busy : Out(1)
+        Some block is running.
+    """
+
+    rx: In(stream.Signature(8))
+    tx: Out(stream.Signature(8))
+    busy: Out(1)
+
+    def __init__(self, blocks: Mapping[str, wiring.Component], depth: int = 256,
+                 frame_timeout: int = 1 << 22):
+        if not 1 <= depth <= 1 << 16:
+            raise ValueError(f"depth {depth} outside 1..65536")
+        self.blocks = dict(blocks)
+        self.depth = depth
+        self.frame_timeout = frame_timeout
+        self.ports: list[Port] = port_map({n: b.signature for n, b in self.blocks.items()}, depth)
+        self.digest = map_digest(self.ports)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        ports, nblocks = self.ports, len(self.blocks)
+        max_wb = max((p.word_bytes for p in ports), default=1)
+
+        # ---- request parsing state ------------------------------------------------------------
+        op = Signal(8)
+        length = Signal(16)
+        received = Signal(16)             # payload bytes so far
+        total = Signal(8)                 # running checksum
+        args = [Signal(8, name=f"arg{i}") for i in range(ARG_BYTES)]
+        port_sel, block_sel = args[0], args[0]
+        addr = Cat(args[1], args[2])
+        count = Cat(args[3], args[4])     # READ word count
+        set_len = Cat(args[1], args[2])   # LENGTH word count
+        stage = Signal(8 * max_wb)        # WRITE data: bytes shift in from the top
+        byte_idx = Signal(range(max_wb + 1))
+        waddr = Signal(17)
+        wpending = Signal()
+        bad_write = Signal()
+        idle = Signal(range(self.frame_timeout + 1))
+
+        # ---- what the selected port is (comb) ------------------------------------------------
+        p_valid, p_host_writes, p_host_reads, p_stream = Signal(), Signal(), Signal(), Signal()
+        p_wb = Signal(range(max_wb + 1))
+        p_depth = Signal(17)
+        p_block = Signal(range(max(nblocks, 1)))
+        p_word = Signal(8 * max_wb)       # the assembled WRITE word, aligned to bit 0
+        with m.Switch(port_sel):
+            for p in ports:
+                with m.Case(p.number):
+                    m.d.comb += [p_valid.eq(1), p_host_writes.eq(p.kind.host_writes),
+                                 p_host_reads.eq(not p.kind.host_writes),
+                                 p_stream.eq(p.kind.is_stream), p_wb.eq(p.word_bytes),
+                                 p_depth.eq(p.depth), p_block.eq(p.block_index),
+                                 p_word.eq(stage >> 8 * (max_wb - p.word_bytes))]
+
+        # ---- per-block sequencers ----------------------------------------------------------------
+        start = Signal(max(nblocks, 1))
+        abort = Signal(max(nblocks, 1))
+        running = Signal(max(nblocks, 1))
+        done = Signal(max(nblocks, 1))
+        cycles = [Signal(32, name=f"cycles{b}") for b in range(nblocks)]
+        first_out = [Signal(32, name=f"first_out{b}") for b in range(nblocks)]
+        moved: dict[int, Signal] = {}      # stream port number -> words moved
+        lengths: dict[int, Signal] = {}    # stream port number -> words to move
+        host_rdata: dict[int, object] = {}  # port number -> value the host READs
+        write_en: dict[int, Signal] = {}   # port number -> host write strobe
+
+        for b, (name, block) in enumerate(self.blocks.items()):
+            m.submodules[f"block_{name}"] = ResetInserter({"sync": abort[b]})(block)
+            finished, out_taken = [], []
+            for p in (p for p in ports if p.block_index == b):
+                member = getattr(block, p.member)
+                write_en[p.number] = we = Signal(name=f"we_{p.number}")
+                if not p.kind.is_stream:
+                    if p.kind is PortKind.REGISTER_IN:
+                        reg = Signal(p.width, name=f"reg_{name}_{p.member}")
+                        with m.If(we):
+                            m.d.sync += reg.eq(p_word)
+                        m.d.comb += member.eq(reg)
+                    else:
+                        host_rdata[p.number] = Value.cast(member)
+                    continue
+                moved[p.number] = n = Signal(16, name=f"moved_{name}_{p.member}")
+                lengths[p.number] = want = Signal(16, name=f"length_{name}_{p.member}")
+                mem = Memory(shape=unsigned(p.width), depth=p.depth, init=[])
+                m.submodules[f"mem_{name}_{p.member}"] = mem
+                wp, rp = mem.write_port(), mem.read_port()
+                payload = Value.cast(member.payload)
+                if p.kind is PortKind.INPUT:     # host -> memory -> block
+                    m.d.comb += [wp.addr.eq(waddr), wp.data.eq(p_word), wp.en.eq(we)]
+                    valid = Signal(name=f"valid_{name}_{p.member}")
+                    nxt = Signal(16, name=f"next_{name}_{p.member}")
+                    m.d.comb += [rp.addr.eq(nxt), rp.en.eq(~valid | member.ready)]
+                    with m.If(rp.en):
+                        m.d.sync += valid.eq(running[b] & (nxt < want))
+                        with m.If(running[b] & (nxt < want)):
+                            m.d.sync += nxt.eq(nxt + 1)
+                    if not isinstance(member.valid, Const):
+                        m.d.comb += member.valid.eq(valid)
+                    m.d.comb += payload.eq(rp.data)
+                    with m.If(valid & member.ready):
+                        m.d.sync += n.eq(n + 1)
+                    with m.If(start[b] | abort[b]):
+                        m.d.sync += [nxt.eq(0), valid.eq(0), n.eq(0)]
+                else:                             # block -> memory -> host
+                    take = running[b] & (n < want)
+                    if not isinstance(member.ready, Const):
+                        m.d.comb += member.ready.eq(take)
+                    m.d.comb += [wp.addr.eq(n), wp.data.eq(payload),
+                                 wp.en.eq(member.valid & take)]
+                    with m.If(member.valid & take):
+                        m.d.sync += n.eq(n + 1)
+                    with m.If(start[b] | abort[b]):
+                        m.d.sync += n.eq(0)
+                    out_taken.append(member.valid & take)
+                    host_rdata[p.number] = rp.data
+                    m.d.comb += rp.addr.eq(waddr)
+                finished.append(n == want)
+
+            all_done = Cat(*finished).all() if finished else Const(1)
+            any_out = Cat(*out_taken).any() if out_taken else Const(0)
+            got_first = Signal(name=f"got_first{b}")
+            with m.If(running[b]):
+                with m.If(all_done):
+                    m.d.sync += [running[b].eq(0), done[b].eq(1)]
+                with m.Else():
+                    m.d.sync += cycles[b].eq(cycles[b] + 1)
+                with m.If(any_out & ~got_first):
+                    m.d.sync += [got_first.eq(1), first_out[b].eq(cycles[b] + 1)]
+            with m.If(start[b]):
+                m.d.sync += [running[b].eq(1), done[b].eq(0), cycles[b].eq(0),
+                             first_out[b].eq(0), got_first.eq(0)]
+            with m.If(abort[b]):
+                m.d.sync += [running[b].eq(0), done[b].eq(0)]
+        m.d.comb += self.busy.eq(running.any())
+
+        # ---- WRITE: one memory word (or register) per word_bytes data bytes ----------------------
+        for number, we in write_en.items():
+            m.d.comb += we.eq(wpending & (port_sel == number) & p_host_writes & ~waddr[16]
+                              & (waddr < p_depth))
+        with m.If(wpending):
+            m.d.sync += [wpending.eq(0), waddr.eq(waddr + 1)]
+            with m.If(~p_host_writes | (waddr >= p_depth)):
+                m.d.sync += bad_write.eq(1)
+
+        # ---- request validation, evaluated when the checksum byte has arrived -------------------
+        blk_ok = block_sel < nblocks
+        blk_running = Signal()
+        m.d.comb += blk_running.eq(running.bit_select(block_sel, 1) & blk_ok)
+        args_ok = Signal()
+        busy = Signal()
+        with m.Switch(op):
+            with m.Case(Op.INFO):
+                m.d.comb += args_ok.eq(length == 0)
+            with m.Case(Op.WRITE):
+                m.d.comb += args_ok.eq((length >= 3) & p_valid & p_host_writes & (byte_idx == 0)
+                                       & ~bad_write & ~wpending)
+            with m.Case(Op.READ):
+                m.d.comb += args_ok.eq((length == 5) & p_valid & p_host_reads
+                                       & (addr + count <= p_depth))
+            with m.Case(Op.LENGTH):
+                m.d.comb += [args_ok.eq((length == 3) & p_valid & p_stream & (set_len <= p_depth)),
+                             busy.eq(running.bit_select(p_block, 1))]
+            with m.Case(Op.START):
+                m.d.comb += [args_ok.eq((length == 1) & blk_ok), busy.eq(blk_running)]
+            with m.Case(Op.STATUS, Op.ABORT):
+                m.d.comb += args_ok.eq((length == 1) & blk_ok)
+        known_op = Signal()
+        m.d.comb += known_op.eq(Cat(*[op == o for o in Op]).any())
+
+        # ---- response fields ----------------------------------------------------------------------
+        status = Signal(8)
+        rlen = Signal(16)
+        ridx = Signal(16)                # payload bytes sent
+        out_word = Signal(8 * max_wb)
+        wb_left = Signal(range(max_wb + 1))
+        words_left = Signal(16)
+
+        info_bytes = [Const(VERSION, 8), Const(len(ports), 8),
+                      *[Const(self.digest >> 8 * i & 0xFF, 8) for i in range(4)]]
+        status_byte = Signal(8)
+        with m.Switch(block_sel):
+            for b, name in enumerate(self.blocks):
+                fields = [Cat(running[b], done[b]), *[cycles[b].word_select(i, 8) for i in range(4)],
+                          *[first_out[b].word_select(i, 8) for i in range(4)]]
+                for p in ports:
+                    if p.block_index == b and p.kind.is_stream:
+                        fields += [moved[p.number][:8], moved[p.number][8:]]
+                with m.Case(b):
+                    with m.Switch(ridx):
+                        for i, f in enumerate(fields):
+                            with m.Case(i):
+                                m.d.comb += status_byte.eq(f)
+        status_len = Signal(16)
+        with m.Switch(block_sel):
+            for b in range(nblocks):
+                with m.Case(b):
+                    n_streams = sum(1 for p in ports if p.block_index == b and p.kind.is_stream)
+                    m.d.comb += status_len.eq(9 + 2 * n_streams)
+        read_len = Signal(16)
+        with m.Switch(port_sel):
+            for p in ports:
+                with m.Case(p.number):
+                    m.d.comb += read_len.eq(_times_const(count, p.word_bytes))
+        rdata = Signal(8 * max_wb)
+        with m.Switch(port_sel):
+            for number, value in host_rdata.items():
+                with m.Case(number):
+                    m.d.comb += rdata.eq(value)
+
+        def send(byte, then=None):
+            """Offer ``byte``; on acceptance add it to the checksum (and go to ``then``)."""
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+            with m.If(self.tx.ready):
+                m.d.sync += total.eq(total + byte)
+                if then is not None:
+                    m.next = then
+
+        # ---- the frame FSM ------------------------------------------------------------------------
+        got = self.rx.valid & self.rx.ready
+        byte = self.rx.payload
+        waiting = Signal()
+        with m.If(waiting & ~got):
+            m.d.sync += idle.eq(idle + 1)
+        with m.Else():
+            m.d.sync += idle.eq(0)
+        m.d.sync += [start.eq(0), abort.eq(0)]
+
+        with m.FSM(name="frame"):
+            with m.State("SYNC"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(got & (byte == SYNC_REQUEST)):
+                    m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0)]
+                    m.next = "CODE"
+            for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
+                                      ("LEN1", None, length[8:])):
+                with m.State(state):
+                    m.d.comb += [self.rx.ready.eq(1), waiting.eq(1)]
+                    with m.If(got):
+                        m.d.sync += [field.eq(byte), total.eq(total + byte)]
+                        if nxt is not None:
+                            m.next = nxt
+                        else:
+                            m.next = "PAYLOAD"
+                            with m.If(Cat(length[:8], byte) == 0):
+                                m.next = "CHECK"
+                    with m.If(idle == self.frame_timeout):
+                        m.next = "SYNC"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.rx.ready.eq(1), waiting.eq(1)]
+                with m.If(got):
+                    m.d.sync += [total.eq(total + byte), received.eq(received + 1)]
+                    with m.Switch(received):
+                        for i in range(ARG_BYTES):
+                            with m.Case(i):
+                                m.d.sync += args[i].eq(byte)
+                    with m.If(received == 2):
+                        m.d.sync += waddr.eq(Cat(args[1], byte))
+                    with m.If((op == Op.WRITE) & (received >= 3)):
+                        m.d.sync += stage.eq(Cat(stage[8:], byte))
+                        with m.If(byte_idx + 1 == p_wb):
+                            m.d.sync += [byte_idx.eq(0), wpending.eq(1)]
+                        with m.Else():
+                            m.d.sync += byte_idx.eq(byte_idx + 1)
+                    with m.If(received + 1 == length):
+                        m.next = "CHECK"
+                with m.If(idle == self.frame_timeout):
+                    m.next = "SYNC"
+            with m.State("CHECK"):
+                m.d.comb += [self.rx.ready.eq(~wpending), waiting.eq(1)]
+                with m.If(got):
+                    with m.If((total + byte)[:8] != 0):
+                        m.d.sync += status.eq(Status.BAD_CHECKSUM)
+                    with m.Elif(~known_op):
+                        m.d.sync += status.eq(Status.BAD_OPCODE)
+                    with m.Elif(~args_ok):
+                        m.d.sync += status.eq(Status.BAD_ARGUMENT)
+                    with m.Elif(busy):
+                        m.d.sync += status.eq(Status.BUSY)
+                    with m.Else():
+                        m.d.sync += status.eq(Status.OK)
+                    m.next = "EXECUTE"
+                with m.If(idle == self.frame_timeout):
+                    m.next = "SYNC"
+            with m.State("EXECUTE"):
+                m.d.sync += [ridx.eq(0), total.eq(0), waddr.eq(addr), words_left.eq(count),
+                             rlen.eq(0)]
+                with m.If(status == Status.OK):
+                    with m.Switch(op):
+                        with m.Case(Op.INFO):
+                            m.d.sync += rlen.eq(len(info_bytes))
+                        with m.Case(Op.READ):
+                            m.d.sync += rlen.eq(read_len)
+                        with m.Case(Op.STATUS):
+                            m.d.sync += rlen.eq(status_len)
+                        with m.Case(Op.LENGTH):
+                            with m.Switch(port_sel):
+                                for number, want in lengths.items():
+                                    with m.Case(number):
+                                        m.d.sync += want.eq(set_len)
+                        with m.Case(Op.START):
+                            m.d.sync += start.eq(1 << block_sel)
+                        with m.Case(Op.ABORT):
+                            m.d.sync += abort.eq(1 << block_sel)
+                m.next = "SEND_SYNC"
+            with m.State("SEND_SYNC"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(SYNC_RESPONSE)]
+                with m.If(self.tx.ready):
+                    m.next = "SEND_CODE"
+            with m.State("SEND_CODE"):
+                send(status, "SEND_LEN0")
+            with m.State("SEND_LEN0"):
+                send(rlen[:8], "SEND_LEN1")
+            with m.State("SEND_LEN1"):
+                send(rlen[8:], "SEND_PAYLOAD")
+                with m.If(self.tx.ready & (op == Op.READ) & (rlen != 0)):
+                    m.next = "READ_ADDR"
+            with m.State("SEND_PAYLOAD"):
+                with m.If(ridx == rlen):
+                    m.next = "SEND_CHECK"
+                with m.Else():
+                    send(Mux(op == Op.INFO, Cat(*info_bytes).word_select(ridx[:3], 8),
+                             status_byte))
+                    with m.If(self.tx.ready):
+                        m.d.sync += ridx.eq(ridx + 1)
+            with m.State("READ_ADDR"):      # the host read port sees waddr this cycle
+                m.next = "READ_LATCH"
+            with m.State("READ_LATCH"):
+                m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb)]
+                m.next = "READ_BYTES"
+            with m.State("READ_BYTES"):
+                send(out_word[:8])
+                with m.If(self.tx.ready):
+                    m.d.sync += [out_word.eq(out_word >> 8), wb_left.eq(wb_left - 1)]
+                    with m.If(wb_left == 1):
+                        m.d.sync += [waddr.eq(waddr + 1), words_left.eq(words_left - 1)]
+                        m.next = "READ_ADDR"
+                        with m.If(words_left == 1):
+                            m.next = "SEND_CHECK"
+            with m.State("SEND_CHECK"):
+                send(-total, "SYNC")
+        return m
