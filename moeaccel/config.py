@@ -82,7 +82,7 @@ class SoftmaxConfig:
     input_frac_bits: int = 8
     exp_table_entries: int = 64
     exp_frac_bits: int = 16
-    sum_frac_bits: int = 16
+    sum_frac_bits: int = 20
     recip_frac_bits: int = 24
     prob_frac_bits: int = 15
     max_row_length: int = 256
