@@ -1,0 +1,221 @@
+"""The accelerator's schedule: the ordered steps one inference executes, built from the config.
+
+A :class:`Step` is one command to the compute pipeline (a GEMM on the shared compute unit, with
+the softmax, GELU or router unit consuming its output stream when fused) together with the data it
+needs from DRAM first and the data it writes back after. :mod:`sim.timeline` plays the steps
+against the DRAM channel and the weight buffer; this module only decides what runs, in which
+order, for how many cycles.
+
+Per-block cycles come from :mod:`sim.timing` (the functions the RTL tests hold the hardware to);
+nothing here restates them. Composition rules (ours, documented here):
+
+* **Fused stream consumer.** When a unit consumes the compute unit's output stream (GELU after an
+  FFN's first GEMM, softmax after ``Q K^T`` row by row, the router after the gate GEMM token by
+  token), the step takes ``max(producer + consumer(one item), consumer(all items))``: the slower
+  of the two sets the pace, and the last item, available when the producer finishes, still
+  needs a lone item's time in the consumer. (An upper bound by at most the item's input beats;
+  to be replaced by the measured cycles of ``hw/moe_engine.py`` when it exists.)
+* **Attention** per layer: ``QKV = x Wqkv`` (weights from DRAM), then per head
+  ``S = Q K^T`` fused with the softmax (online softmax: the normalisation is folded into the
+  next GEMM, so it costs no extra pass), ``O = S V`` (K and V are on chip, no weight fetch), then
+  the projection ``O Wo``. LayerNorm and residual adds have no hardware block and are not timed.
+* **Dense MLP**: ``GELU(x W1) W2``.
+* **MoE layer** (Edge-MoE's expert-by-expert schedule): the gate GEMM ``x Wg`` (the task's gate
+  weights, no bias) fused with the router, which fills per-expert queues; then each shared expert
+  over all tokens; then each routed expert with a non-empty queue, in expert order:
+  ``GELU(x_q W1) W2`` over its queued tokens, the results scatter-accumulated into the output.
+  Empty experts are skipped (no fetch, no compute); each active expert's weights are fetched once
+  per layer; a routed expert's weights cannot be fetched before the router has finished (its
+  queues decide which experts run), the prefetch of the next expert's weights overlaps the
+  current expert's compute through the double-buffered weight slots.
+* Weight tiling and activation spills follow :mod:`sim.buffers`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from moeaccel.config import DesignConfig
+
+from . import buffers
+from .queues import ExpertQueues
+from .timing import compute_unit, gelu, router, softmax
+
+#: the blocks whose busy cycles are counted (``dram`` is counted by the timeline)
+BLOCKS = ("compute_unit", "softmax", "gelu", "router")
+
+
+class Step:
+    """One command to the compute pipeline and the DRAM traffic around it."""
+
+    __slots__ = ("label", "cycles", "weight_bytes", "act_read_bytes", "act_write_bytes", "after",
+                 "busy", "macs", "sram_read_bytes", "sram_write_bytes")
+
+    def __init__(self, label: str, cycles: int, *, weight_bytes: int = 0, act_read_bytes: int = 0,
+                 act_write_bytes: int = 0, after: int = -1, busy: tuple[int, int, int, int] = (0, 0, 0, 0),
+                 macs: int = 0, sram_read_bytes: int = 0, sram_write_bytes: int = 0):
+        self.label = label
+        #: cycles the compute pipeline is occupied, no stalls
+        self.cycles = cycles
+        #: weights fetched into a weight slot before the step can start
+        self.weight_bytes = weight_bytes
+        #: activations read from DRAM before the step can start
+        self.act_read_bytes = act_read_bytes
+        #: activations written to DRAM after the step
+        self.act_write_bytes = act_write_bytes
+        #: index of an earlier step that must finish before this step's DRAM reads are issued
+        self.after = after
+        #: busy cycles of each block in :data:`BLOCKS`
+        self.busy = busy
+        self.macs = macs
+        self.sram_read_bytes = sram_read_bytes
+        self.sram_write_bytes = sram_write_bytes
+
+    def __repr__(self) -> str:
+        return (f"Step({self.label!r}, cycles={self.cycles}, weights={self.weight_bytes}, "
+                f"read={self.act_read_bytes}, write={self.act_write_bytes}, after={self.after})")
+
+
+def fused(producer: int, consumer_cycles: int, consumer_last_item: int) -> int:
+    """Cycles of a producer stream feeding a consumer unit: the consumer's own pace, or the
+    producer's last output followed by the consumer's time for one lone item (element, row or
+    token), whichever is later."""
+    return max(producer + consumer_last_item, consumer_cycles)
+
+
+class ScheduleBuilder:
+    """Appends steps for layers of a model; ``steps`` is the result."""
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.steps: list[Step] = []
+        self._ob = buffers.operand_bytes(cfg)
+        self._rows = cfg.hardware.compute_unit.rows
+        self._cols = cfg.hardware.compute_unit.cols
+        self._residual_spills = buffers.residual_spills(cfg)
+        self._residual_bytes = cfg.model.tokens * cfg.model.embed_dim * self._ob
+        self._pending_read = 0   # a spilled intermediate the next step reads back from DRAM
+
+    # -- primitives ------------------------------------------------------------------------
+    def _add(self, step: Step) -> int:
+        step.act_read_bytes += self._pending_read
+        step.sram_write_bytes += self._pending_read
+        self._pending_read = 0
+        self.steps.append(step)
+        return len(self.steps) - 1
+
+    def _produce(self, step: Step, nbytes: int) -> None:
+        """``step`` leaves an intermediate of ``nbytes`` for the next step: spill it if needed."""
+        if buffers.intermediate_spills(self.cfg, nbytes):
+            step.act_write_bytes += nbytes
+            self._pending_read += nbytes
+
+    def _gemm(self, label: str, m: int, k: int, n: int, *, weight_bytes: int, read_bytes: int,
+              after: int, consumer: str | None) -> Step:
+        """One compute-unit command ``m x k x n``, optionally fused with a stream consumer."""
+        cfg, ob = self.cfg, self._ob
+        cu = compute_unit.gemm_cycles(cfg, m, k, n)
+        busy = [cu, 0, 0, 0]
+        cycles = cu
+        if consumer == "gelu":
+            busy[2] = gelu.cycles(cfg, m * n)
+            cycles = fused(cu, busy[2], gelu.cycles(cfg, 1))
+        elif consumer == "softmax":
+            busy[1] = softmax.cycles(cfg, m, n)
+            cycles = fused(cu, busy[1], softmax.cycles(cfg, 1, n))
+        elif consumer == "router":
+            busy[3] = router.cycles(cfg, m)
+            cycles = fused(cu, busy[3], router.cycles(cfg, 1))
+        # Output-stationary: each weight tile is read once per token tile, each activation tile
+        # once per output-column tile; results are written once; fetched data is written once.
+        token_tiles = -(-m // self._rows)
+        col_tiles = -(-n // self._cols)
+        sram_read = k * n * ob * token_tiles + m * k * ob * col_tiles
+        sram_write = m * n * ob + weight_bytes + read_bytes
+        return Step(label, cycles, weight_bytes=weight_bytes, act_read_bytes=read_bytes,
+                    after=after, busy=tuple(busy), macs=m * k * n,
+                    sram_read_bytes=sram_read, sram_write_bytes=sram_write)
+
+    def linear(self, label: str, m: int, k: int, n: int, *, bias: bool = True,
+               consumer: str | None = None, reads_residual: bool = False, after: int = -1) -> int:
+        """``y = x W (+ b)`` with ``W`` fetched from DRAM, tiled by columns to fit a weight slot.
+        Returns the index of the last step."""
+        read = m * k * self._ob if (reads_residual and self._residual_spills) else 0
+        last = -1
+        for i, chunk in enumerate(buffers.column_chunks(self.cfg, k, n, bias)):
+            step = self._gemm(f"{label}[{i}]" if chunk != n else label, m, k, chunk,
+                              weight_bytes=buffers.weight_matrix_bytes(self.cfg, k, chunk, bias),
+                              read_bytes=read, after=after, consumer=consumer)
+            last = self._add(step)
+        self._produce(self.steps[last], m * n * self._ob)
+        return last
+
+    def on_chip_gemm(self, label: str, m: int, k: int, n: int, consumer: str | None = None) -> int:
+        """A GEMM whose both operands are already on chip (attention scores and context)."""
+        step = self._gemm(label, m, k, n, weight_bytes=0, read_bytes=0, after=-1, consumer=consumer)
+        index = self._add(step)
+        self._produce(step, m * n * self._ob)
+        return index
+
+    def transfer(self, label: str, read: int = 0, write: int = 0) -> int:
+        """A pure DRAM transfer (model input in, model output out)."""
+        step = Step(label, 0, act_read_bytes=read, act_write_bytes=write,
+                    sram_write_bytes=read, sram_read_bytes=write)
+        return self._add(step)
+
+    def end_layer(self) -> None:
+        """The layer output becomes the next layer's input: spill it if it does not fit."""
+        if self._residual_spills:
+            self.steps[-1].act_write_bytes += self._residual_bytes
+            self._pending_read = 0  # the next layer's readers fetch it themselves
+
+    # -- layers ------------------------------------------------------------------------------
+    def attention(self, layer: int) -> None:
+        m = self.cfg.model
+        t, d, hd = m.tokens, m.embed_dim, m.head_dim
+        self.linear(f"L{layer}.qkv", t, d, 3 * d, reads_residual=True)
+        for h in range(m.heads):
+            self.on_chip_gemm(f"L{layer}.h{h}.scores", t, hd, t, consumer="softmax")
+            self.on_chip_gemm(f"L{layer}.h{h}.context", t, t, hd)
+        self.linear(f"L{layer}.proj", t, d, d)
+
+    def mlp(self, layer: int) -> None:
+        m = self.cfg.model
+        self.linear(f"L{layer}.mlp.w1", m.tokens, m.embed_dim, m.mlp_hidden, consumer="gelu",
+                    reads_residual=True)
+        self.linear(f"L{layer}.mlp.w2", m.tokens, m.mlp_hidden, m.embed_dim)
+
+    def moe(self, layer: int, queues: ExpertQueues) -> None:
+        m = self.cfg.model
+        gate = self.linear(f"L{layer}.router", m.tokens, m.embed_dim, m.router_outputs, bias=False,
+                           consumer="router", reads_residual=True)
+        for s in range(m.shared_experts):
+            self._expert(f"L{layer}.shared{s}", m.tokens, after=-1)
+        for e in map(int, queues.kept.nonzero()[0]):
+            self._expert(f"L{layer}.expert{e}", int(queues.kept[e]), after=gate)
+
+    def _expert(self, label: str, tokens: int, after: int) -> None:
+        m = self.cfg.model
+        self.linear(f"{label}.w1", tokens, m.embed_dim, m.expert_hidden, consumer="gelu",
+                    reads_residual=True, after=after)
+        self.linear(f"{label}.w2", tokens, m.expert_hidden, m.embed_dim, after=after)
+
+
+def build(cfg: DesignConfig, layers: Iterable[int], queues: dict[int, ExpertQueues],
+          attention: bool) -> list[Step]:
+    """Steps of one inference over ``layers`` (MoE layers take their queues from ``queues``);
+    ``attention`` adds each layer's attention block (whole-model workloads)."""
+    b = ScheduleBuilder(cfg)
+    residual = cfg.model.tokens * cfg.model.embed_dim * buffers.operand_bytes(cfg)
+    b.transfer("input", read=residual)
+    moe_layers = set(cfg.model.moe_layers)
+    for layer in layers:
+        if attention:
+            b.attention(layer)
+        if layer in moe_layers:
+            b.moe(layer, queues[layer])
+        else:
+            b.mlp(layer)
+        b.end_layer()
+    b.transfer("output", write=residual)
+    return b.steps
