@@ -1,0 +1,185 @@
+"""Per-expert token queues: the router's output memory (expert-by-expert scheduling).
+
+Exactly :func:`golden.router.build_queues`: slots arrive in token order, then slot order; a slot
+naming a null expert (``>= experts``) is counted and not stored; a slot whose expert already
+holds ``model.expert_capacity`` tokens is counted as dropped; otherwise ``(token, gate)`` is
+appended to that expert's queue.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from moeaccel.config import DesignConfig
+
+
+def _bits(n: int) -> int:
+    """Bits of an unsigned counter that holds 0..n."""
+    return max(1, (n).bit_length())
+
+
+def _index_bits(n: int) -> int:
+    """Bits of an index 0..n-1."""
+    return max(1, ceil_log2(n))
+
+
+def gate_shape(cfg: DesignConfig) -> unsigned:
+    """A gate: unsigned probability with ``prob_frac_bits`` fraction bits, 0 ..= 1.0."""
+    return unsigned(cfg.hardware.softmax.prob_frac_bits + 1)
+
+
+def slot_layout(cfg: DesignConfig) -> data.StructLayout:
+    """One routing slot of a token: router output chosen (expert or null expert) and its gate;
+    ``last`` marks the token's final slot."""
+    return data.StructLayout({"expert": unsigned(_index_bits(cfg.model.router_outputs)),
+                              "gate": gate_shape(cfg), "last": unsigned(1)})
+
+
+def entry_layout(cfg: DesignConfig) -> data.StructLayout:
+    """One queue entry as read out: the expert, its queue length, the token and its gate.
+    ``last`` marks the expert's final entry, ``end`` the final entry of the layer."""
+    m = cfg.model
+    return data.StructLayout({
+        "expert": unsigned(_index_bits(m.experts)),
+        "count": unsigned(_bits(m.expert_capacity)),
+        "token": unsigned(_index_bits(m.tokens)),
+        "gate": gate_shape(cfg),
+        "last": unsigned(1),
+        "end": unsigned(1),
+    })
+
+
+def status_layout(cfg: DesignConfig) -> data.StructLayout:
+    """Counters of the last flushed layer: tokens, slots dropped by capacity, null-expert slots."""
+    slots = _bits(cfg.model.tokens * cfg.model.top_k)
+    return data.StructLayout({"tokens": unsigned(_bits(cfg.model.tokens)),
+                              "dropped": unsigned(slots), "null_slots": unsigned(slots)})
+
+
+class ExpertQueues(wiring.Component):
+    """Queue memory of ``experts * expert_capacity`` ``(token, gate)`` entries, one length
+    counter per expert, dropped/null counters; written one slot per cycle, then read out expert
+    by expert after a flush.
+
+    A layer holds at most ``model.tokens`` tokens (the token counter's range).
+
+    Members
+    -------
+    i : In(stream.Signature(slot_layout(cfg)))
+        Slots, one per cycle; not ready while a read-out is in progress.
+    flush : In(stream.Signature(0))
+        Ends the layer: accepted when no read-out is in progress and no slot is offered (the
+        caller makes sure the layer's slots are all in). Latches :attr:`status` and starts the read-out.
+    o : Out(stream.Signature(entry_layout(cfg)))
+        After a flush: for each non-empty expert in expert order, its entries in token order.
+        Nothing is sent for a layer with no entries.
+    status : Out(status_layout(cfg))
+        Counters of the last flushed layer.
+    busy : Out(1)
+        A read-out is in progress.
+
+    Timing: a slot is written in the cycle it is accepted. After the flush handshake (cycle 0)
+    the first entry is valid in cycle 2 and, with ``o`` always ready, one entry per cycle follows
+    (empty experts are skipped at no cost); ``busy`` falls the cycle after the final entry left.
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(slot_layout(cfg))),
+            "flush": In(stream.Signature(0)),
+            "o": Out(stream.Signature(entry_layout(cfg))),
+            "status": Out(status_layout(cfg)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        model = self.cfg.model
+        n_exp, cap = model.experts, model.expert_capacity
+        entry = data.StructLayout({"token": unsigned(_index_bits(model.tokens)),
+                                   "gate": gate_shape(self.cfg)})
+        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp * cap, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port()
+
+        counts = Array(Signal(range(cap + 1), name=f"count{e}") for e in range(n_exp))
+        token = Signal(range(model.tokens + 1))
+        slots = status_layout(self.cfg)
+        dropped = Signal(slots["dropped"].shape)
+        nulls = Signal(slots["null_slots"].shape)
+        reading = Signal()
+        m.d.comb += self.busy.eq(reading)
+
+        # ---- writing ---------------------------------------------------------------------
+        s = self.i.payload
+        count = counts[s.expert]
+        m.d.comb += [
+            self.i.ready.eq(~reading),
+            wr.addr.eq(s.expert * cap + count),
+            wr.data.token.eq(token),
+            wr.data.gate.eq(s.gate),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(s.expert >= n_exp):
+                m.d.sync += nulls.eq(nulls + 1)
+            with m.Elif(count == cap):
+                m.d.sync += dropped.eq(dropped + 1)
+            with m.Else():
+                m.d.comb += wr.en.eq(1)
+                m.d.sync += count.eq(count + 1)
+            with m.If(s.last):
+                m.d.sync += token.eq(token + 1)
+
+        # ---- read-out --------------------------------------------------------------------
+        # generator: (expert, index) of the next entry to read; the lowest non-empty expert
+        # above ``expert`` is found by a priority encoder, so empty experts cost nothing
+        expert = Signal(range(n_exp))
+        index = Signal(range(cap))
+        generating = Signal()
+        nonempty = Cat(c != 0 for c in counts)
+        first_e, any_e = Signal(range(n_exp)), Signal()
+        next_e, has_next = Signal(range(n_exp)), Signal()
+        for e in reversed(range(n_exp)):
+            with m.If(nonempty[e]):
+                m.d.comb += [first_e.eq(e), any_e.eq(1)]
+            with m.If(nonempty[e] & (expert < e)):
+                m.d.comb += [next_e.eq(e), has_next.eq(1)]
+
+        m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid)
+        with m.If(self.flush.valid & self.flush.ready):
+            m.d.sync += [
+                reading.eq(1), generating.eq(any_e), expert.eq(first_e), index.eq(0),
+                self.status.tokens.eq(token), self.status.dropped.eq(dropped),
+                self.status.null_slots.eq(nulls),
+                token.eq(0), dropped.eq(0), nulls.eq(0),
+            ]
+
+        # output register stage: the memory's read data plus the entry's metadata
+        advance = ~self.o.valid | self.o.ready
+        length = counts[expert]
+        last_of_expert = index == length - 1
+        m.d.comb += [rd.en.eq(advance), rd.addr.eq(expert * cap + index)]
+        m.d.comb += [self.o.payload.token.eq(rd.data.token), self.o.payload.gate.eq(rd.data.gate)]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(generating)
+            m.d.sync += [self.o.payload.expert.eq(expert), self.o.payload.count.eq(length),
+                         self.o.payload.last.eq(last_of_expert),
+                         self.o.payload.end.eq(last_of_expert & ~has_next)]
+            with m.If(generating):
+                with m.If(~last_of_expert):
+                    m.d.sync += index.eq(index + 1)
+                with m.Elif(has_next):
+                    m.d.sync += [expert.eq(next_e), index.eq(0)]
+                with m.Else():
+                    m.d.sync += generating.eq(0)
+
+        # the read-out ends when the generator is done and the output register is empty (or
+        # its beat leaves); the counters are cleared for the next layer then
+        with m.If(reading & ~generating & (~self.o.valid | self.o.ready)):
+            m.d.sync += reading.eq(0)
+            m.d.sync += [c.eq(0) for c in counts]
+        return m
