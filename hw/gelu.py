@@ -34,7 +34,11 @@ from golden.gelu import gelu_table, segmentation, table_field_bits
 from moeaccel.config import DesignConfig, GeluConfig
 
 
-def input_layout(ge: GeluConfig, tag_bits: int) -> data.StructLayout:
+#: Default width of the passthrough ``tag`` (a ``last`` flag).
+DEFAULT_TAG_BITS = 1
+
+
+def input_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS) -> data.StructLayout:
     """Input beat: ``data`` (``lanes`` signed inputs, lane ``k`` in bits ``[k*w, (k+1)*w)``) and a
     ``tag`` passed through unchanged (e.g. a ``last`` flag or a column index)."""
     return data.StructLayout({
@@ -43,7 +47,7 @@ def input_layout(ge: GeluConfig, tag_bits: int) -> data.StructLayout:
     })
 
 
-def output_layout(ge: GeluConfig, tag_bits: int) -> data.StructLayout:
+def output_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS) -> data.StructLayout:
     """Output beat: ``data`` (``lanes`` signed outputs) and the input beat's ``tag``."""
     return data.StructLayout({
         "data": data.ArrayLayout(signed(ge.output_bits), ge.lanes),
@@ -75,7 +79,7 @@ class Gelu(wiring.Component):
         ``GELU`` of each input beat, in order, 3 cycles after it was accepted (no stalls).
     """
 
-    def __init__(self, cfg: DesignConfig, tag_bits: int = 1):
+    def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS):
         self.ge = cfg.hardware.gelu
         self.tag_bits = tag_bits
         super().__init__({
