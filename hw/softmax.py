@@ -1,0 +1,295 @@
+"""The single-pass softmax unit: rows of logits in, probabilities and ``{max, 1/sum}`` out.
+
+Arithmetic is exactly :mod:`golden.softmax` (base 2, integer running max, shift-rescaled sum, one
+reciprocal per row); widths come from :class:`golden.softmax.Formats`. Timing is exactly
+:mod:`sim.timing.softmax`; ``tests/hw/test_softmax.py`` checks both on Verilator.
+
+Structure (three row stages joined by queues, so consecutive rows overlap)::
+
+    i ──> accumulate ──{t, fl}──> row buffer (memory) ──> normalise ──> o
+              │                                              ^
+              └──{max, sum, n}──> row queue ──> reciprocal ──┘ {max, 1/sum, n}
+
+* **accumulate** (4 stages, never stalls once a beat is accepted): ``z = x * log2(e)``;
+  table read ``(T, D)`` at the fraction's top bits; ``t = T + D * r`` (interpolation); running
+  max/sum update, ``{t, fl}`` written to the row buffer. At the row's last element the row's
+  ``{max, sum, length}`` enters a 2-deep row queue. A new row is accepted only while fewer than
+  :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
+* **reciprocal**: a restoring divider, ``divider_bits_per_cycle`` quotient bits per cycle,
+  computes ``floor(2^(RF+SF) / sum)`` once per row.
+* **normalise** (3 stages, stalls as a whole on output back-pressure): reads the row's
+  ``{t, fl}`` back, ``p = round((t * R) >> (max - fl))``, saturated to 1.0.
+
+The row buffer holds ``(ROW_CREDITS + 2) * max_row_length`` entries rounded up to a power of
+two: rows in flight are at most the credited ones, the one in the divider and the one being
+read, so the buffer can never overflow and needs no full flag.
+
+Parameters
+----------
+cfg : DesignConfig
+    ``cfg.hardware.softmax`` sets every width and size. Only ``lanes == 1`` is implemented.
+
+Members
+-------
+i : In(stream.Signature(input_layout))
+    Logits, one per beat: ``logit`` (signed ``input_bits``, ``input_frac_bits`` fraction bits)
+    and ``last`` (ends the row). A row is also ended after ``max_row_length`` elements.
+o : Out(stream.Signature(output_layout))
+    Probabilities in input order, one per beat: ``prob`` (unsigned, ``prob_frac_bits`` fraction
+    bits, <= 1.0), ``last`` (the row's last element) and, constant over the row, ``max`` (the
+    integer base-2 row maximum ``m``) and ``recip`` (``1/sum``, ``recip_frac_bits`` fraction
+    bits): a consumer that fuses the normalisation uses ``2^(z - max) * recip`` and may ignore
+    ``prob`` (attention A.V); one that wants probabilities ignores the pair (router).
+
+Timing (:mod:`sim.timing.softmax`)
+----------------------------------
+One element per cycle in and out. A lone row of ``n`` elements presents its first probability
+``n - 1 + latency`` cycles after its first logit was accepted, ``latency = 4 + ceil((RF+1) /
+divider_bits_per_cycle) + 2 + 3`` (22 with the default config). Rows stream back to back at
+``max(n, divider_interval)`` cycles per row (``divider_interval`` = 14 by default).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.softmax import Formats, exp2_table, table_field_bits
+from moeaccel.config import DesignConfig, SoftmaxConfig
+from moeaccel.errors import ConfigError
+from sim.timing import softmax as timing
+
+
+def input_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """Payload of the logit stream."""
+    return data.StructLayout({"logit": signed(sm.input_bits), "last": 1})
+
+
+def output_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """Payload of the probability stream (see :class:`Softmax`)."""
+    fm = Formats(sm)
+    return data.StructLayout({"prob": unsigned(fm.prob_bits), "max": signed(fm.fl_bits),
+                              "recip": unsigned(fm.recip_bits), "last": 1})
+
+
+def _row_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """One row in the queue between accumulate and the divider."""
+    fm = Formats(sm)
+    return data.StructLayout({"max": signed(fm.fl_bits), "sum": unsigned(fm.sum_bits),
+                              "length": range(sm.max_row_length + 1)})
+
+
+def _element_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """One row-buffer entry: ``2^frac`` and the integer exponent of an element."""
+    fm = Formats(sm)
+    return data.StructLayout({"t": unsigned(fm.t_bits), "fl": signed(fm.fl_bits)})
+
+
+def buffer_depth(sm: SoftmaxConfig) -> int:
+    """Row-buffer entries (see the module docstring)."""
+    need = (timing.ROW_CREDITS + 2) * sm.max_row_length
+    return 1 << (need - 1).bit_length()
+
+
+class Softmax(wiring.Component):
+    """Single-pass softmax over rows of a logit stream; see the module docstring."""
+
+    def __init__(self, cfg: DesignConfig):
+        sm = cfg.hardware.softmax
+        if sm.lanes != 1:
+            raise ConfigError("hardware.softmax.lanes", f"hw/softmax.py implements 1 lane, got {sm.lanes}")
+        if sm.divider_bits_per_cycle > sm.sum_frac_bits:
+            raise ConfigError("hardware.softmax.divider_bits_per_cycle",
+                              f"must be <= sum_frac_bits ({sm.sum_frac_bits})")
+        self._design = cfg
+        self._sm = sm
+        super().__init__({
+            "i": In(stream.Signature(input_layout(sm))),
+            "o": Out(stream.Signature(output_layout(sm))),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        sm, fm = self._sm, Formats(self._sm)
+        row = _row_layout(sm)
+        m.submodules.rows = rows = SyncFIFO(width=row.size, depth=timing.ROW_CREDITS)
+        m.submodules.buffer = buffer = Memory(shape=_element_layout(sm), depth=buffer_depth(sm),
+                                              init=[])
+        write = buffer.write_port()
+        read = buffer.read_port()
+        result, row_taken, handoff = self._reciprocal(m, rows, row)
+        self._accumulate(m, fm, rows, row, write, row_taken)
+        self._normalise(m, fm, read, result, handoff)
+        return m
+
+    # ------------------------------------------------------------------------------ accumulate
+    def _accumulate(self, m: Module, fm: Formats, rows: SyncFIFO, row: data.StructLayout,
+                    write, row_taken: Signal) -> None:
+        sm = self._sm
+        ef, pos_bits = sm.exp_frac_bits, fm.position_bits
+        addr_shape = range(buffer_depth(sm))
+        length_shape = range(sm.max_row_length + 1)
+
+        # Input handshake and row bookkeeping.
+        in_row = Signal()                               # an element of this row was accepted
+        count = Signal(length_shape)                    # elements accepted in this row
+        pending = Signal(range(timing.ROW_CREDITS + 1))  # rows started, not yet taken by D
+        wp = Signal(addr_shape)
+        m.d.comb += self.i.ready.eq(in_row | (pending < timing.ROW_CREDITS))
+        accept = self.i.valid & self.i.ready
+        first = ~in_row
+        last = self.i.payload.last | (count == sm.max_row_length - 1)
+        started = accept & first
+        m.d.sync += pending.eq(pending + started - row_taken)
+        with m.If(accept):
+            m.d.sync += [wp.eq(wp + 1), in_row.eq(~last), count.eq(Mux(last, 0, count + 1))]
+
+        # Stage 1: z = x * log2(e), rounded to EF fraction bits.
+        z_shape = signed(fm.z_bits)
+        prod = self.i.payload.logit * fm.log2e
+        if sm.input_frac_bits:
+            prod = (prod + (1 << (sm.input_frac_bits - 1))) >> sm.input_frac_bits
+        s1 = self._tags(m, "s1", addr_shape, length_shape)
+        z1 = Signal(z_shape)
+        m.d.sync += [s1.valid.eq(accept), s1.first.eq(first), s1.last.eq(last),
+                     s1.addr.eq(wp), s1.length.eq(count + 1), z1.eq(prod)]
+
+        # Stage 2: table read at the fraction's top bits (synchronous ROM).
+        t_bits, d_bits = table_field_bits(sm)
+        word = data.StructLayout({"t": unsigned(t_bits), "d": unsigned(d_bits)})
+        m.submodules.exp2 = rom = Memory(
+            shape=word, depth=sm.exp_table_entries,
+            init=[{"t": int(t), "d": int(d)} for t, d in exp2_table(sm)])
+        lookup = rom.read_port()
+        frac = z1[:ef]
+        m.d.comb += lookup.addr.eq(frac[pos_bits:])
+        s2 = self._tags(m, "s2", addr_shape, length_shape)
+        fl2 = Signal(signed(fm.fl_bits))
+        pos2 = Signal(pos_bits)
+        m.d.sync += [self._copy(s2, s1), fl2.eq(z1[ef:].as_signed()), pos2.eq(frac[:pos_bits])]
+
+        # Stage 3: t = T + round(D * r / 2^P).
+        interp = lookup.data.d * pos2
+        if pos_bits:
+            interp = (interp + (1 << (pos_bits - 1))) >> pos_bits
+        s3 = self._tags(m, "s3", addr_shape, length_shape)
+        t3 = Signal(fm.t_bits)
+        fl3 = Signal(signed(fm.fl_bits))
+        m.d.sync += [self._copy(s3, s2), t3.eq(lookup.data.t + interp), fl3.eq(fl2)]
+
+        # Stage 4: running max and sum; buffer write; the finished row into the row queue.
+        run_max = Signal(signed(fm.fl_bits))
+        run_sum = Signal(fm.sum_bits)
+        prev_max = Mux(s3.first, fl3, run_max)
+        prev_sum = Mux(s3.first, 0, run_sum)
+        up = Signal(signed(fm.fl_bits + 1))
+        m.d.comb += up.eq(fl3 - prev_max)
+        grow = up > 0
+        rescale = Mux(grow, up, 0).as_unsigned()
+        below = Mux(grow, 0, -up).as_unsigned()
+        term = (t3 << fm.sum_left) >> (below + fm.sum_right)
+        new_sum = Signal(fm.sum_bits)
+        new_max = Signal(signed(fm.fl_bits))
+        m.d.comb += [new_sum.eq((prev_sum >> rescale) + term), new_max.eq(Mux(grow, fl3, prev_max))]
+        with m.If(s3.valid):
+            m.d.sync += [run_max.eq(new_max), run_sum.eq(new_sum)]
+        m.d.comb += [write.en.eq(s3.valid), write.addr.eq(s3.addr),
+                     write.data.t.eq(t3), write.data.fl.eq(fl3)]
+        finished = row(rows.w_data)
+        m.d.comb += [rows.w_en.eq(s3.valid & s3.last), finished.max.eq(new_max),
+                     finished.sum.eq(new_sum), finished.length.eq(s3.length)]
+
+    @staticmethod
+    def _tags(m: Module, name: str, addr_shape, length_shape) -> data.View:
+        """Per-element tags carried along the accumulate pipeline."""
+        layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "addr": addr_shape,
+                                    "length": length_shape})
+        return Signal(layout, name=name)
+
+    @staticmethod
+    def _copy(dst: data.View, src: data.View):
+        return dst.as_value().eq(src.as_value())
+
+    # ------------------------------------------------------------------------------ reciprocal
+    def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout):
+        """The iterative divider. Returns the result (the row's ``max``, ``length`` and
+        ``recip``), the strobe that returns a row credit, and the handshake with normalise."""
+        sm, fm = self._sm, Formats(self._sm)
+        k = sm.divider_bits_per_cycle
+        iters = timing.divider_iterations(self._design)
+        busy = Signal()
+        done = Signal()
+        steps = Signal(range(iters + 1))
+        divisor = Signal(fm.sum_bits)
+        remainder = Signal(fm.sum_bits + 1)
+        quotient = Signal(iters * k)
+        hold = Signal(row)                               # the row's max and length
+        taken = Signal()                                 # B takes the result this cycle
+        handoff = data.View(data.StructLayout({"done": 1, "taken": 1}), Signal(2))
+        m.d.comb += [handoff.done.eq(done), taken.eq(handoff.taken)]
+
+        head = row(rows.r_data)
+        pop = rows.r_rdy & ~busy & (~done | taken)
+        m.d.comb += rows.r_en.eq(pop)
+        with m.If(taken):
+            m.d.sync += done.eq(0)
+        with m.If(pop):
+            m.d.sync += [busy.eq(1), steps.eq(iters), divisor.eq(head.sum),
+                         remainder.eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
+                         quotient.eq(0), hold.eq(head)]
+        with m.Elif(busy):
+            rem, quo = remainder, quotient
+            for _ in range(k):
+                shifted = rem << 1
+                fits = shifted >= divisor
+                rem = Mux(fits, shifted - divisor, shifted)[:len(remainder)]
+                quo = ((quo << 1) | fits)[:len(quotient)]
+            m.d.sync += [remainder.eq(rem), quotient.eq(quo), steps.eq(steps - 1)]
+            with m.If(steps == 1):
+                m.d.sync += [busy.eq(0), done.eq(1)]
+        result = {"max": hold.max, "length": hold.length, "recip": quotient[:fm.recip_bits]}
+        return result, pop, handoff
+
+    # ------------------------------------------------------------------------------ normalise
+    def _normalise(self, m: Module, fm: Formats, read, result: dict, handoff: data.View) -> None:
+        sm = self._sm
+        active = Signal()
+        remaining = Signal(range(sm.max_row_length + 1))
+        rp = Signal(range(buffer_depth(sm)))
+        row_max = Signal(signed(fm.fl_bits))
+        row_recip = Signal(fm.recip_bits)
+
+        advance = ~self.o.valid | self.o.ready
+        issue = active & advance
+        final = issue & (remaining == 1)
+        take = handoff.done & (~active | final)
+        m.d.comb += [handoff.taken.eq(take), read.addr.eq(rp), read.en.eq(advance)]
+        with m.If(issue):
+            m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1)]
+            with m.If(final):
+                m.d.sync += active.eq(0)
+        with m.If(take):
+            m.d.sync += [active.eq(1), remaining.eq(result["length"]), row_max.eq(result["max"]),
+                         row_recip.eq(result["recip"])]
+
+        # Stage 1 tags (aligned with the buffer's read data), stage 2 product, stage 3 output.
+        v1, last1 = Signal(), Signal()
+        max1, recip1 = Signal(signed(fm.fl_bits)), Signal(fm.recip_bits)
+        v2, last2 = Signal(), Signal()
+        max2, recip2 = Signal(signed(fm.fl_bits)), Signal(fm.recip_bits)
+        prod2 = Signal(fm.t_bits + fm.recip_bits)
+        drop2 = Signal(fm.fl_bits + 1)
+        rounded = ((prod2 >> drop2) + (1 << (fm.prob_shift - 1))) >> fm.prob_shift
+        one = 1 << sm.prob_frac_bits
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(issue), last1.eq(remaining == 1), max1.eq(row_max), recip1.eq(row_recip),
+                v2.eq(v1), last2.eq(last1), max2.eq(max1), recip2.eq(recip1),
+                prod2.eq(read.data.t * recip1), drop2.eq((max1 - read.data.fl).as_unsigned()),
+                self.o.valid.eq(v2), self.o.payload.last.eq(last2),
+                self.o.payload.max.eq(max2), self.o.payload.recip.eq(recip2),
+                self.o.payload.prob.eq(Mux(rounded > one, one, rounded)),
+            ]
