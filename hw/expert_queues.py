@@ -13,6 +13,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from golden.softmax import Formats
 from moeaccel.config import DesignConfig
 
 
@@ -28,7 +29,7 @@ def _index_bits(n: int) -> int:
 
 def gate_shape(cfg: DesignConfig) -> unsigned:
     """A gate: unsigned probability with ``prob_frac_bits`` fraction bits, 0 ..= 1.0."""
-    return unsigned(cfg.hardware.softmax.prob_frac_bits + 1)
+    return unsigned(Formats(cfg.hardware.softmax).prob_bits)
 
 
 def slot_layout(cfg: DesignConfig) -> data.StructLayout:

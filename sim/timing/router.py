@@ -1,67 +1,108 @@
-"""Timing of the router block (``hw/router.py``): logits in -> per-expert token queues.
+"""Timing of the router block (``hw/router.py``): router logits in -> per-expert token queues.
 
-Planned pipeline (refined to the RTL's measured cycles by ``tests/hw/test_router.py``):
+Pipeline (``R = experts + null_experts`` logits per token, one per beat; ``k = top_k``):
 
-* ``softmax_topk``: logits -> softmax over all ``R = experts + null_experts`` -> streaming
-  top-k of the probabilities -> queue writes (one (token, gate) entry per cycle).
-* ``topk_softmax``: logits -> streaming top-k of the logits -> softmax over the ``k`` chosen ->
-  queue writes.
+* ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``) over all ``R`` -> top-k
+  scan of the probabilities (one per cycle) -> ``k`` queue writes, one per cycle, starting the
+  cycle after the token's last probability.
+* ``topk_softmax``: logits -> top-k scan (one per cycle) -> the ``k`` chosen logits go to the
+  softmax unit as a row of ``k``, their ids to a small FIFO -> each probability is written to
+  its queue in the cycle it leaves the softmax. The scan stalls a token's last logit until the
+  previous token's ``k`` logits have all entered the softmax.
 
-Stages are decoupled by streams, so tokens overlap: the steady-state interval between tokens is
-the slowest stage's, and a layer of ``tokens`` tokens takes ``fill + tokens * interval`` cycles.
-After the last token the queues are read out (:func:`readout_cycles`), one entry per cycle.
+Queue writes never stall. After the last token a flush reads the queues out
+(:func:`readout_cycles`).
+
+Cycle convention (asserted against the RTL by ``tests/hw/test_router.py``): the cycle in which
+the first logit is accepted is cycle 0; with logits always offered, :func:`cycles` counts through
+the last queue write inclusive.
 """
 
 from __future__ import annotations
 
-import math
-
 from moeaccel.config import DesignConfig
+from sim.timing import softmax
 
 
-def _beats(cfg: DesignConfig, n: int) -> int:
-    """Stream beats to carry ``n`` values at ``softmax.lanes`` values per beat."""
-    return math.ceil(n / cfg.hardware.softmax.lanes)
+def _softmax_rows_fed(cfg: DesignConfig, length: int, arrivals: list[int]) -> list[softmax.RowTimes]:
+    """:func:`sim.timing.softmax.schedule` for rows whose first beat is offered no earlier than
+    ``arrivals[r]`` (all ``length`` beats then offered back to back)."""
+    n = softmax.beats(cfg, length)
+    iters = softmax.divider_iterations(cfg)
+    out: list[softmax.RowTimes] = []
+    taken: list[int] = []
+    next_in = div_free = norm_free = 0
+    for r, arrival in enumerate(arrivals):
+        first_in = max(next_in, arrival)
+        if r >= softmax.ROW_CREDITS:
+            first_in = max(first_in, taken[r - softmax.ROW_CREDITS] + 1)
+        last_in = first_in + n - 1
+        take = max(last_in + softmax.ACCUMULATE_DEPTH, div_free)
+        taken.append(take)
+        handed = max(take + iters + 1, norm_free)
+        div_free = handed
+        first_read = handed + 1
+        norm_free = first_read + n - 1
+        first_out = first_read + softmax.NORMALISE_DEPTH
+        out.append(softmax.RowTimes(first_in, last_in, first_out, first_out + n - 1))
+        next_in = last_in + 1
+    return out
 
 
-def _softmax_interval(cfg: DesignConfig, n: int) -> int:
-    """Planned softmax row interval: one pass for max/sum, one pass to normalise."""
-    return 2 * _beats(cfg, n)
-
-
-def _softmax_latency(cfg: DesignConfig, n: int) -> int:
-    """Planned softmax latency from first logit in to first probability out."""
-    return _beats(cfg, n) + 4
-
-
-def interval(cfg: DesignConfig) -> int:
-    """Steady-state cycles between tokens (the slowest stage)."""
+def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
+    """Exact no-stall schedule: the cycle of each token's ``k`` queue writes."""
     m = cfg.model
     r, k = m.router_outputs, m.top_k
+    if tokens <= 0:
+        return []
     if m.gating == "softmax_topk":
-        return max(_beats(cfg, r), _softmax_interval(cfg, r), k)
-    return max(_beats(cfg, r), _softmax_interval(cfg, k), k)
+        rows = softmax.schedule(cfg, tokens, r)
+        return [[row.last_out + 1 + s for s in range(k)] for row in rows]
+    # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
+    # previous token's k logits to have entered the softmax (same cycle allowed)
+    writes: list[list[int]] = []
+    start = 0
+    previous_in: int | None = None
+    arrivals: list[int] = []
+    rows: list[softmax.RowTimes] = []
+    for t in range(tokens):
+        last_logit = start + r - 1
+        if previous_in is not None:
+            last_logit = max(last_logit, previous_in)
+        arrivals.append(last_logit + 1)
+        rows = _softmax_rows_fed(cfg, k, arrivals)
+        previous_in = rows[-1].last_in
+        start = last_logit + 1
+    return [[row.first_out + s for s in range(k)] for row in rows]
 
 
 def latency(cfg: DesignConfig) -> int:
-    """Cycles from a token's first logit accepted to its first queue write."""
-    m = cfg.model
-    r, k = m.router_outputs, m.top_k
-    if m.gating == "softmax_topk":
-        # softmax, then the top-k scan over all R probabilities, then one register stage
-        return _softmax_latency(cfg, r) + _beats(cfg, r) + 1
-    # top-k scan over all R logits, then softmax over the k chosen
-    return _beats(cfg, r) + 1 + _softmax_latency(cfg, k) + _beats(cfg, k) + 1
+    """Cycles from a lone token's first logit accepted to its first queue write."""
+    return write_cycles(cfg, 1)[0][0]
 
 
 def cycles(cfg: DesignConfig, tokens: int) -> int:
-    """Cycles from the first logit of a layer accepted to the last queue write, no stalls."""
+    """Cycles for ``tokens`` tokens, first logit accepted (cycle 0) through the last queue write
+    inclusive, with no stalls. Zero tokens take 0 cycles."""
     if tokens <= 0:
         return 0
-    k = cfg.model.top_k
-    return latency(cfg) + (tokens - 1) * interval(cfg) + k
+    return write_cycles(cfg, tokens)[-1][-1] + 1
+
+
+def interval(cfg: DesignConfig) -> float:
+    """Steady-state cycles per token (measured over a long run of the exact schedule)."""
+    n = 64
+    return (cycles(cfg, 2 * n) - cycles(cfg, n)) / n
 
 
 def readout_cycles(cfg: DesignConfig, entries: int) -> int:
-    """Cycles to stream out ``entries`` queued (token, gate) entries after a flush."""
-    return entries + 1
+    """Cycles from the flush handshake (cycle 0) until the router is idle again: the first entry
+    is valid in cycle 2, one entry per cycle follows (empty experts cost nothing), and ``busy``
+    falls the cycle after the last entry leaves. With no entries, ``busy`` falls in cycle 2."""
+    return entries + 2
+
+
+def layer_cycles(cfg: DesignConfig, tokens: int, entries: int) -> int:
+    """A whole layer: all tokens routed, then the flush (offered as soon as possible) and the
+    read-out of ``entries`` queue entries."""
+    return cycles(cfg, tokens) + readout_cycles(cfg, entries)
