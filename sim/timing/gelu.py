@@ -12,6 +12,9 @@ which the first input beat is accepted is cycle 0. With no stalls, beat ``k`` is
 cycle ``k`` and its output is presented (``valid``) in cycle ``k + latency``; a job of ``n``
 elements therefore ends with the handshake of its last output in cycle
 ``beats(n) - 1 + latency``, i.e. it spans :func:`cycles` cycles.
+
+``tests/hw/test_gelu.py`` measures the Verilated RTL and asserts these numbers: latency 3,
+1 beat per cycle, 65539 cycles for all 65536 16-bit inputs on one lane.
 """
 
 from __future__ import annotations

@@ -99,6 +99,13 @@ def test_output_saturates():
     assert np.max(np.abs(err[inside])) <= g.TARGET_MAX_ABS_ERR
 
 
+def test_accepts_whole_design_config():
+    design = config.load("tiny")
+    x = np.arange(-300, 300).reshape(20, 30)
+    assert np.array_equal(g.gelu(x, design), g.gelu(x, design.hardware.gelu))
+    assert g.gelu(x, design).shape == (20, 30)
+
+
 def test_float_wrapper(cfg):
     rng = np.random.default_rng(7)
     x = rng.uniform(-10, 10, 5000)
