@@ -65,16 +65,19 @@ def wrap(x: ArrayLike, bits: int) -> IntArray:
     return np.where(v > smax(bits), v - (1 << bits), v)
 
 
-def shift_round(x: ArrayLike, shift: int, rounding: str = "half_up") -> IntArray:
-    """``x / 2**shift`` rounded as ``rounding`` (``"half_up"`` or ``"truncate"``)."""
+def shift_round(x: ArrayLike, shift: ArrayLike, rounding: str = "half_up") -> IntArray:
+    """``x / 2**shift`` rounded as ``rounding`` (``"half_up"`` or ``"truncate"``).
+
+    ``shift`` may be an array (one shift per element, broadcast against ``x``); a negative shift
+    is an exact left shift."""
+    if rounding not in ("half_up", "truncate"):
+        raise ValueError(f"unknown rounding mode {rounding!r}")
     v = as_int(x)
-    if shift <= 0:
-        return v << (-shift)
+    s = np.asarray(shift, dtype=np.int64)
+    right = np.maximum(s, 0)
     if rounding == "half_up":
-        return (v + (1 << (shift - 1))) >> shift
-    if rounding == "truncate":
-        return v >> shift
-    raise ValueError(f"unknown rounding mode {rounding!r}")
+        v = v + np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    return np.where(s >= 0, v >> right, v << np.maximum(-s, 0))
 
 
 def requantise(acc: ArrayLike, multiplier: int, shift: int, out_bits: int,
