@@ -64,6 +64,14 @@ def test_monotonic_where_exact_gelu_is(cfg):
     assert np.all(np.diff(y[pos]) > 0)
 
 
+def test_odd_part_is_exactly_x(cfg):
+    # GELU(x) - GELU(-x) = x exactly; the unit keeps it bit for bit (delta is even, x is a whole
+    # number of output LSBs, so the one rounding cancels).
+    x = np.arange(0, smax(cfg.input_bits) + 1)
+    diff = g.gelu(x, cfg) - g.gelu(-x, cfg)
+    assert np.array_equal(diff, x << (cfg.output_frac_bits - cfg.input_frac_bits))
+
+
 def test_zero_large_positive_large_negative(cfg):
     shift = cfg.output_frac_bits - cfg.input_frac_bits
     assert g.gelu(0, cfg) == 0

@@ -171,9 +171,21 @@ def test_gelu(cfg_name):
     runner.run("gelu", cfg_name, __name__)
 
 
-def test_gelu_lanes_and_tag_amaranth_sim():
-    """The presets have one lane; check a 4-lane unit with an 8-bit tag in Amaranth's simulator
-    (lanes independent, tag passed through), under random valid gaps and ready stalls."""
+#: Config variants the presets do not exercise (Amaranth's simulator, no Verilator build): several
+#: lanes with a wide tag, a narrow output that saturates, other table size and formats.
+VARIANTS = {
+    "4-lanes": {"hardware.gelu.lanes": 4},
+    "saturating-output": {"hardware.gelu.output_bits": 17},
+    "256-entries-other-formats": {"hardware.gelu.table_entries": 256,
+                                  "hardware.gelu.input_frac_bits": 12,
+                                  "hardware.gelu.output_bits": 18,
+                                  "hardware.gelu.output_frac_bits": 16},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gelu_variants_amaranth_sim(variant):
+    """Bit-exact with golden, tag passed through, under random valid gaps and ready stalls."""
     import random
 
     from amaranth.sim import Simulator
@@ -181,11 +193,12 @@ def test_gelu_lanes_and_tag_amaranth_sim():
     from hw.gelu import Gelu
     from moeaccel import config
 
-    cfg = config.load("tiny").replace({"hardware.gelu.lanes": 4})
+    cfg = config.load("tiny").replace(VARIANTS[variant])
     ge = cfg.hardware.gelu
+    lanes = ge.lanes
     dut = Gelu(cfg, tag_bits=8)
     xs = np.concatenate([_extremes(ge), _random_inputs(ge, 1200, seed=41)])
-    xs = np.concatenate([xs, np.zeros(-len(xs) % 4, dtype=np.int64)]).reshape(-1, 4)
+    xs = np.concatenate([xs, np.zeros(-len(xs) % lanes, dtype=np.int64)]).reshape(-1, lanes)
     expected = golden.gelu(xs, ge).tolist()
     got: list[tuple[list[int], int]] = []
     rng = random.Random(42)
@@ -207,7 +220,7 @@ def test_gelu_lanes_and_tag_amaranth_sim():
             _, _, valid, ready, payload = await ctx.tick().sample(dut.o.valid, dut.o.ready,
                                                                   dut.o.payload)
             if valid and ready:
-                got.append(([payload.data[lane] for lane in range(4)], payload.tag))
+                got.append(([payload.data[lane] for lane in range(lanes)], payload.tag))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -217,3 +230,5 @@ def test_gelu_lanes_and_tag_amaranth_sim():
     assert len(got) == len(xs)   # nothing lost or duplicated (the sink would record extras)
     assert [d for d, _ in got] == expected
     assert [t for _, t in got] == [k % 256 for k in range(len(xs))]
+    if variant == "saturating-output":
+        assert smax(ge.output_bits) in np.array(expected)   # the saturation path was exercised
