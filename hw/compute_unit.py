@@ -39,6 +39,12 @@ class ComputeUnit(wiring.Component):
     n)`` from the command handshake to its last output. A new command is accepted the cycle after
     the previous GEMM's last step, while its results still drain.
 
+    Not yet in the RTL (the golden model has them: :func:`golden.linear.expert_linear`,
+    :func:`golden.linear.scatter_accumulate`): the gather front end (activation memory + token-id
+    stream producing ``act``), the scatter-accumulate back end (``out[token] += gate * y`` into an
+    output memory) and the fused GELU on ``out`` (the ``wide`` format already matches GELU's input).
+    Until then the feeder streams gathered rows itself.
+
     Members
     -------
     cmd : In(stream of ``Layouts.command``)
