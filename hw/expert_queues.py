@@ -53,6 +53,11 @@ def entry_layout(cfg: DesignConfig) -> data.StructLayout:
     })
 
 
+def flush_layout() -> data.StructLayout:
+    """The flush command: ``discard`` ends the layer without reading the queues out."""
+    return data.StructLayout({"discard": unsigned(1)})
+
+
 def status_layout(cfg: DesignConfig) -> data.StructLayout:
     """Counters of the last flushed layer: tokens, slots dropped by capacity, null-expert slots."""
     slots = _bits(cfg.model.tokens * cfg.model.top_k)
@@ -71,9 +76,10 @@ class ExpertQueues(wiring.Component):
     -------
     i : In(stream.Signature(slot_layout(cfg)))
         Slots, one per cycle; not ready while a read-out is in progress.
-    flush : In(stream.Signature(0))
+    flush : In(stream.Signature(flush_layout()))
         Ends the layer: accepted when no read-out is in progress and no slot is offered (the
-        caller makes sure the layer's slots are all in). Latches :attr:`status` and starts the read-out.
+        caller makes sure the layer's slots are all in). Latches :attr:`status` and starts the
+        read-out (unless ``discard``); the queues are empty for the next layer afterwards.
     o : Out(stream.Signature(entry_layout(cfg)))
         After a flush: for each non-empty expert in expert order, its entries in token order.
         Nothing is sent for a layer with no entries.
@@ -91,7 +97,7 @@ class ExpertQueues(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "i": In(stream.Signature(slot_layout(cfg))),
-            "flush": In(stream.Signature(0)),
+            "flush": In(stream.Signature(flush_layout())),
             "o": Out(stream.Signature(entry_layout(cfg))),
             "status": Out(status_layout(cfg)),
             "busy": Out(1),
@@ -153,7 +159,8 @@ class ExpertQueues(wiring.Component):
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid)
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [
-                reading.eq(1), generating.eq(any_e), expert.eq(first_e), index.eq(0),
+                reading.eq(1), generating.eq(any_e & ~self.flush.payload.discard),
+                expert.eq(first_e), index.eq(0),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
                 self.status.null_slots.eq(nulls),
                 token.eq(0), dropped.eq(0), nulls.eq(0),

@@ -19,7 +19,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from golden.softmax import Formats
-from hw.expert_queues import ExpertQueues, entry_layout, status_layout
+from hw.expert_queues import ExpertQueues, entry_layout, flush_layout, status_layout
 from hw.softmax import Softmax, input_layout
 from hw.topk import TopK
 from moeaccel.config import DesignConfig
@@ -43,9 +43,10 @@ class Router(wiring.Component):
     i : In(stream.Signature(logit_layout(cfg)))
         ``R`` logits per token, in router-output order, one per beat, ``last`` on the ``R``-th.
         Tokens are numbered from 0 in arrival order within a layer (at most ``model.tokens``).
-    flush : In(stream.Signature(0))
+    flush : In(stream.Signature(flush_layout()))
         Ends the layer. Accepted once every token that entered has been queued and no read-out
-        is running; then the queues are read out on ``o`` and ``status`` is latched.
+        is running; then ``status`` is latched and the queues are read out on ``o`` (or just
+        emptied, if ``discard``).
     o : Out(stream.Signature(entry_layout(cfg)))
         After a flush: for each non-empty expert in expert order its ``(token, gate)`` entries in
         token order, each beat carrying the expert and its queue length; ``last`` ends an
@@ -65,7 +66,7 @@ class Router(wiring.Component):
         self.cfg = cfg
         super().__init__({
             "i": In(stream.Signature(logit_layout(cfg))),
-            "flush": In(stream.Signature(0)),
+            "flush": In(stream.Signature(flush_layout())),
             "o": Out(stream.Signature(entry_layout(cfg))),
             "status": Out(status_layout(cfg)),
             "busy": Out(1),
@@ -134,6 +135,7 @@ class Router(wiring.Component):
         drained = (in_flight == 0) & ~mid_token
         m.d.comb += [
             queues.flush.valid.eq(self.flush.valid & drained),
+            queues.flush.payload.eq(self.flush.payload),
             self.flush.ready.eq(queues.flush.ready & drained),
         ]
 
