@@ -9,8 +9,10 @@ block's valid/ready, and counts cycles until the last expected output word. The 
 STATUS and READs the output memories. Any block with ``amaranth.lib.stream`` ports plugs in
 without changes: payload widths come from the port signatures.
 
-Timing: STATUS ``cycles`` = 1 (memory read) + the block's cycles from first input to last output;
-``first_out`` counts to the first output word the same way. Requests are parsed at one byte per
+Timing: STATUS counts cycles from START (cycle 1 is the input memory's read) up to and including
+the cycle in which an output word is accepted: ``first_out`` = 2 + the block's latency for the
+first word, and ``cycles`` (to the last word) = 1 + latency + N for a block that takes and gives
+one word per cycle. Nothing else the bridge does stalls the block. Requests are parsed at one byte per
 cycle; the byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
 """
 
@@ -97,7 +99,7 @@ class HostBridge(wiring.Component):
         bad_write = Signal()
         idle = Signal(range(self.frame_timeout + 1))
 
-        # ---- what the selected port is (comb) ------------------------------------------------
+        # ---- what the selected port is (registered: valid 1 cycle after port_sel) ------------------------------------------------
         p_valid, p_host_writes, p_host_reads, p_stream = Signal(), Signal(), Signal(), Signal()
         p_wb = Signal(range(max_wb + 1))
         p_depth = Signal(17)
@@ -106,11 +108,14 @@ class HostBridge(wiring.Component):
         with m.Switch(port_sel):
             for p in ports:
                 with m.Case(p.number):
-                    m.d.comb += [p_valid.eq(1), p_host_writes.eq(p.kind.host_writes),
+                    m.d.sync += [p_valid.eq(1), p_host_writes.eq(p.kind.host_writes),
                                  p_host_reads.eq(not p.kind.host_writes),
                                  p_stream.eq(p.kind.is_stream), p_wb.eq(p.word_bytes),
-                                 p_depth.eq(p.depth), p_block.eq(p.block_index),
-                                 p_word.eq(stage >> 8 * (max_wb - p.word_bytes))]
+                                 p_depth.eq(p.depth), p_block.eq(p.block_index)]
+                    m.d.comb += p_word.eq(stage >> 8 * (max_wb - p.word_bytes))
+            with m.Default():
+                m.d.sync += [p_valid.eq(0), p_host_writes.eq(0), p_host_reads.eq(0),
+                             p_stream.eq(0), p_wb.eq(0), p_depth.eq(0), p_block.eq(0)]
 
         # ---- per-block sequencers ----------------------------------------------------------------
         start = Signal(max(nblocks, 1))
@@ -229,6 +234,7 @@ class HostBridge(wiring.Component):
 
         # ---- response fields ----------------------------------------------------------------------
         status = Signal(8)
+        sum_ok = Signal()
         rlen = Signal(16)
         ridx = Signal(16)                # payload bytes sent
         out_word = Signal(8 * max_wb)
@@ -267,11 +273,21 @@ class HostBridge(wiring.Component):
                 with m.Case(number):
                     m.d.comb += rdata.eq(value)
 
-        def send(byte, then=None):
-            """Offer ``byte``; on acceptance add it to the checksum (and go to ``then``)."""
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
-            with m.If(self.tx.ready):
-                m.d.sync += total.eq(total + byte)
+        # Response bytes leave from a register; each is added to the checksum the cycle after
+        # it was loaded, so no mux feeds the UART or the adder directly.
+        obuf, ovalid, add_pending = Signal(8), Signal(), Signal()
+        can_load = ~ovalid | self.tx.ready
+        m.d.comb += [self.tx.valid.eq(ovalid), self.tx.payload.eq(obuf)]
+        with m.If(self.tx.ready):
+            m.d.sync += ovalid.eq(0)
+        with m.If(add_pending):
+            m.d.sync += [total.eq(total + obuf), add_pending.eq(0)]
+
+        def send(byte, then=None, checked=True):
+            """Load ``byte`` for the host when the output register is free (then go to
+            ``then``); ``checked`` bytes count in the response checksum."""
+            with m.If(can_load):
+                m.d.sync += [obuf.eq(byte), ovalid.eq(1), add_pending.eq(checked)]
                 if then is not None:
                     m.next = then
 
@@ -328,19 +344,22 @@ class HostBridge(wiring.Component):
             with m.State("CHECK"):
                 m.d.comb += [self.rx.ready.eq(~wpending), waiting.eq(1)]
                 with m.If(got):
-                    with m.If((total + byte)[:8] != 0):
-                        m.d.sync += status.eq(Status.BAD_CHECKSUM)
-                    with m.Elif(~known_op):
-                        m.d.sync += status.eq(Status.BAD_OPCODE)
-                    with m.Elif(~args_ok):
-                        m.d.sync += status.eq(Status.BAD_ARGUMENT)
-                    with m.Elif(busy):
-                        m.d.sync += status.eq(Status.BUSY)
-                    with m.Else():
-                        m.d.sync += status.eq(Status.OK)
-                    m.next = "EXECUTE"
+                    m.d.sync += sum_ok.eq((total + byte)[:8] == 0)
+                    m.next = "VALIDATE"
                 with m.If(idle == self.frame_timeout):
                     m.next = "SYNC"
+            with m.State("VALIDATE"):
+                with m.If(~sum_ok):
+                    m.d.sync += status.eq(Status.BAD_CHECKSUM)
+                with m.Elif(~known_op):
+                    m.d.sync += status.eq(Status.BAD_OPCODE)
+                with m.Elif(~args_ok):
+                    m.d.sync += status.eq(Status.BAD_ARGUMENT)
+                with m.Elif(busy):
+                    m.d.sync += status.eq(Status.BUSY)
+                with m.Else():
+                    m.d.sync += status.eq(Status.OK)
+                m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.sync += [ridx.eq(0), total.eq(0), waddr.eq(addr), words_left.eq(count),
                              rlen.eq(0)]
@@ -363,16 +382,14 @@ class HostBridge(wiring.Component):
                             m.d.sync += abort.eq(1 << block_sel)
                 m.next = "SEND_SYNC"
             with m.State("SEND_SYNC"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(SYNC_RESPONSE)]
-                with m.If(self.tx.ready):
-                    m.next = "SEND_CODE"
+                send(SYNC_RESPONSE, "SEND_CODE", checked=False)
             with m.State("SEND_CODE"):
                 send(status, "SEND_LEN0")
             with m.State("SEND_LEN0"):
                 send(rlen[:8], "SEND_LEN1")
             with m.State("SEND_LEN1"):
                 send(rlen[8:], "SEND_PAYLOAD")
-                with m.If(self.tx.ready & (op == Op.READ) & (rlen != 0)):
+                with m.If(can_load & (op == Op.READ) & (rlen != 0)):
                     m.next = "READ_ADDR"
             with m.State("SEND_PAYLOAD"):
                 with m.If(ridx == rlen):
@@ -380,7 +397,7 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     send(Mux(op == Op.INFO, Cat(*info_bytes).word_select(ridx[:3], 8),
                              status_byte))
-                    with m.If(self.tx.ready):
+                    with m.If(can_load):
                         m.d.sync += ridx.eq(ridx + 1)
             with m.State("READ_ADDR"):      # the host read port sees waddr this cycle
                 m.next = "READ_LATCH"
@@ -389,7 +406,7 @@ class HostBridge(wiring.Component):
                 m.next = "READ_BYTES"
             with m.State("READ_BYTES"):
                 send(out_word[:8])
-                with m.If(self.tx.ready):
+                with m.If(can_load):
                     m.d.sync += [out_word.eq(out_word >> 8), wb_left.eq(wb_left - 1)]
                     with m.If(wb_left == 1):
                         m.d.sync += [waddr.eq(waddr + 1), words_left.eq(words_left - 1)]
@@ -397,5 +414,6 @@ class HostBridge(wiring.Component):
                         with m.If(words_left == 1):
                             m.next = "SEND_CHECK"
             with m.State("SEND_CHECK"):
-                send(-total, "SYNC")
+                with m.If(~add_pending):
+                    send((-total)[:8], "SYNC", checked=False)
         return m

