@@ -47,11 +47,15 @@ One element per cycle in and out. A lone row of ``n`` elements presents its firs
 ``n - 1 + latency`` cycles after its first logit was accepted, ``latency = 4 + ceil((RF+1) /
 divider_bits_per_cycle) + 2 + 3`` (22 with the default config). Rows stream back to back at
 ``max(n, divider_interval)`` cycles per row (``divider_interval`` = 14 by default).
+
+Resources (yosys ``synth_ecp5``, m3vit-tiny): 871 LUT4 + 131 CCU2C, 605 FF, 4 MULT18X18D
+(``x * log2 e``, ``D * r``, and ``t * R`` as two), 2 DP16KD (the 1024 x 26 row buffer); the
+64-word table ROM is mapped to LUTs.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -80,6 +84,20 @@ def _row_layout(sm: SoftmaxConfig) -> data.StructLayout:
     fm = Formats(sm)
     return data.StructLayout({"max": signed(fm.fl_bits), "sum": unsigned(fm.sum_bits),
                               "length": range(sm.max_row_length + 1)})
+
+
+def _tag_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """Per-element tags carried along the accumulate pipeline."""
+    return data.StructLayout({"valid": 1, "first": 1, "last": 1,
+                              "addr": range(buffer_depth(sm)),
+                              "length": range(sm.max_row_length + 1)})
+
+
+def _result_layout(sm: SoftmaxConfig) -> data.StructLayout:
+    """One row from the divider to normalise."""
+    fm = Formats(sm)
+    return data.StructLayout({"max": signed(fm.fl_bits), "length": range(sm.max_row_length + 1),
+                              "recip": unsigned(fm.recip_bits)})
 
 
 def _element_layout(sm: SoftmaxConfig) -> data.StructLayout:
@@ -120,9 +138,10 @@ class Softmax(wiring.Component):
                                               init=[])
         write = buffer.write_port()
         read = buffer.read_port()
-        result, row_taken, handoff = self._reciprocal(m, rows, row)
+        result = stream.Signature(_result_layout(sm)).create(path=("reciprocal",))
+        row_taken = self._reciprocal(m, rows, row, result)
         self._accumulate(m, fm, rows, row, write, row_taken)
-        self._normalise(m, fm, read, result, handoff)
+        self._normalise(m, fm, read, result)
         return m
 
     # ------------------------------------------------------------------------------ accumulate
@@ -130,14 +149,12 @@ class Softmax(wiring.Component):
                     write, row_taken: Signal) -> None:
         sm = self._sm
         ef, pos_bits = sm.exp_frac_bits, fm.position_bits
-        addr_shape = range(buffer_depth(sm))
-        length_shape = range(sm.max_row_length + 1)
 
         # Input handshake and row bookkeeping.
         in_row = Signal()                               # an element of this row was accepted
-        count = Signal(length_shape)                    # elements accepted in this row
+        count = Signal(range(sm.max_row_length + 1))    # elements accepted in this row
         pending = Signal(range(timing.ROW_CREDITS + 1))  # rows started, not yet taken by D
-        wp = Signal(addr_shape)
+        wp = Signal(range(buffer_depth(sm)))
         m.d.comb += self.i.ready.eq(in_row | (pending < timing.ROW_CREDITS))
         accept = self.i.valid & self.i.ready
         first = ~in_row
@@ -152,7 +169,8 @@ class Softmax(wiring.Component):
         prod = self.i.payload.logit * fm.log2e
         if sm.input_frac_bits:
             prod = (prod + (1 << (sm.input_frac_bits - 1))) >> sm.input_frac_bits
-        s1 = self._tags(m, "s1", addr_shape, length_shape)
+        tags = _tag_layout(sm)
+        s1 = Signal(tags)
         z1 = Signal(z_shape)
         m.d.sync += [s1.valid.eq(accept), s1.first.eq(first), s1.last.eq(last),
                      s1.addr.eq(wp), s1.length.eq(count + 1), z1.eq(prod)]
@@ -166,19 +184,19 @@ class Softmax(wiring.Component):
         lookup = rom.read_port()
         frac = z1[:ef]
         m.d.comb += lookup.addr.eq(frac[pos_bits:])
-        s2 = self._tags(m, "s2", addr_shape, length_shape)
+        s2 = Signal(tags)
         fl2 = Signal(signed(fm.fl_bits))
         pos2 = Signal(pos_bits)
-        m.d.sync += [self._copy(s2, s1), fl2.eq(z1[ef:].as_signed()), pos2.eq(frac[:pos_bits])]
+        m.d.sync += [s2.eq(s1), fl2.eq(z1[ef:].as_signed()), pos2.eq(frac[:pos_bits])]
 
         # Stage 3: t = T + round(D * r / 2^P).
         interp = lookup.data.d * pos2
         if pos_bits:
             interp = (interp + (1 << (pos_bits - 1))) >> pos_bits
-        s3 = self._tags(m, "s3", addr_shape, length_shape)
+        s3 = Signal(tags)
         t3 = Signal(fm.t_bits)
         fl3 = Signal(signed(fm.fl_bits))
-        m.d.sync += [self._copy(s3, s2), t3.eq(lookup.data.t + interp), fl3.eq(fl2)]
+        m.d.sync += [s3.eq(s2), t3.eq(lookup.data.t + interp), fl3.eq(fl2)]
 
         # Stage 4: running max and sum; buffer write; the finished row into the row queue.
         run_max = Signal(signed(fm.fl_bits))
@@ -202,34 +220,22 @@ class Softmax(wiring.Component):
         m.d.comb += [rows.w_en.eq(s3.valid & s3.last), finished.max.eq(new_max),
                      finished.sum.eq(new_sum), finished.length.eq(s3.length)]
 
-    @staticmethod
-    def _tags(m: Module, name: str, addr_shape, length_shape) -> data.View:
-        """Per-element tags carried along the accumulate pipeline."""
-        layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "addr": addr_shape,
-                                    "length": length_shape})
-        return Signal(layout, name=name)
-
-    @staticmethod
-    def _copy(dst: data.View, src: data.View):
-        return dst.as_value().eq(src.as_value())
-
     # ------------------------------------------------------------------------------ reciprocal
-    def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout):
-        """The iterative divider. Returns the result (the row's ``max``, ``length`` and
-        ``recip``), the strobe that returns a row credit, and the handshake with normalise."""
+    def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,
+                    result: stream.Interface) -> Signal:
+        """The iterative divider: pops a row from ``rows``, streams its ``{max, length, recip}``
+        out on ``result``. Returns the strobe that takes a row (and returns its credit)."""
         sm, fm = self._sm, Formats(self._sm)
         k = sm.divider_bits_per_cycle
         iters = timing.divider_iterations(self._design)
         busy = Signal()
-        done = Signal()
+        done = result.valid
         steps = Signal(range(iters + 1))
         divisor = Signal(fm.sum_bits)
         remainder = Signal(fm.sum_bits + 1)
         quotient = Signal(iters * k)
         hold = Signal(row)                               # the row's max and length
-        taken = Signal()                                 # B takes the result this cycle
-        handoff = data.View(data.StructLayout({"done": 1, "taken": 1}), Signal(2))
-        m.d.comb += [handoff.done.eq(done), taken.eq(handoff.taken)]
+        taken = result.valid & result.ready
 
         head = row(rows.r_data)
         pop = rows.r_rdy & ~busy & (~done | taken)
@@ -250,11 +256,12 @@ class Softmax(wiring.Component):
             m.d.sync += [remainder.eq(rem), quotient.eq(quo), steps.eq(steps - 1)]
             with m.If(steps == 1):
                 m.d.sync += [busy.eq(0), done.eq(1)]
-        result = {"max": hold.max, "length": hold.length, "recip": quotient[:fm.recip_bits]}
-        return result, pop, handoff
+        m.d.comb += [result.payload.max.eq(hold.max), result.payload.length.eq(hold.length),
+                     result.payload.recip.eq(quotient[:fm.recip_bits])]
+        return pop
 
     # ------------------------------------------------------------------------------ normalise
-    def _normalise(self, m: Module, fm: Formats, read, result: dict, handoff: data.View) -> None:
+    def _normalise(self, m: Module, fm: Formats, read, result: stream.Interface) -> None:
         sm = self._sm
         active = Signal()
         remaining = Signal(range(sm.max_row_length + 1))
@@ -265,15 +272,15 @@ class Softmax(wiring.Component):
         advance = ~self.o.valid | self.o.ready
         issue = active & advance
         final = issue & (remaining == 1)
-        take = handoff.done & (~active | final)
-        m.d.comb += [handoff.taken.eq(take), read.addr.eq(rp), read.en.eq(advance)]
+        take = result.valid & result.ready
+        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp), read.en.eq(advance)]
         with m.If(issue):
             m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1)]
             with m.If(final):
                 m.d.sync += active.eq(0)
         with m.If(take):
-            m.d.sync += [active.eq(1), remaining.eq(result["length"]), row_max.eq(result["max"]),
-                         row_recip.eq(result["recip"])]
+            m.d.sync += [active.eq(1), remaining.eq(result.payload.length),
+                         row_max.eq(result.payload.max), row_recip.eq(result.payload.recip)]
 
         # Stage 1 tags (aligned with the buffer's read data), stage 2 product, stage 3 output.
         v1, last1 = Signal(), Signal()
