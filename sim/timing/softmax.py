@@ -26,6 +26,7 @@ extension (one beat of ``lanes`` elements per cycle in A and B) and are not yet 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moeaccel.config import DesignConfig
@@ -73,14 +74,19 @@ class RowTimes:
 
 def schedule(cfg: DesignConfig, rows: int, length: int) -> list[RowTimes]:
     """Exact no-stall schedule of ``rows`` back-to-back rows of ``length`` elements."""
-    n = beats(cfg, length)
+    return schedule_lengths(cfg, [length] * rows)
+
+
+def schedule_lengths(cfg: DesignConfig, lengths: Sequence[int]) -> list[RowTimes]:
+    """Exact no-stall schedule of back-to-back rows of the given lengths."""
     iters = divider_iterations(cfg)
     out: list[RowTimes] = []
     taken: list[int] = []        # cycle the divider took each row (returns A's credit)
     next_in = 0                  # earliest cycle A may accept the next row's first beat
     div_free = 0                 # earliest cycle the divider may take the next row
     norm_free = 0                # earliest cycle B may take the next row
-    for r in range(rows):
+    for r, length in enumerate(lengths):
+        n = beats(cfg, length)
         first_in = next_in
         if r >= ROW_CREDITS:
             first_in = max(first_in, taken[r - ROW_CREDITS] + 1)

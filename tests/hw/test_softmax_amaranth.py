@@ -83,6 +83,18 @@ def test_bit_exact_and_cycle_exact(length):
     assert cycles[-1] + 1 == timing.cycles(cfg, len(rows), length)
 
 
+def test_mixed_lengths_cycle_exact():
+    cfg = config.load("tiny")
+    sm = cfg.hardware.softmax
+    rng = np.random.default_rng(5)
+    lengths = [1, 5, 64, 2, 1, 1, 30, 17, 3, 64, 1]
+    rows = [golden.quantise_logits(rng.normal(0, 2, n), sm) for n in lengths]
+    outs, cycles, _ = _simulate(cfg, rows)
+    assert outs == _expected(cfg, rows)
+    assert cycles == [c for t in timing.schedule_lengths(cfg, lengths)
+                      for c in range(t.first_out, t.last_out + 1)]
+
+
 def test_back_pressure_and_mixed_lengths():
     cfg = config.load("tiny")
     sm = cfg.hardware.softmax
