@@ -106,3 +106,24 @@ def test_back_pressure_and_mixed_lengths():
     pattern = rng.random(4000) < 0.6
     outs, _, _ = _simulate(cfg, rows, out_ready=lambda c: int(pattern[c % len(pattern)]))
     assert outs == _expected(cfg, rows)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"hardware.softmax.divider_bits_per_cycle": 1},
+    {"hardware.softmax.divider_bits_per_cycle": 3, "hardware.softmax.exp_table_entries": 32},
+    {"hardware.softmax.exp_frac_bits": 18, "hardware.softmax.sum_frac_bits": 16},
+    {"hardware.softmax.input_bits": 8, "hardware.softmax.input_frac_bits": 0,
+     "hardware.softmax.max_row_length": 5, "hardware.softmax.prob_frac_bits": 8},
+], ids=["div1", "div3-table32", "ef18-sf16", "int8-short-rows"])
+def test_other_configs_bit_and_cycle_exact(overrides):
+    """Every width and size follows the config: non-default settings stay bit- and cycle-exact."""
+    cfg = config.load("tiny").replace(overrides)
+    sm = cfg.hardware.softmax
+    rng = np.random.default_rng(9)
+    lengths = [1, sm.max_row_length, 2, 3, sm.max_row_length, 1, 4]
+    rows = [golden.quantise_logits(rng.normal(0, 3, n), sm) for n in lengths]
+    rows[2][:] = (1 << (sm.input_bits - 1)) - 1
+    outs, cycles, _ = _simulate(cfg, rows)
+    assert outs == _expected(cfg, rows)
+    assert cycles == [c for t in timing.schedule_lengths(cfg, lengths)
+                      for c in range(t.first_out, t.last_out + 1)]
