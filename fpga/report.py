@@ -1,0 +1,53 @@
+"""Markdown reports of FPGA builds: one build's resources and timing, and sweep tables."""
+
+from __future__ import annotations
+
+from .flow import EcpResult, Usage, XilinxResult
+
+#: rows of the ECP5 resource table, in order
+ECP5_ROWS = [("lut4", "LUT4"), ("ff", "FF"), ("mult18", "MULT18X18D"), ("bram16", "DP16KD (BRAM16)"),
+             ("lutram_w", "LUTRAM write ports"), ("io", "I/O"), ("pll", "PLL")]
+XILINX_ROWS = [("lut", "LUT"), ("ff", "FF"), ("dsp", "DSP48E2"), ("bram36", "BRAM36")]
+
+
+def _usage_table(resources: dict[str, Usage], rows) -> list[str]:
+    lines = ["| resource | used | available | % |", "|---|---:|---:|---:|"]
+    for key, label in rows:
+        if key in resources:
+            u = resources[key]
+            lines.append(f"| {label} | {u.used} | {u.available} | {u.percent:.1f} |")
+    return lines
+
+
+def ecp5_markdown(title: str, result: EcpResult, command: str, target_mhz: float,
+                  goal_mhz: float | None = None) -> str:
+    lines = [f"# {title}", "", f"Made by `{command}`", "",
+             f"Device {result.device} ({'bitstream ' + result.bitstream if result.bitstream else 'no bitstream'}); "
+             f"target clock {target_mhz:g} MHz. Tools: YoWASP Yosys (`synth_ecp5`), nextpnr-ecp5, ecppack.",
+             "", "## Resources (after place and route)", ""]
+    lines += _usage_table(result.resources, ECP5_ROWS)
+    lines += ["", "## Timing", "", "| clock | Fmax (MHz) | target (MHz) | result |", "|---|---:|---:|---|"]
+    for c in result.clocks:
+        verdict = "PASS" if c.passed else "FAIL"
+        if goal_mhz and c.passed:
+            verdict += f" (goal {goal_mhz:g} MHz: {'met' if c.fmax_mhz >= goal_mhz else 'not met'})"
+        lines.append(f"| `{c.clock}` | {c.fmax_mhz:.2f} | {c.target_mhz:g} | {verdict} |")
+    lines += ["", f"Overall: **{'PASS' if result.passed else 'FAIL'}** at {target_mhz:g} MHz.", "",
+              "## Critical paths", "", "| clock | start | end | delay (ns) |", "|---|---|---|---:|"]
+    for p in result.critical_paths:
+        lines.append(f"| {p.clock} | `{p.start}` | `{p.end}` | {p.delay_ns:.2f} |")
+    lines += ["", "## Build time", "", "| step | seconds |", "|---|---:|"]
+    for step, sec in result.seconds.items():
+        lines.append(f"| {step} | {sec:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def xilinx_markdown(title: str, result: XilinxResult, command: str) -> str:
+    lines = [f"# {title}", "", f"Made by `{command}`", "",
+             f"Part {result.part} (the reference design's ZCU102), Yosys `synth_xilinx -family "
+             f"xcup`: synthesis only, no timing. Synthesis took {result.seconds:.1f} s.", ""]
+    lines += _usage_table(result.resources, XILINX_ROWS)
+    lines += ["", "Cells:", "", "| cell | count |", "|---|---:|"]
+    for cell, n in sorted(result.cells.items()):
+        lines.append(f"| {cell} | {n} |")
+    return "\n".join(lines) + "\n"

