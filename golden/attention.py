@@ -109,8 +109,12 @@ def attention(x_q: npt.ArrayLike, layer: AttentionLayer, cfg: DesignConfig) -> I
 
 def reference(x_q: npt.ArrayLike, layer: AttentionLayer, cfg: DesignConfig) -> FloatArray:
     """Float64 attention on the same quantised input and weights (real units, no requantisation)."""
+    return reference_float(fixed.as_int(x_q) * layer.x_scale, layer, cfg)
+
+
+def reference_float(x: FloatArray, layer: AttentionLayer, cfg: DesignConfig) -> FloatArray:
+    """:func:`reference` on a real-valued input ``x [T, D]`` (no input quantisation)."""
     m = cfg.model
-    x = fixed.as_int(x_q) * layer.x_scale
 
     def proj(t: FloatArray, p: Projection, in_scale: float) -> FloatArray:
         return t @ (p.w_q * p.w_scale) + p.b_q * in_scale * p.w_scale
@@ -122,16 +126,25 @@ def reference(x_q: npt.ArrayLike, layer: AttentionLayer, cfg: DesignConfig) -> F
 
 
 def random_layer(cfg: DesignConfig, seed: int = 0) -> tuple[IntArray, AttentionLayer]:
-    """A seeded random layer and input ``(x_q, layer)``; every scale is calibrated on a float pass
-    so nothing saturates on this input (input: standard normal, like a LayerNorm output)."""
+    """A seeded random layer and input ``(x_q, layer)`` (input: standard normal, like a
+    LayerNorm output, quantised to its peak; layer: :func:`build_layer`)."""
+    bits = cfg.hardware.compute_unit.operand_bits
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg.model.tokens, cfg.model.embed_dim))
+    x_scale = symmetric_scale(x, bits)
+    x_q = quantise_tensor(x, x_scale, bits)
+    return x_q, build_layer(x_q, x_scale, cfg, rng)
+
+
+def build_layer(x_q: IntArray, x_scale: float, cfg: DesignConfig,
+                rng: np.random.Generator) -> AttentionLayer:
+    """Seeded random weights (normal ``1/sqrt(D)``, biases ``0.1 N(0,1)``) for a layer whose
+    input is ``x_q`` (scale ``x_scale``); every scale is calibrated on a float pass of the
+    quantised layer on ``x_q`` so nothing saturates on it."""
     m, hw = cfg.model, cfg.hardware
     bits = hw.compute_unit.operand_bits
     d = m.embed_dim
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((m.tokens, d))
-    x_scale = symmetric_scale(x, bits)
-    x_q = quantise_tensor(x, x_scale, bits)
-    xd = x_q * x_scale
+    xd = fixed.as_int(x_q) * x_scale
 
     def weights(in_scale: float, in_float: FloatArray) -> tuple[IntArray, IntArray, float, float]:
         w = rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, d))
@@ -158,8 +171,7 @@ def random_layer(cfg: DesignConfig, seed: int = 0) -> tuple[IntArray, AttentionL
     av = Requant.choose(exp_lsb * sv / head_scale, cfg)
     wo_q, bo_q, wo_scale, out_scale = weights(head_scale, heads_f)
     o = Projection(wo_q, bo_q, wo_scale, Requant.choose(head_scale * wo_scale / out_scale, cfg))
-    layer = AttentionLayer(*projections, o, scores, av, x_scale, (sq, sk, sv), head_scale, out_scale)
-    return x_q, layer
+    return AttentionLayer(*projections, o, scores, av, x_scale, (sq, sk, sv), head_scale, out_scale)
 
 
 def accuracy(cfg: DesignConfig, seed: int = 0) -> dict[str, float]:

@@ -167,7 +167,9 @@ class FloatExpert:
         return gelu_float(x @ self.w1 + self.b1) @ self.w2 + self.b2
 
 
-def _float_expert(e: Expert, x_scale: float, act_scale: float) -> FloatExpert:
+def float_expert(e: Expert, x_scale: float, act_scale: float) -> FloatExpert:
+    """The float64 expert on ``e``'s dequantised weights (input scale ``x_scale``, activation
+    scale ``act_scale``)."""
     return FloatExpert(e.w1_q * e.w1_scale, e.b1_q * (x_scale * e.w1_scale),
                        e.w2_q * e.w2_scale, e.b2_q * (act_scale * e.w2_scale))
 
@@ -176,16 +178,20 @@ def reference(x_q: npt.ArrayLike, layer: MoeLayer, cfg: DesignConfig, task: int 
     """Float64 layer output (real units) on the dequantised ``x_q`` and weights: exact logits,
     softmax and GELU, no intermediate rounding; routing by :func:`golden.router.select_float`
     with the same capacity rule."""
-    x = fixed.as_int(x_q) * layer.x_scale
+    return reference_float(fixed.as_int(x_q) * layer.x_scale, layer, cfg, task)
+
+
+def reference_float(x: FloatArray, layer: MoeLayer, cfg: DesignConfig, task: int = 0) -> FloatArray:
+    """:func:`reference` on a real-valued input ``x [T, D]`` (no input quantisation)."""
     logits = x @ (layer.gate_q[task] * layer.gate_scale)
     ids, gates = router.select_float(logits, cfg)
     routing = router.build_queues(ids, gates, cfg)
     out = np.zeros((x.shape[0], cfg.model.embed_dim))
     for e in layer.shared:
-        out += _float_expert(e, layer.x_scale, layer.act_scale)(x)
+        out += float_expert(e, layer.x_scale, layer.act_scale)(x)
     for e in routing.active:
         q = routing.queues[e]
-        y = _float_expert(layer.experts[e], layer.x_scale, layer.act_scale)(x[q.tokens])
+        y = float_expert(layer.experts[e], layer.x_scale, layer.act_scale)(x[q.tokens])
         out[q.tokens] += q.gates[:, None] * y
     return out
 
@@ -199,32 +205,31 @@ def random_input(cfg: DesignConfig, rng: np.random.Generator) -> FloatArray:
 
 
 def random_layer(cfg: DesignConfig, seed: int = 0) -> tuple[IntArray, MoeLayer]:
-    """A seeded random layer and input: ``(x_q, layer)``.
-
-    Float weights (normal, fan-in scaled; small biases) are quantised per tensor to symmetric
-    ``operand_bits``; biases to accumulator units. Scales: the input's peak; the GELU input
-    format's LSB for the hidden requant; the activation and output scales from the peaks of a
-    float run of the same quantised layer (so nothing saturates on the calibration input).
-    """
-    m, hw = cfg.model, cfg.hardware
-    bits = hw.compute_unit.operand_bits
+    """A seeded random layer and input: ``(x_q, layer)`` (input: :func:`random_input` quantised
+    to its peak; layer: :func:`build_layer`)."""
+    bits = cfg.hardware.compute_unit.operand_bits
     rng = np.random.default_rng(seed)
     x = random_input(cfg, rng)
     x_scale = symmetric_scale(x, bits)
     x_q = quantise_tensor(x, x_scale, bits)
-    xd = x_q * x_scale
-    d, h = m.embed_dim, m.expert_hidden
+    return x_q, build_layer(x_q, x_scale, cfg, rng)
 
-    gate = rng.normal(0.0, 1.5 / np.sqrt(d), size=(m.tasks, d, m.router_outputs))
-    gate_scale = symmetric_scale(gate, bits)
-    gate_q = quantise_tensor(gate, gate_scale, bits)
-    logits = Requant.choose(x_scale * gate_scale * (1 << hw.softmax.input_frac_bits), cfg)
 
-    def float_weights() -> tuple[FloatArray, ...]:
-        return (rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, h)), 0.1 * rng.standard_normal(h),
-                rng.normal(0.0, 1.0 / np.sqrt(h), size=(h, d)), 0.1 * rng.standard_normal(d))
+def random_ffn_weights(d: int, h: int, rng: np.random.Generator) -> tuple[FloatArray, ...]:
+    """Float ``(W1 [d, h], b1, W2 [h, d], b2)`` of one FFN: normal, fan-in scaled; small biases."""
+    return (rng.normal(0.0, 1.0 / np.sqrt(d), size=(d, h)), 0.1 * rng.standard_normal(h),
+            rng.normal(0.0, 1.0 / np.sqrt(h), size=(h, d)), 0.1 * rng.standard_normal(d))
 
-    raw = [float_weights() for _ in range(m.experts + m.shared_experts)]
+
+def calibrate_experts(raw: list[tuple[FloatArray, ...]], x_q: IntArray, x_scale: float,
+                      cfg: DesignConfig) -> tuple[list[tuple], float, float]:
+    """Quantise float FFN weights ``raw`` (from :func:`random_ffn_weights`) for the input
+    ``x_q`` (scale ``x_scale``): weights per tensor to symmetric ``operand_bits``, biases to
+    accumulator units. Returns ``(partial, act_scale, out_peak)``: the quantised weights for
+    :func:`make_experts`, the activation scale (peak of the GELU outputs over all experts) and
+    the peak of the experts' float outputs."""
+    bits = cfg.hardware.compute_unit.operand_bits
+    xd = fixed.as_int(x_q) * x_scale
     # First pass: quantise W1/b1 and find the activation peak (GELU outputs) over all experts.
     firsts = []
     act_peak = 0.0
@@ -235,7 +240,7 @@ def random_layer(cfg: DesignConfig, seed: int = 0) -> tuple[IntArray, MoeLayer]:
         firsts.append((w1_q, b1_q, s1))
         act_peak = max(act_peak, float(np.abs(gelu_float(xd @ (w1_q * s1) + b1_q * x_scale * s1)).max()))
     act_scale = act_peak / fixed.smax(bits)
-    # Second pass: W2/b2, and the output peak over every expert output and the layer output.
+    # Second pass: W2/b2, and the output peak over every expert output.
     partial = []
     out_peak = 0.0
     for (w1_q, b1_q, s1), (_, _, w2, b2) in zip(firsts, raw):
@@ -245,23 +250,55 @@ def random_layer(cfg: DesignConfig, seed: int = 0) -> tuple[IntArray, MoeLayer]:
         fe = FloatExpert(w1_q * s1, b1_q * x_scale * s1, w2_q * s2, b2_q * act_scale * s2)
         out_peak = max(out_peak, float(np.abs(fe(xd)).max()))
         partial.append((w1_q, b1_q, s1, w2_q, b2_q, s2))
-    draft = _assemble(cfg, partial, x_scale, act_scale, out_peak / fixed.smax(bits), gate_q,
-                      gate_scale, logits)
-    layer_peak = float(np.abs(reference(x_q, draft, cfg)).max())
-    out_scale = max(out_peak, layer_peak) / fixed.smax(bits)
-    return x_q, _assemble(cfg, partial, x_scale, act_scale, out_scale, gate_q, gate_scale, logits)
+    return partial, act_scale, out_peak
 
 
-def _assemble(cfg: DesignConfig, partial, x_scale: float, act_scale: float, out_scale: float,
-              gate_q: IntArray, gate_scale: float, logits: Requant) -> MoeLayer:
+def make_experts(partial: list[tuple], x_scale: float, act_scale: float, out_scale: float,
+                 cfg: DesignConfig) -> tuple[Expert, ...]:
+    """:class:`Expert` objects from :func:`calibrate_experts`' weights, with their requants:
+    the GELU input format's LSB for the hidden one, then ``act_scale`` and ``out_scale``."""
     gelu_lsb = 2.0 ** -cfg.hardware.gelu.input_frac_bits
     gelu_out_lsb = 2.0 ** -cfg.hardware.gelu.output_frac_bits
-    experts = tuple(
+    return tuple(
         Expert(w1_q, b1_q, w2_q, b2_q, s1, s2,
                hidden=Requant.choose(x_scale * s1 / gelu_lsb, cfg),
                act=Requant.choose(gelu_out_lsb / act_scale, cfg),
                out=Requant.choose(act_scale * s2 / out_scale, cfg))
         for (w1_q, b1_q, s1, w2_q, b2_q, s2) in partial)
+
+
+def build_layer(x_q: IntArray, x_scale: float, cfg: DesignConfig,
+                rng: np.random.Generator) -> MoeLayer:
+    """Seeded random weights for a layer whose input is ``x_q`` (scale ``x_scale``).
+
+    Float weights (:func:`random_ffn_weights`, gate normal ``1.5/sqrt(D)``) quantised per tensor
+    to symmetric ``operand_bits``; biases to accumulator units. Scales: the GELU input format's
+    LSB for the hidden requant; the activation and output scales from the peaks of a float run
+    of the same quantised layer on ``x_q`` over every task's router (so nothing saturates on
+    the calibration input).
+    """
+    m, hw = cfg.model, cfg.hardware
+    bits = hw.compute_unit.operand_bits
+    d, h = m.embed_dim, m.expert_hidden
+
+    gate = rng.normal(0.0, 1.5 / np.sqrt(d), size=(m.tasks, d, m.router_outputs))
+    gate_scale = symmetric_scale(gate, bits)
+    gate_q = quantise_tensor(gate, gate_scale, bits)
+    logits = Requant.choose(x_scale * gate_scale * (1 << hw.softmax.input_frac_bits), cfg)
+
+    raw = [random_ffn_weights(d, h, rng) for _ in range(m.experts + m.shared_experts)]
+    partial, act_scale, out_peak = calibrate_experts(raw, x_q, x_scale, cfg)
+    draft = _assemble(cfg, partial, x_scale, act_scale, out_peak / fixed.smax(bits), gate_q,
+                      gate_scale, logits)
+    layer_peak = max(float(np.abs(reference(x_q, draft, cfg, task)).max())
+                     for task in range(m.tasks))
+    out_scale = max(out_peak, layer_peak) / fixed.smax(bits)
+    return _assemble(cfg, partial, x_scale, act_scale, out_scale, gate_q, gate_scale, logits)
+
+
+def _assemble(cfg: DesignConfig, partial, x_scale: float, act_scale: float, out_scale: float,
+              gate_q: IntArray, gate_scale: float, logits: Requant) -> MoeLayer:
+    experts = make_experts(partial, x_scale, act_scale, out_scale, cfg)
     n = cfg.model.experts
     return MoeLayer(gate_q, gate_scale, logits, experts[:n], experts[n:], x_scale, act_scale,
                     out_scale)

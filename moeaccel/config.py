@@ -112,6 +112,22 @@ class GeluConfig:
 
 
 @dataclass(frozen=True)
+class LayerNormConfig:
+    """The integer LayerNorm and the residual stream it reads (``golden/layernorm.py``).
+
+    The residual stream is signed ``residual_bits`` integers (one scale per model). Per row the
+    unit forms ``d = D*x - sum(x)`` and ``V = sum(d^2) // D + eps``, then the inverse square root
+    ``r = floor(2^rsqrt_frac_bits / sqrt(V))`` (one integer division and one integer square root
+    per row) and the normalised values ``n = d * r`` rounded to ``norm_frac_bits`` fraction bits;
+    ``n * gamma + beta`` is requantised to the compute unit's operands.
+    """
+
+    residual_bits: int = 16
+    rsqrt_frac_bits: int = 40
+    norm_frac_bits: int = 12
+
+
+@dataclass(frozen=True)
 class BufferConfig:
     """On-chip buffers in bytes. ``double_buffered`` weights allow fetching the next tile/expert
     while the current one computes (ping/pong)."""
@@ -137,6 +153,7 @@ class HardwareConfig:
     compute_unit: ComputeUnitConfig = field(default_factory=ComputeUnitConfig)
     softmax: SoftmaxConfig = field(default_factory=SoftmaxConfig)
     gelu: GeluConfig = field(default_factory=GeluConfig)
+    layernorm: LayerNormConfig = field(default_factory=LayerNormConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
     dram: DramConfig = field(default_factory=DramConfig)
 
@@ -463,6 +480,14 @@ def validate(cfg: DesignConfig) -> None:
              f"must be in 1..30, got {ge.table_frac_bits}")
     _require(ge.table_frac_bits >= _gelu_k, "hardware.gelu.table_frac_bits",
              f"must be >= {int(_gelu_k)} (log2 of 1/fine step), got {ge.table_frac_bits}")
+
+    ln = hw.layernorm
+    _require(cu.operand_bits <= ln.residual_bits <= 32, "hardware.layernorm.residual_bits",
+             f"must be in operand_bits..32, got {ln.residual_bits}")
+    _require(1 <= ln.norm_frac_bits <= 24, "hardware.layernorm.norm_frac_bits",
+             f"must be in 1..24, got {ln.norm_frac_bits}")
+    _require(ln.norm_frac_bits <= ln.rsqrt_frac_bits <= 48, "hardware.layernorm.rsqrt_frac_bits",
+             f"must be in norm_frac_bits..48, got {ln.rsqrt_frac_bits}")
 
     b = hw.buffers
     for name in ("weight_bytes", "activation_bytes", "output_bytes"):
