@@ -52,6 +52,11 @@ class SoftmaxBench:
             self.rows_checked += 1
             self._row.clear()
 
+    @property
+    def inside_row(self) -> bool:
+        """True while part of a row has been accepted and its end has not."""
+        return bool(self._row)
+
     def beats(self, rows: list[np.ndarray]) -> list[dict]:
         return [{"logit": int(x), "last": int(j == len(r) - 1)}
                 for r in rows for j, x in enumerate(r)]
@@ -199,7 +204,7 @@ async def reset_mid_row(dut):
     await sb.tb.reset()
     sb.src.extend(sb.beats(random_rows(sb.sm, 20, seed=43)))
     await sb.snk.wait_for(sb.sm.max_row_length // 2 + 3)
-    while not sb._row:                                  # land inside a row
+    while not sb.inside_row:
         await sb.tb.cycles(1)
     await sb.tb.reset(cycles=3)
     assert sb.src.dropped > 0 and sb.sb.flushed > 0, "reset did not land mid-stream"
