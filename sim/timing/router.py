@@ -24,33 +24,6 @@ from moeaccel.config import DesignConfig
 from sim.timing import softmax
 
 
-class _FedSoftmax:
-    """:func:`sim.timing.softmax.schedule`, one row at a time, for rows whose first beat is
-    offered no earlier than a given cycle (all ``length`` beats then offered back to back).
-    (The softmax's own schedule assumes rows are always offered.)"""
-
-    def __init__(self, cfg: DesignConfig, length: int):
-        self.n = softmax.beats(cfg, length)
-        self.iters = softmax.divider_iterations(cfg)
-        self.taken: list[int] = []
-        self.next_in = self.div_free = self.norm_free = 0
-
-    def row(self, arrival: int) -> softmax.RowTimes:
-        first_in = max(self.next_in, arrival)
-        if len(self.taken) >= softmax.ROW_CREDITS:
-            first_in = max(first_in, self.taken[-softmax.ROW_CREDITS] + 1)
-        last_in = first_in + self.n - 1
-        take = max(last_in + softmax.ACCUMULATE_DEPTH, self.div_free)
-        self.taken.append(take)
-        handed = max(take + self.iters + 1, self.norm_free)
-        self.div_free = handed
-        first_read = handed + 1
-        self.norm_free = first_read + self.n - 1
-        first_out = first_read + softmax.NORMALISE_DEPTH
-        self.next_in = last_in + 1
-        return softmax.RowTimes(first_in, last_in, first_out, first_out + self.n - 1)
-
-
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
     """Exact no-stall schedule: the cycle of each token's ``k`` queue writes."""
     m = cfg.model
@@ -62,14 +35,14 @@ def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
         return [[row.last_out + 1 + s for s in range(k)] for row in rows]
     # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
     # previous token's k logits to have entered the softmax (same cycle allowed)
-    fed = _FedSoftmax(cfg, k)
+    fed = softmax.Pipeline(cfg)
     rows: list[softmax.RowTimes] = []
     start = 0
     for _ in range(tokens):
         last_logit = start + r - 1
         if rows:
             last_logit = max(last_logit, rows[-1].last_in)
-        rows.append(fed.row(last_logit + 1))
+        rows.append(fed.row(k, arrival=last_logit + 1))
         start = last_logit + 1
     return [[row.first_out + s for s in range(k)] for row in rows]
 

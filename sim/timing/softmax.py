@@ -77,31 +77,40 @@ def schedule(cfg: DesignConfig, rows: int, length: int) -> list[RowTimes]:
     return schedule_lengths(cfg, [length] * rows)
 
 
+class Pipeline:
+    """The exact no-stall schedule, one row at a time: :meth:`row` gives the milestones of the
+    next row, whose beats are offered back to back from cycle ``arrival`` on (``0``: always
+    offered). Used by :func:`schedule_lengths` and by blocks that feed the softmax (the router)."""
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.iters = divider_iterations(cfg)
+        self.taken: list[int] = []   # cycle the divider took each row (returns A's credit)
+        self.next_in = 0             # earliest cycle A may accept the next row's first beat
+        self.div_free = 0            # earliest cycle the divider may take the next row
+        self.norm_free = 0           # earliest cycle B may take the next row
+
+    def row(self, length: int, arrival: int = 0) -> RowTimes:
+        n = beats(self.cfg, length)
+        first_in = max(self.next_in, arrival)
+        if len(self.taken) >= ROW_CREDITS:
+            first_in = max(first_in, self.taken[-ROW_CREDITS] + 1)
+        last_in = first_in + n - 1
+        take = max(last_in + ACCUMULATE_DEPTH, self.div_free)
+        self.taken.append(take)
+        handed = max(take + self.iters + 1, self.norm_free)
+        self.div_free = handed
+        first_read = handed + 1
+        self.norm_free = first_read + n - 1
+        first_out = first_read + NORMALISE_DEPTH
+        self.next_in = last_in + 1
+        return RowTimes(first_in, last_in, first_out, first_out + n - 1)
+
+
 def schedule_lengths(cfg: DesignConfig, lengths: Sequence[int]) -> list[RowTimes]:
     """Exact no-stall schedule of back-to-back rows of the given lengths."""
-    iters = divider_iterations(cfg)
-    out: list[RowTimes] = []
-    taken: list[int] = []        # cycle the divider took each row (returns A's credit)
-    next_in = 0                  # earliest cycle A may accept the next row's first beat
-    div_free = 0                 # earliest cycle the divider may take the next row
-    norm_free = 0                # earliest cycle B may take the next row
-    for r, length in enumerate(lengths):
-        n = beats(cfg, length)
-        first_in = next_in
-        if r >= ROW_CREDITS:
-            first_in = max(first_in, taken[r - ROW_CREDITS] + 1)
-        last_in = first_in + n - 1
-        take = max(last_in + ACCUMULATE_DEPTH, div_free)
-        taken.append(take)
-        done = take + iters + 1
-        handed = max(done, norm_free)
-        div_free = handed
-        first_read = handed + 1
-        norm_free = first_read + n - 1
-        first_out = first_read + NORMALISE_DEPTH
-        out.append(RowTimes(first_in, last_in, first_out, first_out + n - 1))
-        next_in = last_in + 1
-    return out
+    pipe = Pipeline(cfg)
+    return [pipe.row(length) for length in lengths]
 
 
 def latency(cfg: DesignConfig) -> int:
