@@ -150,35 +150,42 @@ class HostBridge(wiring.Component):
                 m.submodules[f"mem_{name}_{p.member}"] = mem
                 wp, rp = mem.write_port(), mem.read_port()
                 payload = Value.cast(member.payload)
+                # Down-counters with registered "non-zero" flags keep comparators out of the
+                # paths into the block's valid/ready.
+                left = Signal(16, name=f"left_{name}_{p.member}")
+                more = Signal(name=f"more_{name}_{p.member}")
                 if p.kind is PortKind.INPUT:     # host -> memory -> block
                     m.d.comb += [wp.addr.eq(waddr), wp.data.eq(p_word), wp.en.eq(we)]
                     valid = Signal(name=f"valid_{name}_{p.member}")
                     nxt = Signal(16, name=f"next_{name}_{p.member}")
+                    fetch = running[b] & more
                     m.d.comb += [rp.addr.eq(nxt), rp.en.eq(~valid | member.ready)]
                     with m.If(rp.en):
-                        m.d.sync += valid.eq(running[b] & (nxt < want))
-                        with m.If(running[b] & (nxt < want)):
-                            m.d.sync += nxt.eq(nxt + 1)
+                        m.d.sync += valid.eq(fetch)
+                        with m.If(fetch):
+                            m.d.sync += [nxt.eq(nxt + 1), left.eq(left - 1), more.eq(left != 1)]
                     if not isinstance(member.valid, Const):
                         m.d.comb += member.valid.eq(valid)
                     m.d.comb += payload.eq(rp.data)
                     with m.If(valid & member.ready):
                         m.d.sync += n.eq(n + 1)
                     with m.If(start[b] | abort[b]):
-                        m.d.sync += [nxt.eq(0), valid.eq(0), n.eq(0)]
+                        m.d.sync += [nxt.eq(0), valid.eq(0)]
                 else:                             # block -> memory -> host
-                    take = running[b] & (n < want)
+                    take = running[b] & more
                     if not isinstance(member.ready, Const):
                         m.d.comb += member.ready.eq(take)
                     m.d.comb += [wp.addr.eq(n), wp.data.eq(payload),
                                  wp.en.eq(member.valid & take)]
                     with m.If(member.valid & take):
-                        m.d.sync += n.eq(n + 1)
-                    with m.If(start[b] | abort[b]):
-                        m.d.sync += n.eq(0)
+                        m.d.sync += [n.eq(n + 1), left.eq(left - 1), more.eq(left != 1)]
                     out_taken.append(member.valid & take)
                     host_rdata[p.number] = rp.data
                     m.d.comb += rp.addr.eq(waddr)
+                with m.If(start[b]):        # last, so they win over the updates above
+                    m.d.sync += [left.eq(want), more.eq(want != 0), n.eq(0)]
+                with m.If(abort[b]):
+                    m.d.sync += more.eq(0)
                 finished.append(n == want)
 
             all_done = Cat(*finished).all() if finished else Const(1)
