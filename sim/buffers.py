@@ -72,3 +72,14 @@ def residual_spills(cfg: DesignConfig) -> bool:
 def intermediate_spills(cfg: DesignConfig, nbytes: int) -> bool:
     """True when an intermediate result of ``nbytes`` does not fit the output buffer."""
     return nbytes > cfg.hardware.buffers.output_bytes
+
+
+def check(cfg: DesignConfig) -> None:
+    """Reject a design whose weight slots cannot hold one column tile of every weight matrix of
+    its model (raises :class:`ConfigError` naming ``hardware.buffers.weight_bytes``)."""
+    m = cfg.model
+    column_chunks(cfg, m.embed_dim, m.router_outputs, bias=False)
+    for k, n in ((m.embed_dim, 3 * m.embed_dim), (m.embed_dim, m.mlp_hidden),
+                 (m.mlp_hidden, m.embed_dim), (m.embed_dim, m.expert_hidden),
+                 (m.expert_hidden, m.embed_dim)):
+        column_chunks(cfg, k, n, bias=True)

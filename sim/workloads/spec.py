@@ -139,7 +139,8 @@ def from_dict(data: Mapping[str, Any], where: str) -> WorkloadSpec:
             raise UserError(f"{where}: {key}: wrong type {type(value).__name__} {value!r}")
     values = dict(data)
     model = values.get("model", ())
-    values["model"] = tuple(sorted(dict(model).items())) if model else ()
+    values["model"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                   for k, v in dict(model).items())) if model else ()
     for k in ("s", "sticky", "null_bias"):
         if k in values:
             values[k] = float(values[k])
