@@ -16,7 +16,7 @@ from moeaccel import config
 from moeaccel.config import DesignConfig
 
 #: golden modules measured, in report order
-BLOCKS = ("linear", "softmax", "gelu", "router", "attention")
+BLOCKS = ("linear", "softmax", "gelu", "router", "attention", "layernorm", "model")
 
 #: presets whose MoE layer is measured end to end
 MOE_PRESETS = ("tiny", "m3vit-tiny", "mixtral-layer", "deepseek-layer")
