@@ -43,6 +43,7 @@ class Gemm:
     multiplier: int
     shift: int
     wide: bool = False
+    tokens: np.ndarray | None = None     # gathered GEMM: x = memory[tokens] (the expert queue)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -73,7 +74,7 @@ def random_gemm(cfg, rng, m: int, k: int, n: int, wide: bool = False) -> Gemm:
 class ComputeUnitBench:
     """A :class:`Bench` with the unit's sources, sink and scoreboard."""
 
-    def __init__(self, dut, idle=None, backpressure=None, seed: int = 0):
+    def __init__(self, dut, idle=None, backpressure=None, seed: int = 0, gathered: bool = False):
         self.tb = Bench(dut)
         self.cfg = self.tb.config()
         self.cu = self.cfg.hardware.compute_unit
@@ -81,7 +82,14 @@ class ComputeUnitBench:
         pattern = (lambda s: None) if idle is None else idle
         self.cmd = self.tb.source("cmd", lay.command, idle=pattern(seed + 1))
         self.bias = self.tb.source("bias", lay.bias, idle=pattern(seed + 2))
-        self.act = self.tb.source("act", lay.act, idle=pattern(seed + 3))
+        self.gathered = gathered
+        if gathered:        # a test-only top with the gather front end (tests/hw/test_gather.py)
+            from hw.gather import GatherLayouts
+            glay = GatherLayouts(self.cfg)
+            self.gather_cmd = self.tb.source("gather_cmd", glay.command, idle=pattern(seed + 5))
+            self.token = self.tb.source("token", glay.token, idle=pattern(seed + 3))
+        else:
+            self.act = self.tb.source("act", lay.act, idle=pattern(seed + 3))
         self.weight = self.tb.source("weight", lay.weight, idle=pattern(seed + 4))
         self.out = self.tb.sink("out", lay.out, backpressure=backpressure)
         self.sb = self.tb.scoreboard("compute_unit", self.out, compare=_same_row)
@@ -98,6 +106,9 @@ class ComputeUnitBench:
         y = job.golden(self.cfg)
         self.cmd.append({"m": m, "k": k, "n": n, "multiplier": job.multiplier,
                          "shift": job.shift, "wide": int(job.wide)})
+        if self.gathered:
+            self.gather_cmd.append({"m": m, "k": k, "n": n})
+            self.token.extend(int(t) for t in job.tokens)
         beats = 0
         m_tiles, n_tiles = math.ceil(m / rows), math.ceil(n / cols)
         for i in range(m_tiles):
@@ -112,7 +123,8 @@ class ComputeUnitBench:
                 b_tile = self.garbage.integers(-1000, 1000, cols)
                 b_tile[:valid_cols] = job.bias[outs]
                 self.bias.append(b_tile.tolist())
-                self.act.extend(x_tile.T.tolist())
+                if not self.gathered:
+                    self.act.extend(x_tile.T.tolist())
                 self.weight.extend(w_tile.tolist())
                 for r in range(valid_rows):
                     row = i * rows + r

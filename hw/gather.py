@@ -1,0 +1,185 @@
+"""The compute unit's gather front end: an on-chip activation memory and an expert queue's token
+ids in, the array's ``act`` stream out (:func:`golden.linear.gather`)."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.compute_unit_layouts import Layouts
+from moeaccel.config import DesignConfig
+from sim.timing import gather as timing
+
+
+def memory_elements(cfg: DesignConfig) -> int:
+    """Activations the memory holds: ``hardware.buffers.activation_bytes`` of ``operand_bits``."""
+    return cfg.hardware.buffers.activation_bytes * 8 // cfg.hardware.compute_unit.operand_bits
+
+
+def write_lanes(cfg: DesignConfig) -> int:
+    """Activations per ``write`` beat: the DRAM channel's elements per cycle, rounded down to a
+    power of two (so a word address is an element address without its low bits)."""
+    per_cycle = int(cfg.hardware.dram.bytes_per_cycle * 8 // cfg.hardware.compute_unit.operand_bits)
+    lanes = 1
+    while lanes * 2 <= min(max(per_cycle, 1), memory_elements(cfg)):
+        lanes *= 2
+    return lanes
+
+
+class GatherLayouts:
+    """Payloads of :class:`Gather`.
+
+    * ``command``: ``m`` queue entries (token ids), reduction ``k``, ``n`` outputs: the same
+      fields and meaning as the compute unit's command;
+    * ``write``: one memory word, ``addr`` (word address) and ``data`` (:func:`write_lanes`
+      signed activations; element address ``addr * write_lanes + lane``);
+    * ``token``: a token id, the row of the ``[tokens, k]`` row-major matrix in the memory.
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        cu = cfg.hardware.compute_unit
+        elements, lanes = memory_elements(cfg), write_lanes(cfg)
+        cu_cmd = Layouts(cfg).command
+        self.command = data.StructLayout({"m": cu_cmd["m"].shape, "k": cu_cmd["k"].shape,
+                                          "n": cu_cmd["n"].shape})
+        self.write = data.StructLayout({
+            "addr": unsigned(max(1, (elements // lanes - 1).bit_length())),
+            "data": data.ArrayLayout(signed(cu.operand_bits), lanes),
+        })
+        self.token = unsigned(max(1, (elements - 1).bit_length()))
+
+
+class Gather(wiring.Component):
+    """Streams the rows ``x[token_ids]`` of the activation memory into the compute unit's ``act``
+    in its tile order: the array's inputs of :func:`golden.linear.expert_linear`.
+
+    The memory holds ``x [tokens, k]`` row-major (element ``t * k + kk``), loaded through
+    ``write`` (one word of :func:`write_lanes` activations per beat, at any time the memory is
+    not being read for the same words; writes and gathers of other words may overlap). A ``cmd``
+    ``{m, k, n}`` (the compute unit's GEMM; give both blocks the same one) is followed by ``m``
+    token ids on ``token`` (an expert queue, repeats allowed). For each token tile of ``rows``
+    ids the unit emits ``ceil(n/cols) * k`` ``act`` beats, lane ``r`` of step ``kk`` being
+    ``x[id_r, kk]`` (lanes past ``m`` are don't-care), as :class:`hw.compute_unit.ComputeUnit`
+    expects.
+
+    Memory: one ``write_lanes``-wide write port and ``rows`` read ports (one per act lane; on an
+    FPGA a memory with ``rows`` read ports is ``rows`` replicas of the buffer, or a
+    ``rows``-banked staging buffer in a larger design). Token ids are turned into row bases
+    ``id * k`` by one multiplier as they arrive.
+
+    Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
+    command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
+    bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
+    after the first tile's ids (``latency``); one read stage (synchronous memory read),
+    back-pressure stalls it. The next command is accepted the cycle after the last act beat
+    was issued to the read stage.
+
+    Members
+    -------
+    write : In(stream of ``GatherLayouts.write``)
+    cmd : In(stream of ``GatherLayouts.command``)
+    token : In(stream of ``GatherLayouts.token``)
+    act : Out(stream of ``Layouts.act``), the compute unit's ``act``
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = GatherLayouts(cfg)
+        super().__init__({
+            "write": In(stream.Signature(lay.write)),
+            "cmd": In(stream.Signature(lay.command)),
+            "token": In(stream.Signature(lay.token)),
+            "act": Out(stream.Signature(Layouts(cfg).act)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cu = self.cfg.hardware.compute_unit
+        rows, lanes = cu.rows, write_lanes(self.cfg)
+        lane_bits = lanes.bit_length() - 1
+        elements = memory_elements(self.cfg)
+        assert timing.READ_STAGES == 1
+
+        m.submodules.memory = memory = Memory(shape=self.layouts.write["data"].shape,
+                                              depth=elements // lanes, init=[])
+        wp = memory.write_port()
+        m.d.comb += [wp.addr.eq(self.write.p.addr), wp.data.eq(self.write.p.data),
+                     wp.en.eq(self.write.valid), self.write.ready.eq(1)]
+
+        busy = Signal()
+        command = Signal(self.layouts.command)
+        addr_shape = unsigned(max(1, (elements - 1).bit_length()))
+
+        # collector: token ids -> row bases, two banks of `rows`
+        base = [[Signal(addr_shape, name=f"base{b}_{r}") for r in range(rows)] for b in range(2)]
+        full = Signal(2)
+        fill_bank = Signal()
+        fill_row = Signal(range(rows))
+        ids_left = Signal.like(command.m)
+        take_id = Signal()
+        m.d.comb += [take_id.eq(busy & (ids_left != 0) & ~full.bit_select(fill_bank, 1)),
+                     self.token.ready.eq(take_id)]
+        tile_full = (fill_row == rows - 1) | (ids_left == 1)
+        set_full = Signal(2)
+        with m.If(take_id & self.token.valid):
+            for b in range(2):
+                for r in range(rows):
+                    with m.If((fill_bank == b) & (fill_row == r)):
+                        m.d.sync += base[b][r].eq(self.token.p * command.k)
+            m.d.sync += ids_left.eq(ids_left - 1)
+            with m.If(tile_full):
+                m.d.comb += set_full.eq(1 << fill_bank)
+                m.d.sync += [fill_bank.eq(~fill_bank), fill_row.eq(0)]
+            with m.Else():
+                m.d.sync += fill_row.eq(fill_row + 1)
+
+        # streamer: bank `play_bank` -> one read per act beat
+        play_bank = Signal()
+        kk = Signal.like(command.k)
+        cols_left = Signal.like(command.n)
+        rows_left = Signal.like(command.m)
+        advance = Signal()
+        issue = Signal()
+        clear_full = Signal(2)
+        m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
+                     issue.eq(advance & busy & full.bit_select(play_bank, 1))]
+        last_step = kk == command.k - 1
+        last_col_tile = cols_left <= cu.cols
+        with m.If(issue):
+            with m.If(~last_step):
+                m.d.sync += kk.eq(kk + 1)
+            with m.Else():
+                m.d.sync += kk.eq(0)
+                with m.If(~last_col_tile):
+                    m.d.sync += cols_left.eq(cols_left - cu.cols)
+                with m.Else():
+                    m.d.comb += clear_full.eq(1 << play_bank)
+                    m.d.sync += [cols_left.eq(command.n), rows_left.eq(rows_left - cu.rows),
+                                 play_bank.eq(~play_bank)]
+                    with m.If(rows_left <= cu.rows):
+                        m.d.sync += busy.eq(0)
+        m.d.sync += full.eq((full | set_full) & ~clear_full)
+
+        # read stage: `rows` read ports, the lane's element picked from the word
+        with m.If(advance):
+            m.d.sync += self.act.valid.eq(issue)
+        for r in range(rows):
+            port = memory.read_port()
+            addr = Signal(addr_shape, name=f"addr{r}")
+            m.d.comb += addr.eq(base[0][r] + kk)
+            with m.If(play_bank):
+                m.d.comb += addr.eq(base[1][r] + kk)
+            lane = Signal(range(lanes), name=f"lane{r}")
+            m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(advance)]
+            with m.If(advance):
+                m.d.sync += lane.eq(addr[:lane_bits] if lane_bits else 0)
+            m.d.comb += self.act.p[r].eq(port.data[lane])
+
+        m.d.comb += self.cmd.ready.eq(~busy)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), ids_left.eq(self.cmd.p.m),
+                         kk.eq(0), cols_left.eq(self.cmd.p.n), rows_left.eq(self.cmd.p.m),
+                         fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
+        return m

@@ -1,0 +1,65 @@
+"""Timing of the gather front end (``hw/gather.py``): token ids in, the array's ``act`` out.
+
+Cycle convention (as :mod:`sim.timing.compute_unit`): the command handshake is cycle 0; token
+ids are offered every cycle and ``act`` is always ready. Token ids are taken one per cycle from
+cycle ``CMD_CYCLES``; a tile's ids fill one of two banks of ``rows`` row bases; the bank is
+streamable the cycle after its last id; each act beat is issued to the memory read and is valid
+``READ_STAGES`` cycle later. A bank is refilled from the cycle after its last beat was issued.
+"""
+
+from __future__ import annotations
+
+import math
+
+from moeaccel.config import DesignConfig
+from sim.timing import compute_unit
+
+#: cycles spent accepting the command before the first token id
+CMD_CYCLES = 1
+#: synchronous memory read between a beat's issue and its ``act`` beat being valid
+READ_STAGES = 1
+
+
+def tile_rows(cfg: DesignConfig, m: int) -> list[int]:
+    """Token ids (queue entries) per token tile of an ``m``-entry queue."""
+    rows = cfg.hardware.compute_unit.rows
+    return [min(rows, m - i) for i in range(0, m, rows)]
+
+
+def issue_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> list[tuple[int, int]]:
+    """``(first, last)`` issue cycle of each token tile's act beats, with no stalls."""
+    steps = k * math.ceil(n / cfg.hardware.compute_unit.cols)
+    collect_end: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for t, r in enumerate(tile_rows(cfg, m)):
+        start = CMD_CYCLES if t == 0 else collect_end[-1] + 1
+        if t >= 2:
+            start = max(start, spans[t - 2][1] + 1)     # wait for the bank to be released
+        collect_end.append(start + r - 1)
+        first = collect_end[-1] + 1 if t == 0 else max(collect_end[-1] + 1, spans[-1][1] + 1)
+        spans.append((first, first + steps - 1))
+    return spans
+
+
+def latency(cfg: DesignConfig, m: int = 1) -> int:
+    """Cycles from the command handshake to the first ``act`` beat being valid."""
+    return CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + READ_STAGES
+
+
+def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
+    """Cycles of one gather with no stalls, from the command handshake (cycle 0) through the
+    last ``act`` handshake inclusive."""
+    return issue_cycles(cfg, m, k, n)[-1][1] + READ_STAGES + 1
+
+
+def gathered_gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
+    """Cycles of a compute-unit GEMM fed by the gather front end (both commands in cycle 0), up
+    to the unit's last output handshake. The gather delays the first array step by
+    ``latency - 1`` cycles; after that it stays ahead of the array when
+    ``k * ceil(n/cols) >= rows`` (a token tile's ids arrive while the previous tile streams),
+    which is required here (``ValueError`` otherwise)."""
+    cu = cfg.hardware.compute_unit
+    if m > cu.rows and k * math.ceil(n / cu.cols) < cu.rows:
+        raise ValueError(f"k * ceil(n/cols) = {k * math.ceil(n / cu.cols)} < rows = {cu.rows}: "
+                         "the gather cannot keep up; no closed form")
+    return compute_unit.gemm_cycles(cfg, m, k, n) + latency(cfg, m) - compute_unit.CMD_CYCLES
