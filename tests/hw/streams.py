@@ -233,15 +233,18 @@ class _Endpoint:
         if self.valid is None and self.ready is None:
             raise AttributeError(f"{dut._name} has no stream {prefix!r} "
                                  f"(no {prefix}__valid or {prefix}__ready port)")
-        if self.payload is None and width(layout):
+        if not width(layout):
+            self.payload = None          # Amaranth emits a zero-width payload as "[-1:0]"
+        elif self.payload is None:
             raise AttributeError(f"{dut._name} has no port {prefix}__payload")
-        if self.payload is not None and len(self.payload) != width(layout):
+        elif len(self.payload) != width(layout):
             raise ValueError(f"{prefix}__payload is {len(self.payload)} bits but the layout "
                              f"{layout!r} is {width(layout)} bits")
         #: every transferred beat, in order
         self.beats: list[Beat] = []
         self._callbacks: list[Callable[[Any], None]] = []
         self._beat_callbacks: list[Callable[[Beat], None]] = []
+        self._scoreboards: list[Scoreboard] = []     # attached; summarised when a wait stalls
 
     def _in_reset(self) -> bool:
         return self.reset is not None and bool(_read(self.reset))
@@ -257,6 +260,9 @@ class _Endpoint:
     def on_beat(self, callback: Callable[[Beat], None]) -> None:
         """Call ``callback(beat)`` for every transferred beat (with its cycle stamp)."""
         self._beat_callbacks.append(callback)
+
+    def _scoreboard_report(self) -> str:
+        return "".join("\n" + board.report() for board in self._scoreboards)
 
     @property
     def count(self) -> int:
@@ -274,7 +280,8 @@ class _Endpoint:
                 last_count, last_cycle = len(self.beats), self.counter.now
             elif self.counter.now - last_cycle > timeout_cycles:
                 raise AssertionError(f"{self.prefix}: stalled at {len(self.beats)} of {count} "
-                                     f"beats: none for {timeout_cycles} cycles")
+                                     f"beats: none for {timeout_cycles} cycles"
+                                     + self._scoreboard_report())
             await RisingEdge(self.clk)
 
 
@@ -474,6 +481,7 @@ class Scoreboard:
     def attach(self, endpoint: _Endpoint) -> Scoreboard:
         """Observe every beat ``endpoint`` (usually a :class:`StreamSink`) transfers."""
         endpoint.on_beat(lambda beat: self.observe(beat.item))
+        endpoint._scoreboards.append(self)
         return self
 
     def flush(self) -> int:
@@ -523,19 +531,21 @@ class Scoreboard:
 
     def check(self) -> None:
         """Raise ``AssertionError`` describing every kind of discrepancy, if there is one."""
-        if self.ok:
-            return
+        if not self.ok:
+            raise AssertionError(self.report())
+
+    def report(self) -> str:
+        """The summary line, then the first mismatches, missing and extra items."""
         lines = [self.summary()]
         for m in self.mismatches[: self.max_report]:
             lines.append(f"  item {m.index}: expected {m.expected!r}, got {m.got!r}"
                          + (f"  ({m.hint})" if m.hint else ""))
         if self._pending:
-            first = self.received
-            lines.append(f"  missing from item {first}: {len(self._pending)} never observed, "
-                         f"first {plain(self._pending[0])!r}")
+            lines.append(f"  missing: {len(self._pending)} expected item(s) never observed, "
+                         f"the first {plain(self._pending[0])!r}")
         for index, item in [*self.extra, *self._unmatched][: self.max_report]:
             lines.append(f"  extra item {index}: {plain(item)!r} (nothing was expected)")
-        raise AssertionError("\n".join(lines))
+        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
