@@ -1,0 +1,122 @@
+"""Closed-form cross-checks of the schedule and timeline against the blocks' timing functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moeaccel import config
+from sim import buffers, dram, queues, schedule, timeline
+from sim.simulator import run
+from sim.timing import compute_unit, gelu, router
+
+
+def one_linear(cfg, m, k, n, **kw):
+    b = schedule.ScheduleBuilder(cfg)
+    b.linear("gemm", m, k, n, **kw)
+    return b.steps
+
+
+def test_one_gemm_is_first_fetch_plus_gemm_cycles(m3vit):
+    m, k, n = 129, 192, 192
+    steps = one_linear(m3vit, m, k, n)
+    assert len(steps) == 1  # 192x192 int8 + biases fit one 48 KB slot
+    tl = timeline.play(m3vit, steps)
+    fetch = dram.request_cycles(m3vit, k * n + 4 * n)
+    assert tl.total_cycles == fetch + compute_unit.gemm_cycles(m3vit, m, k, n)
+    assert tl.stall_cycles == fetch
+    assert tl.weight_bytes == k * n + 4 * n
+
+
+@pytest.mark.parametrize("double", [True, False])
+@pytest.mark.parametrize("bytes_per_cycle", [1.0, 16.0, 256.0])
+def test_tiled_gemm_matches_the_double_buffer_formula(m3vit, double, bytes_per_cycle):
+    # A 192 x 1024 matrix with a slot that holds exactly 256 columns: 4 equal chunks.
+    per_col = 192 + 4
+    slot = 256 * per_col
+    cfg = m3vit.replace({"hardware.buffers.weight_bytes": 2 * slot if double else slot,
+                         "hardware.buffers.double_buffered": double,
+                         "hardware.dram.bytes_per_cycle": bytes_per_cycle,
+                         "hardware.buffers.output_bytes": 1 << 20,  # no activation spill
+                         "model.mlp_hidden": 1024})
+    assert buffers.column_chunks(cfg, 192, 1024, bias=True) == [256] * 4
+    steps = one_linear(cfg, 129, 192, 1024)
+    f = dram.request_cycles(cfg, slot)
+    g = compute_unit.gemm_cycles(cfg, 129, 192, 256)
+    expected = f + g + 3 * max(f, g) if double else 4 * (f + g)
+    assert timeline.play(cfg, steps).total_cycles == expected
+
+
+def test_weight_tile_that_cannot_fit_is_rejected_with_the_key(m3vit):
+    cfg = m3vit.replace({"hardware.buffers.weight_bytes": 4096})
+    with pytest.raises(config.ConfigError, match=r"hardware\.buffers\.weight_bytes: a 192 x 16"):
+        buffers.check(cfg)
+
+
+def test_fused_gelu_takes_the_slower_of_gemm_and_gelu(m3vit):
+    (step,) = one_linear(m3vit, 129, 192, 192, consumer="gelu")
+    cu = compute_unit.gemm_cycles(m3vit, 129, 192, 192)
+    g = gelu.cycles(m3vit, 129 * 192)
+    assert step.busy == (cu, 0, g, 0)
+    assert step.cycles == max(cu + gelu.cycles(m3vit, 1), g)
+
+
+def _expected_moe_layer_compute(cfg, counts):
+    """Independent enumeration of one MoE layer's GEMMs (weights assumed to fit one slot)."""
+    m = cfg.model
+    gate = compute_unit.gemm_cycles(cfg, m.tokens, m.embed_dim, m.router_outputs)
+    total = schedule.fused(gate, router.cycles(cfg, m.tokens), router.cycles(cfg, 1))
+    for n_e in counts:
+        if n_e:
+            w1 = compute_unit.gemm_cycles(cfg, n_e, m.embed_dim, m.expert_hidden)
+            total += schedule.fused(w1, gelu.cycles(cfg, n_e * m.expert_hidden), gelu.cycles(cfg, 1))
+            total += compute_unit.gemm_cycles(cfg, n_e, m.expert_hidden, m.embed_dim)
+    return total
+
+
+def test_moe_layer_with_unlimited_bandwidth_is_the_sum_of_its_blocks(m3vit):
+    cfg = m3vit.replace({"hardware.dram.bytes_per_cycle": 1e9, "hardware.dram.latency_cycles": 0,
+                         "hardware.buffers.weight_bytes": 1 << 20})
+    experts = np.array([[0, 3]] * 100 + [[5, 3]] * 29)
+    q = queues.fill(cfg, experts)
+    steps = schedule.build(cfg, [1], {1: q}, attention=False)
+    tl = timeline.play(cfg, steps)
+    # Every DRAM request takes 1 cycle; exposed are: the input, the gate weights, the first
+    # expert's weights (issued only when the router is done) and the output.
+    assert tl.stall_cycles == 4
+    assert tl.total_cycles == _expected_moe_layer_compute(cfg, q.kept) + 4
+    # Only the three active experts' weights are fetched, once each, plus the gate.
+    m = cfg.model
+    expert = buffers.weight_matrix_bytes(cfg, m.embed_dim, m.expert_hidden, True) + \
+        buffers.weight_matrix_bytes(cfg, m.expert_hidden, m.embed_dim, True)
+    assert tl.weight_bytes == 3 * expert + m.embed_dim * m.router_outputs
+
+
+def test_first_expert_fetch_waits_for_the_router(m3vit):
+    experts = np.array([[2, 7]] * 129)
+    steps = schedule.build(m3vit, [1], {1: queues.fill(m3vit, experts)}, attention=False)
+    gate = next(i for i, s in enumerate(steps) if s.label == "L1.router")
+    assert all(s.after == gate for s in steps if ".expert" in s.label)
+
+
+@pytest.mark.parametrize("bytes_per_cycle", [1e6, 0.02])
+def test_compute_and_dram_bound_cases_land_on_the_roofline(m3vit, bytes_per_cycle):
+    cfg = m3vit.replace({"hardware.dram.bytes_per_cycle": bytes_per_cycle,
+                         "hardware.dram.latency_cycles": 0})
+    r = run(cfg, "m3vit-tiny")
+    roof = r.roofline
+    assert roof["achieved_macs_per_cycle"] <= roof["attainable_macs_per_cycle"] * (1 + 1e-9)
+    if roof["bound"] == "dram":
+        # DRAM-bound: the channel is busy nearly all the time, so time ~ bytes / bandwidth.
+        bytes_moved = r.dram_bytes["weights"] + r.dram_bytes["activations"]
+        assert bytes_per_cycle == 0.02
+        assert r.total_cycles == pytest.approx(bytes_moved / bytes_per_cycle, rel=0.02)
+        assert roof["achieved_macs_per_cycle"] == pytest.approx(roof["attainable_macs_per_cycle"], rel=0.02)
+    else:
+        # Compute-bound: no stall to speak of; time is the compute pipeline's busy time.
+        assert bytes_per_cycle == 1e6
+        # 1-cycle requests exposed: model input, first weights, each MoE layer's first expert
+        # (waits for its router), model output.
+        assert r.dram_stall_cycles <= 3 + len(cfg.model.moe_layers)
+        assert roof["achieved_macs_per_cycle"] <= roof["peak_macs_per_cycle"]
+        assert r.busy_cycles["compute_unit"] <= r.total_cycles
