@@ -102,6 +102,15 @@ class ModelResult:
     residual_q: IntArray
     routing: tuple[LayerRouting, ...]
 
+    def trace(self, cfg: DesignConfig) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The router decisions as a routing trace for the simulator (``sim.workloads.traces``
+        format: per MoE layer, ``(experts [T, top_k] int32, -1 for a null expert; gates float32)``);
+        dropped slots keep their expert, the simulator applies the capacity limit itself."""
+        one = float(1 << cfg.hardware.softmax.prob_frac_bits)
+        return {r.layer: (np.where(r.routing.ids < cfg.model.experts, r.routing.ids, -1)
+                          .astype(np.int32), (r.routing.gates / one).astype(np.float32))
+                for r in self.routing}
+
 
 # --------------------------------------------------------------------------------------------
 # Bit-exact model

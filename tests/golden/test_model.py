@@ -87,6 +87,26 @@ def test_tasks_route_differently(tiny) -> None:
         model.model(x_q, weights, cfg, cfg.model.tasks)
 
 
+def test_routing_exports_as_a_simulator_trace(tmp_path) -> None:
+    from sim.workloads import traces
+
+    cfg = config.load("tiny").replace({"model.null_experts": 1})
+    x_q, weights = model.random_model(cfg, seed=2)
+    res = model.model(x_q, weights, cfg, 1)
+    assert any(r.routing.null_slots for r in res.routing)
+    for name in ("t.jsonl", "t.npz"):
+        traces.save(tmp_path / name, cfg, res.trace(cfg))
+        back = traces.load(tmp_path / name, cfg)
+        assert sorted(back) == [r.layer for r in res.routing]
+        one = 2 ** cfg.hardware.softmax.prob_frac_bits
+        for r in res.routing:
+            experts, gates = (np.asarray(a) for a in back[r.layer])
+            for t, (ids, g) in enumerate(zip(r.routing.ids, r.routing.gates)):
+                real = ids < cfg.model.experts     # null experts are -1 (the loader packs them last)
+                assert dict(zip(experts[t][experts[t] >= 0].tolist(), gates[t][experts[t] >= 0])) \
+                    == pytest.approx(dict(zip(ids[real].tolist(), g[real] / one)), abs=1e-6)
+
+
 def test_residual_add_requantises_and_saturates() -> None:
     cfg = config.load("tiny")
     bits = cfg.hardware.layernorm.residual_bits
