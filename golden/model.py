@@ -162,16 +162,30 @@ def _ffn_float(h: FloatArray, ffn: DenseMlp | MoeLayer, cfg: DesignConfig, task:
     return moe.float_expert(ffn.expert, ffn.x_scale, ffn.act_scale)(h)
 
 
+@dataclass(frozen=True)
+class FloatResult:
+    """The float64 model's output and last residual (real units) and, per MoE block, the
+    experts its float router chose (``[T, top_k]``, best first)."""
+
+    out: FloatArray
+    residual: FloatArray
+    expert_ids: tuple[IntArray, ...]
+
+
 def reference(x_q: npt.ArrayLike, weights: ModelWeights, cfg: DesignConfig,
-              task: int = 0) -> tuple[FloatArray, FloatArray]:
+              task: int = 0) -> FloatResult:
     """Float64 model on the dequantised input and weights, no intermediate quantisation (float
-    LayerNorm, attention, GELU, softmax and routing): ``(output, last residual)`` in real units."""
+    LayerNorm, attention, GELU, softmax and routing by :func:`golden.moe.reference_float`)."""
     _check_task(task, cfg)
     x = fixed.as_int(x_q) * weights.res_scale
+    ids = []
     for b in weights.blocks:
         x = x + attention.reference_float(_ln_float(x, b.ln1, cfg), b.attn, cfg)
-        x = x + _ffn_float(_ln_float(x, b.ln2, cfg), b.ffn, cfg, task)
-    return _ln_float(x, weights.norm, cfg), x
+        h = _ln_float(x, b.ln2, cfg)
+        if isinstance(b.ffn, MoeLayer):
+            ids.append(router.select_float(h @ (b.ffn.gate_q[task] * b.ffn.gate_scale), cfg)[0])
+        x = x + _ffn_float(h, b.ffn, cfg, task)
+    return FloatResult(_ln_float(x, weights.norm, cfg), x, tuple(ids))
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,16 +265,22 @@ def accuracy(cfg: DesignConfig, seed: int = 0, task: int = 0) -> dict[str, float
     reference design's terms: ``model_mse`` and ``model_mae`` of the dequantised output (after
     the final LayerNorm, so values are O(1); Edge-MoE reports MSE 0.0015, MAE 0.021 for its C
     simulation vs float), ``model_rms_err_lsb`` / ``model_max_err_lsb`` in output LSBs, and
-    ``model_residual_rel_err`` the RMS error of the last residual relative to its RMS."""
+    ``model_residual_rel_err`` the RMS error of the last residual relative to its RMS, and
+    ``model_routing_mismatch`` the fraction of (MoE block, token) whose expert set differs from
+    the float router's (each such token's FFN output differs by a whole expert)."""
     x_q, weights = random_model(cfg, seed)
     got = model(x_q, weights, cfg, task)
-    ref_out, ref_res = reference(x_q, weights, cfg, task)
-    err = got.out_q * weights.norm.out_scale - ref_out
-    res_err = got.residual_q * weights.res_scale - ref_res
+    ref = reference(x_q, weights, cfg, task)
+    err = got.out_q * weights.norm.out_scale - ref.out
+    res_err = got.residual_q * weights.res_scale - ref.residual
+    mismatch = [np.any(np.sort(r.routing.ids, -1) != np.sort(f, -1), -1)
+                for r, f in zip(got.routing, ref.expert_ids)]
     return {
         "model_mse": float(np.mean(err ** 2)),
         "model_mae": float(np.mean(np.abs(err))),
         "model_rms_err_lsb": float(np.sqrt(np.mean(err ** 2)) / weights.norm.out_scale),
         "model_max_err_lsb": float(np.max(np.abs(err)) / weights.norm.out_scale),
-        "model_residual_rel_err": float(np.sqrt(np.mean(res_err ** 2) / np.mean(ref_res ** 2))),
+        "model_residual_rel_err": float(np.sqrt(np.mean(res_err ** 2)
+                                                / np.mean(ref.residual ** 2))),
+        "model_routing_mismatch": float(np.mean(mismatch)) if mismatch else 0.0,
     }

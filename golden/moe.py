@@ -17,7 +17,8 @@ Schedule: shared experts first (every token, gate 1.0, in order), then every non
 expert in expert order (``MoeResult.order``); the hardware and the simulator follow it.
 
 :func:`random_layer` builds seeded int weights and requant parameters chosen from float scales
-(calibrated on a float run of the same layer); :func:`reference` is the float64 layer on the
+(calibrated on a float run of the same layer; :func:`build_layer` does it for a given input, as
+``golden.model`` needs, and :func:`calibrate_experts` / :func:`make_experts` for any FFN); :func:`reference` is the float64 layer on the
 same quantised inputs and weights; :func:`accuracy` compares the two in output LSBs.
 """
 
