@@ -25,28 +25,28 @@ high no beat transfers: sources drop what they hold and everything queued (items
 reset are dropped too), sinks record nothing, and ``Bench.reset`` flushes the pending expectations
 of its scoreboards, so a test can reset mid-stream and carry on.
 
-Testbench skeleton (copy this shape)::
+Testbench skeleton (copy this shape; ``tests/hw/test_gelu.py`` is a full example)::
 
-    from hw.softmax import row_layout, prob_layout      # the block's payload layouts
-    from golden import softmax as golden
+    import cocotb
+    from hw.gelu import input_layout, output_layout        # the block's own payload layouts
     from tests.hw import runner
-    from tests.hw.streams import Bench, Scoreboard, bursty, random_pattern
+    from tests.hw.streams import Bench, bursty, random_pattern
 
     @cocotb.test()
-    async def random_rows(dut):
-        tb = Bench(dut)
-        cfg = tb.config()                                  # from MOEACCEL_CONFIG
-        src = tb.source("i", row_layout(cfg), idle=random_pattern(0.7, seed=1))
-        snk = tb.sink("o", prob_layout(cfg), backpressure=bursty(seed=2, max_stall=20))
-        sb = tb.scoreboard("o", snk)                       # observes every beat of snk
-        src.on_accept(lambda item: sb.expect(golden.softmax_row(cfg, item)))  # model
+    async def random_gaps(dut):
+        tb = Bench(dut)                                     # clock on clk, cycle counter, rst
+        ge = tb.config().hardware.gelu                      # the config in MOEACCEL_CONFIG
+        src = tb.source("i", input_layout(ge), idle=random_pattern(0.7, seed=1))
+        snk = tb.sink("o", output_layout(ge), backpressure=bursty(seed=2, max_stall=20))
+        sb = tb.scoreboard("o", snk)                        # observes every beat of snk
+        src.on_accept(lambda beat: sb.expect(model(ge, beat)))  # golden model per accepted beat
         await tb.reset()
-        await src.send(make_rows(cfg, n=500))
-        await snk.wait_for(500)
-        sb.check()                                         # nothing lost, duplicated or wrong
+        await src.send(make_beats(ge, 1000))                # returns once all are accepted
+        await snk.wait_for(1000)                            # fails on a stall, not a slow DUT
+        sb.check()                                          # nothing lost, duplicated or wrong
 
-    def test_softmax():                                    # pytest entry point
-        runner.run("softmax", "tiny", __name__)
+    def test_gelu(hw_config):                               # pytest entry point (--hw-config)
+        runner.run("gelu", hw_config, __name__)
 """
 
 from __future__ import annotations
