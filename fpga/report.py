@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .flow import EcpResult, Usage, XilinxResult
+from .flow import DoesNotFit, EcpResult, Usage, XilinxResult
 
 #: rows of the ECP5 resource table, in order
 ECP5_ROWS = [("lut4", "LUT4"), ("ff", "FF"), ("mult18", "MULT18X18D"), ("bram16", "DP16KD (BRAM16)"),
@@ -50,4 +50,20 @@ def xilinx_markdown(title: str, result: XilinxResult, command: str) -> str:
     lines += ["", "Cells:", "", "| cell | count |", "|---|---:|"]
     for cell, n in sorted(result.cells.items()):
         lines.append(f"| {cell} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def does_not_fit_markdown(title: str, err: DoesNotFit, command: str) -> str:
+    """Why a design was not placed: hard-block counts after synthesis, per block."""
+    cells = sorted({c for counts in err.by_part.values() for c in counts
+                    if c in ("MULT18X18D", "DP16KD", "LUT4", "TRELLIS_FF", "CCU2C")})
+    lines = [f"# {title}", "", f"Made by `{command}`", "",
+             f"**Does not fit {err.device}** (stopped after synthesis, before place and route): "
+             + "; ".join(f"{c} {u} used > {a} available" for c, (u, a) in err.needs.items()) + ".",
+             "", "Cells after `synth_ecp5`, by block:", "",
+             "| part | " + " | ".join(cells) + " |", "|---|" + "---:|" * len(cells)]
+    for part, counts in sorted(err.by_part.items()):
+        if not any(counts.get(c) for c in cells):
+            continue
+        lines.append(f"| {part} | " + " | ".join(str(counts.get(c, 0)) for c in cells) + " |")
     return "\n".join(lines) + "\n"

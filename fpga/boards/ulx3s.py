@@ -61,7 +61,7 @@ class Ulx3sTop(Elaboratable):
         m.domains.sync = sync = ClockDomain()
         m.d.comb += sync.clk.eq(clk)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clk, self.clock_hz)
+        # nextpnr derives the PLL output's constraint from clk25's and the PLL dividers.
 
         div = divisor(self.clock_hz, self.baud)
         uart = platform.request("uart", 0)

@@ -76,3 +76,15 @@ def test_cli_reports_an_unknown_block_in_one_line(capsys):
     assert main(["fpga", "--board", "ulx3s-85f", "--config", "tiny", "--blocks", "nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nosuch" in err and "unknown block" in err
+
+
+def test_oversubscribed_multipliers_stop_before_place_and_route():
+    from fpga.flow import DoesNotFit, check_fit
+    cells = {f"bridge.block_compute_unit.mul{i}": {"type": "MULT18X18D"} for i in range(150)}
+    cells |= {f"bridge.block_gelu.mul{i}": {"type": "MULT18X18D"} for i in range(7)}
+    cells |= {"bridge.mem.ram": {"type": "DP16KD"}, "uart_rx.lut": {"type": "LUT4"}}
+    netlist = json.dumps({"modules": {"top": {"cells": cells}}})
+    with pytest.raises(DoesNotFit, match=r"MULT18X18D 157 > 156 \(compute_unit 150, gelu 7\)"):
+        check_fit("top", netlist, "LFE5U-85F")
+    check_fit("top", netlist.replace('"bridge.block_gelu.mul6": {"type": "MULT18X18D"}',
+                                     '"bridge.block_gelu.mul6": {"type": "LUT4"}'), "LFE5U-85F")
