@@ -127,6 +127,47 @@ async def fifo_reset_mid_stream(dut):
                 "the source; %s", before, sb.flushed, src.dropped, sb.summary())
 
 
+@cocotb.test()
+async def scoreboard_catches_faults(dut):
+    """In simulation, models that disagree with the FIFO by one item are each caught.
+
+    One stream, four scoreboards on the same sink: the exact model passes; a model that changes
+    one lane, one that omits an item (as if the DUT duplicated one) and one that doubles an item
+    (as if the DUT dropped one) each fail ``check()`` naming the item.
+    """
+    tb, cfg, src, snk, exact = fifo_bench(dut, random_pattern(0.7, seed=31),
+                                          random_pattern(0.7, seed=32))
+    changed, extra, missing = (tb.scoreboard(name, snk) for name in ("changed", "extra",
+                                                                      "missing"))
+
+    def faulty_models(item):
+        if item["tag"] == 100:
+            changed.expect({**item, "vec": [item["vec"][0] ^ 1, *item["vec"][1:]]})
+        else:
+            changed.expect(item)
+        if item["tag"] != 50:
+            extra.expect(item)
+        missing.expect(item)
+        if item["tag"] == 70:
+            missing.expect(item)
+
+    src.on_accept(faulty_models)
+    await tb.reset()
+    items = make_items(cfg, 300, seed=6)
+    await src.send(items)
+    await snk.wait_for(len(items))
+    await tb.cycles(10)
+    exact.check()
+    for board, expected_text in ((changed, "item 100: expected"), (extra, "item 50: expected"),
+                                 (missing, "item 71: expected")):
+        try:
+            board.check()
+        except AssertionError as err:
+            assert expected_text in str(err), str(err)
+        else:
+            raise AssertionError(f"scoreboard {board.name} missed the fault")
+
+
 # --------------------------------------------------------------------------------------------
 # pytest entry point: build the FIFO for the config and run the benches above
 # --------------------------------------------------------------------------------------------
@@ -135,7 +176,7 @@ def test_stream_fifo(hw_config):
                          key=hw_config, cfg_name=hw_config, seed=1)
 
 
-def test_runner_reports_failing_cocotb_test(hw_config):
+def test_runner_fails_when_no_cocotb_test_ran(hw_config):
     with pytest.raises(AssertionError, match="no cocotb test ran"):
         runner.run_component("stream_fifo", lambda: StreamFifo(config.load(hw_config)),
                              __name__, key=hw_config, cfg_name=hw_config,
