@@ -76,6 +76,34 @@ class Step:
                 f"read={self.act_read_bytes}, write={self.act_write_bytes}, after={self.after})")
 
 
+class BlockTiming:
+    """The :mod:`sim.timing` functions for one config, memoised (a model repeats shapes: the
+    same attention GEMMs every layer, the same softmax rows every head)."""
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self._memo: dict[tuple, int] = {}
+
+    def _call(self, fn, *args: int) -> int:
+        key = (fn, *args)
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = fn(self.cfg, *args)
+        return value
+
+    def gemm(self, m: int, k: int, n: int) -> int:
+        return self._call(compute_unit.gemm_cycles, m, k, n)
+
+    def gelu(self, n: int) -> int:
+        return self._call(gelu.cycles, n)
+
+    def softmax(self, rows: int, length: int) -> int:
+        return self._call(softmax.cycles, rows, length)
+
+    def router(self, tokens: int) -> int:
+        return self._call(router.cycles, tokens)
+
+
 def fused(producer: int, consumer_cycles: int, consumer_last_item: int) -> int:
     """Cycles of a producer stream feeding a consumer unit: the consumer's own pace, or the
     producer's last output followed by the consumer's time for one lone item (element, row or
@@ -86,8 +114,9 @@ def fused(producer: int, consumer_cycles: int, consumer_last_item: int) -> int:
 class ScheduleBuilder:
     """Appends steps for layers of a model; ``steps`` is the result."""
 
-    def __init__(self, cfg: DesignConfig):
+    def __init__(self, cfg: DesignConfig, timing: BlockTiming | None = None):
         self.cfg = cfg
+        self.timing = timing or BlockTiming(cfg)
         self.steps: list[Step] = []
         self._ob = buffers.operand_bytes(cfg)
         self._rows = cfg.hardware.compute_unit.rows
@@ -113,19 +142,19 @@ class ScheduleBuilder:
     def _gemm(self, label: str, m: int, k: int, n: int, *, weight_bytes: int, read_bytes: int,
               after: int, consumer: str | None) -> Step:
         """One compute-unit command ``m x k x n``, optionally fused with a stream consumer."""
-        cfg, ob = self.cfg, self._ob
-        cu = compute_unit.gemm_cycles(cfg, m, k, n)
+        t, ob = self.timing, self._ob
+        cu = t.gemm(m, k, n)
         busy = [cu, 0, 0, 0]
         cycles = cu
         if consumer == "gelu":
-            busy[2] = gelu.cycles(cfg, m * n)
-            cycles = fused(cu, busy[2], gelu.cycles(cfg, 1))
+            busy[2] = t.gelu(m * n)
+            cycles = fused(cu, busy[2], t.gelu(1))
         elif consumer == "softmax":
-            busy[1] = softmax.cycles(cfg, m, n)
-            cycles = fused(cu, busy[1], softmax.cycles(cfg, 1, n))
+            busy[1] = t.softmax(m, n)
+            cycles = fused(cu, busy[1], t.softmax(1, n))
         elif consumer == "router":
-            busy[3] = router.cycles(cfg, m)
-            cycles = fused(cu, busy[3], router.cycles(cfg, 1))
+            busy[3] = t.router(m)
+            cycles = fused(cu, busy[3], t.router(1))
         # Output-stationary: each weight tile is read once per token tile, each activation tile
         # once per output-column tile; results are written once; fetched data is written once.
         token_tiles = -(-m // self._rows)
@@ -202,10 +231,11 @@ class ScheduleBuilder:
 
 
 def build(cfg: DesignConfig, layers: Iterable[int], queues: dict[int, ExpertQueues],
-          attention: bool) -> list[Step]:
+          attention: bool, timing: BlockTiming | None = None) -> list[Step]:
     """Steps of one inference over ``layers`` (MoE layers take their queues from ``queues``);
-    ``attention`` adds each layer's attention block (whole-model workloads)."""
-    b = ScheduleBuilder(cfg)
+    ``attention`` adds each layer's attention block (whole-model workloads). Pass one
+    ``timing`` to share its memo between inferences."""
+    b = ScheduleBuilder(cfg, timing)
     residual = cfg.model.tokens * cfg.model.embed_dim * buffers.operand_bytes(cfg)
     b.transfer("input", read=residual)
     moe_layers = set(cfg.model.moe_layers)

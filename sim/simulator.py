@@ -22,6 +22,7 @@ def simulate(cfg: DesignConfig, workload: Workload) -> SimResult:
     steps: list[schedule.Step] = []
     kept = dropped = null = 0
     expert_tokens: dict[int, list[int]] = {}
+    timing = schedule.BlockTiming(cfg)
     for i, routing in enumerate(workload.routing):
         layer_queues = {l: queues.fill(cfg, experts) for l, (experts, _) in routing.items()}
         for l, q in layer_queues.items():
@@ -30,7 +31,7 @@ def simulate(cfg: DesignConfig, workload: Workload) -> SimResult:
             null += q.null
             if i == 0:
                 expert_tokens[l] = q.kept.tolist()
-        steps += schedule.build(cfg, workload.layers, layer_queues, workload.attention)
+        steps += schedule.build(cfg, workload.layers, layer_queues, workload.attention, timing)
     tl = timeline.play(cfg, steps)
 
     busy = np.zeros(len(schedule.BLOCKS), dtype=np.int64)
