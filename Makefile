@@ -23,7 +23,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q tests
 
 accuracy: $(STAMP)
-	$(BIN)/moeaccel accuracy
+	$(BIN)/moeaccel accuracy --config $(CONFIG)
+
+verilog: $(STAMP)
+	$(BIN)/moeaccel verilog --config $(CONFIG) --block all -o build/verilog/$(CONFIG)
 
 clean:
 	rm -rf build sim_build .pytest_cache
