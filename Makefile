@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= m3vit-tiny
 
+# Small matrices: one BLAS thread per process is much faster than oversubscribing 2 cores
+# (pytest -n 2 and sweep workers run several processes already).
+export OPENBLAS_NUM_THREADS ?= 1
+
 .PHONY: setup demo test accuracy verilog clean
 
 setup: $(STAMP)
