@@ -24,6 +24,8 @@ BLOCKS: dict[str, str] = {
     "softmax": "hw.softmax:Softmax",
     "gelu": "hw.gelu:Gelu",
     "router": "hw.router:Router",
+    "gather": "hw.gather:Gather",
+    "scatter": "hw.scatter:ScatterAccumulate",
 }
 
 

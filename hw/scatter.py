@@ -1,0 +1,223 @@
+"""The compute unit's scatter-accumulate back end: ``out[token] += gate * y`` into an on-chip
+output accumulator memory, and the finalised result read out as a stream
+(:func:`golden.linear.scatter_accumulate`, :func:`golden.linear.scatter_finalise`)."""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.fixed import smax, smin
+from hw.compute_unit_layouts import Layouts
+from moeaccel.config import DesignConfig
+from sim.timing import scatter as timing
+
+
+def memory_words(cfg: DesignConfig) -> int:
+    """Words of the output memory: ``output_bytes`` of ``cols`` accumulators each."""
+    cu = cfg.hardware.compute_unit
+    return cfg.hardware.buffers.output_bytes * 8 // (cu.accumulator_bits * cu.cols)
+
+
+class ScatterLayouts:
+    """Payloads of :class:`ScatterAccumulate`.
+
+    * ``command``: ``readout`` (0: accumulate a GEMM's output rows, 1: read the result out),
+      ``m`` (queue entries to accumulate, or tokens ``0..m-1`` to read out) and ``n`` outputs
+      per token (the same ``n`` for every command of a layer);
+    * ``route``: one queue entry, ``token`` and ``gate`` (unsigned, ``prob_frac_bits`` fraction
+      bits, ``0 .. 2**prob_frac_bits`` = 1.0);
+    * ``word``: ``cols`` signed ``accumulator_bits`` accumulators (one memory word);
+    * ``result``: ``cols`` finalised outputs (signed ``operand_bits``) of ``token``, ``last`` on
+      the read-out's final beat.
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        cu, frac = cfg.hardware.compute_unit, cfg.hardware.softmax.prob_frac_bits
+        dim = Layouts(cfg).command["m"].shape
+        self.token = unsigned(max(1, (memory_words(cfg) - 1).bit_length()))
+        self.command = data.StructLayout({"readout": 1, "m": dim, "n": dim})
+        self.route = data.StructLayout({"token": self.token, "gate": unsigned(frac + 1)})
+        self.word = data.ArrayLayout(signed(cu.accumulator_bits), cu.cols)
+        self.result = data.StructLayout({
+            "data": data.ArrayLayout(signed(cu.operand_bits), cu.cols), "token": self.token,
+            "last": 1,
+        })
+
+
+class ScatterAccumulate(wiring.Component):
+    """Accumulates gated expert outputs per token and reads the finalised sums out.
+
+    The output memory holds ``out_acc [tokens, n]`` as ``ceil(n/cols)`` words per token (word
+    ``token * ceil(n/cols) + j`` = outputs ``j*cols ..``), all zero after configuration and
+    cleared by each read-out of the words it reads (ready for the next layer; reset does not
+    clear it).
+
+    Accumulate (``cmd.readout = 0``, ``m`` entries): ``route`` carries the expert queue's ``m``
+    ``(token, gate)`` entries in queue order; ``y`` the compute unit's output rows exactly as
+    :class:`hw.compute_unit.ComputeUnit` emits them (``y.row`` = queue index, output tiles in
+    its tile order). Each row does ``out_acc[token, j*cols + c] = saturate(out_acc + gate *
+    y[c], accumulator_bits)``: the product is exact, the addition saturates, as
+    :func:`golden.linear.scatter_accumulate`. Up to ``2 * rows`` route entries are buffered (a
+    token tile in use and the next one); a row waits for its route entry.
+
+    Read-out (``cmd.readout = 1``, ``m`` tokens): ``result`` streams tokens ``0..m-1``, words in
+    order, each lane :func:`golden.linear.scatter_finalise` (round off ``prob_frac_bits`` once,
+    saturate to ``operand_bits``); lanes past ``n`` are don't-care.
+
+    Timing (:mod:`sim.timing.scatter`): one row per cycle. Read-modify-write in
+    ``RMW_STAGES`` = 2 stages: the row's handshake issues the memory read and registers the
+    ``cols`` products ``gate * y``; the next cycle adds the old word (read data, or the word in
+    the write stage if it has the same address: **forwarding**, so rows hitting the same token
+    back to back never stall) and saturates; the cycle after writes it (the read port is
+    transparent to that write, covering a row two behind). A command is accepted once the
+    previous one has finished and its pipeline is empty (a read-out only after its last beat
+    left). Read-out: one word per cycle, read -> finalise register, back-pressure stalls it;
+    the read word is cleared the cycle after.
+
+    Members
+    -------
+    cmd : In(stream of ``ScatterLayouts.command``)
+    route : In(stream of ``ScatterLayouts.route``)
+    y : In(stream of ``Layouts.out``), the compute unit's ``out``
+    result : Out(stream of ``ScatterLayouts.result``)
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = ScatterLayouts(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(lay.command)),
+            "route": In(stream.Signature(lay.route)),
+            "y": In(stream.Signature(Layouts(cfg).out)),
+            "result": Out(stream.Signature(lay.result)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cu = self.cfg.hardware.compute_unit
+        frac = self.cfg.hardware.softmax.prob_frac_bits
+        rows, cols, lay = cu.rows, cu.cols, self.layouts
+        assert timing.RMW_STAGES == 2 and timing.READOUT_STAGES == 2
+
+        m.submodules.memory = memory = Memory(shape=lay.word, depth=memory_words(self.cfg), init=[])
+        wp = memory.write_port()
+        rp = memory.read_port(transparent_for=[wp])
+
+        busy, readout = Signal(), Signal()
+        command = Signal(lay.command)
+        words = Signal.like(command.n)            # ceil(n / cols)
+        addr_shape = lay.token
+
+        # ---- accumulate: route entries in a ring of 2 token tiles -------------------------
+        ring_base = [Signal(addr_shape, name=f"ring_base{s}") for s in range(2 * rows)]
+        ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}") for s in range(2 * rows)]
+        taken = Signal.like(command.m)            # route entries taken
+        in_slot = Signal(range(2 * rows))
+        tile_row = Signal.like(command.m)         # first queue index of the token tile in use
+        tile_slot = Signal(range(2 * rows))       # its ring slot (0 or rows)
+        col_word = Signal.like(command.n)         # output tile j of the rows arriving now
+        accumulating = busy & ~readout
+        m.d.comb += self.route.ready.eq(accumulating & (taken != command.m)
+                                        & (taken < tile_row + 2 * rows))
+        with m.If(self.route.valid & self.route.ready):
+            for s in range(2 * rows):
+                with m.If(in_slot == s):
+                    m.d.sync += [ring_base[s].eq(self.route.p.token * words),
+                                 ring_gate[s].eq(self.route.p.gate)]
+            m.d.sync += [taken.eq(taken + 1),
+                         in_slot.eq(Mux(in_slot == 2 * rows - 1, 0, in_slot + 1))]
+
+        y = self.y.p
+        take_y = Signal()
+        m.d.comb += [take_y.eq(self.y.valid & self.y.ready),
+                     self.y.ready.eq(accumulating & (taken > y.row))]
+        offset = Signal(range(3 * rows))
+        slot = Signal(range(3 * rows))
+        m.d.comb += [offset.eq(tile_slot + (y.row - tile_row)[:len(offset)]),
+                     slot.eq(Mux(offset >= 2 * rows, offset - 2 * rows, offset))]
+        row_base = Signal(addr_shape)
+        row_gate = Signal(lay.route["gate"].shape)
+        for s in range(2 * rows):
+            with m.If(slot == s):
+                m.d.comb += [row_base.eq(ring_base[s]), row_gate.eq(ring_gate[s])]
+        tile_last_row = Mux(command.m <= tile_row + rows, command.m, tile_row + rows) - 1
+        with m.If(take_y & (y.row == tile_last_row)):
+            with m.If(col_word == words - 1):
+                m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
+                             tile_slot.eq(Mux(tile_slot == 0, rows, 0))]
+            with m.Else():
+                m.d.sync += col_word.eq(col_word + 1)
+
+        # RMW stage 1: read issued, products registered
+        valid1, valid2 = Signal(), Signal()
+        addr1, addr2 = Signal(addr_shape), Signal(addr_shape)
+        prod1 = [Signal(signed(len(row_gate) + len(y.data[0]) + 1), name=f"prod1_{c}")
+                 for c in range(cols)]
+        m.d.sync += [valid1.eq(take_y), addr1.eq(row_base + col_word)]
+        for c in range(cols):
+            m.d.sync += prod1[c].eq(row_gate * y.data[c])
+        # RMW stage 2: old word (forwarded from the write stage if the same), saturating add
+        sum2 = Signal(lay.word)
+        old = Signal(lay.word)
+        m.d.comb += old.eq(Mux(valid2 & (addr2 == addr1), sum2, rp.data))
+        for c in range(cols):
+            total = old[c] + prod1[c]
+            hi, lo = smax(cu.accumulator_bits), smin(cu.accumulator_bits)
+            m.d.sync += sum2[c].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
+        m.d.sync += [valid2.eq(valid1), addr2.eq(addr1)]
+
+        # ---- read-out: read word -> finalise register; clear the read word a cycle later ----
+        advance = Signal()
+        issue = Signal()
+        read_addr = Signal(addr_shape)
+        read_token = Signal(addr_shape)
+        read_word = Signal.like(command.n)
+        valid_r = Signal()
+        token_r = Signal(addr_shape)
+        last_r = Signal()
+        clear, clear_addr = Signal(), Signal(addr_shape)
+        last_issue = (read_token == command.m - 1) & (read_word == words - 1)
+        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
+                     issue.eq(advance & busy & readout)]
+        with m.If(issue):
+            m.d.sync += read_addr.eq(read_addr + 1)
+            with m.If(read_word == words - 1):
+                m.d.sync += [read_word.eq(0), read_token.eq(read_token + 1)]
+            with m.Else():
+                m.d.sync += read_word.eq(read_word + 1)
+            with m.If(last_issue):
+                m.d.sync += busy.eq(0)
+        m.d.sync += [clear.eq(issue), clear_addr.eq(read_addr)]
+        with m.If(advance):
+            m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
+                         self.result.valid.eq(valid_r), self.result.p.token.eq(token_r),
+                         self.result.p.last.eq(last_r)]
+            half = Const((1 << frac) >> 1 if cu.rounding == "half_up" else 0)
+            for c in range(cols):
+                v = (rp.data[c] + half) >> frac
+                hi, lo = smax(cu.operand_bits), smin(cu.operand_bits)
+                m.d.sync += self.result.p.data[c].eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+
+        # ---- the memory ports, shared by the two modes --------------------------------------
+        m.d.comb += [
+            rp.addr.eq(Mux(readout, read_addr, row_base + col_word)),
+            rp.en.eq(~readout | advance),
+            wp.addr.eq(Mux(readout, clear_addr, addr2)),
+            wp.data.eq(Mux(readout, 0, sum2.as_value())),
+            wp.en.eq(Mux(readout, clear, valid2)),
+        ]
+
+        # ---- commands -------------------------------------------------------------------------
+        with m.If(take_y & y.last):
+            m.d.sync += busy.eq(0)
+        idle = ~busy & ~valid1 & ~valid2 & ~clear & ~valid_r & ~self.result.valid
+        m.d.comb += self.cmd.ready.eq(idle)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
+                         words.eq((self.cmd.p.n + cols - 1) // cols),
+                         taken.eq(0), in_slot.eq(0), tile_row.eq(0), tile_slot.eq(0),
+                         col_word.eq(0), read_addr.eq(0), read_token.eq(0), read_word.eq(0)]
+        return m
