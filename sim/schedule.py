@@ -21,9 +21,13 @@ nothing here restates them. Composition rules (ours, documented here):
   the projection ``O Wo``. LayerNorm and residual adds have no hardware block and are not timed.
 * **Dense MLP**: ``GELU(x W1) W2``.
 * **MoE layer** (Edge-MoE's expert-by-expert schedule): the gate GEMM ``x Wg`` (the task's gate
-  weights, no bias) fused with the router, which fills per-expert queues; then each shared expert
+  weights, no bias) fused with the router, which fills per-expert queues, then the router's flush
+  and queue read-out (``router.readout_cycles`` of the queued entries); then each shared expert
   over all tokens; then each routed expert with a non-empty queue, in expert order:
-  ``GELU(x_q W1) W2`` over its queued tokens, the results scatter-accumulated into the output.
+  ``GELU(x_q W1) W2`` over its queued tokens, the first GEMM fed by the gather front end
+  (``gather.gathered_gemm_cycles``), the second GEMM's output rows scatter-accumulated
+  (``scatter.accumulate_cycles``, fused); finally the scatter unit reads the layer's result out
+  (``scatter.readout_cycles``).
   Empty experts are skipped (no fetch, no compute); each active expert's weights are fetched once
   per layer; a routed expert's weights cannot be fetched before the router has finished (its
   queues decide which experts run), the prefetch of the next expert's weights overlaps the
@@ -36,13 +40,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from moeaccel.config import DesignConfig
+from moeaccel.errors import ConfigError
 
 from . import buffers
 from .queues import ExpertQueues
-from .timing import compute_unit, gelu, router, softmax
+from .timing import compute_unit, gather, gelu, router, scatter, softmax
 
 #: the blocks whose busy cycles are counted (``dram`` is counted by the timeline)
-BLOCKS = ("compute_unit", "softmax", "gelu", "router")
+BLOCKS = ("compute_unit", "softmax", "gelu", "router", "gather", "scatter")
+_SOFTMAX, _GELU, _ROUTER, _GATHER, _SCATTER = 1, 2, 3, 4, 5
 
 
 class Step:
@@ -52,7 +58,7 @@ class Step:
                  "busy", "macs", "sram_read_bytes", "sram_write_bytes")
 
     def __init__(self, label: str, cycles: int, *, weight_bytes: int = 0, act_read_bytes: int = 0,
-                 act_write_bytes: int = 0, after: int = -1, busy: tuple[int, int, int, int] = (0, 0, 0, 0),
+                 act_write_bytes: int = 0, after: int = -1, busy: tuple[int, ...] = (0,) * len(BLOCKS),
                  macs: int = 0, sram_read_bytes: int = 0, sram_write_bytes: int = 0):
         self.label = label
         #: cycles the compute pipeline is occupied, no stalls
@@ -93,6 +99,24 @@ class BlockTiming:
 
     def gemm(self, m: int, k: int, n: int) -> int:
         return self._call(compute_unit.gemm_cycles, m, k, n)
+
+    def gathered_gemm(self, m: int, k: int, n: int) -> int:
+        try:
+            return self._call(gather.gathered_gemm_cycles, m, k, n)
+        except ValueError as exc:  # the gather front end cannot keep up: no closed form
+            raise ConfigError("hardware.compute_unit.rows", str(exc)) from None
+
+    def gather(self, m: int, k: int, n: int) -> int:
+        return self._call(gather.cycles, m, k, n)
+
+    def scatter_accumulate(self, rows: int) -> int:
+        return self._call(scatter.accumulate_cycles, rows)
+
+    def scatter_readout(self, tokens: int, n: int) -> int:
+        return self._call(scatter.readout_cycles, tokens, n)
+
+    def router_readout(self, entries: int) -> int:
+        return self._call(router.readout_cycles, entries)
 
     def gelu(self, n: int) -> int:
         return self._call(gelu.cycles, n)
@@ -140,21 +164,31 @@ class ScheduleBuilder:
             self._pending_read += nbytes
 
     def _gemm(self, label: str, m: int, k: int, n: int, *, weight_bytes: int, read_bytes: int,
-              after: int, consumer: str | None) -> Step:
-        """One compute-unit command ``m x k x n``, optionally fused with a stream consumer."""
+              after: int, consumer: str | None, gathered: bool = False) -> Step:
+        """One compute-unit command ``m x k x n``, its tokens ``gathered`` from an expert queue
+        or not, optionally fused with a stream consumer."""
         t, ob = self.timing, self._ob
-        cu = t.gemm(m, k, n)
-        busy = [cu, 0, 0, 0]
+        busy = [0] * len(BLOCKS)
+        if gathered:
+            cu = t.gathered_gemm(m, k, n)
+            busy[_GATHER] = t.gather(m, k, n)
+        else:
+            cu = t.gemm(m, k, n)
+        busy[0] = cu
         cycles = cu
         if consumer == "gelu":
-            busy[2] = t.gelu(m * n)
-            cycles = fused(cu, busy[2], t.gelu(1))
+            busy[_GELU] = t.gelu(m * n)
+            cycles = fused(cu, busy[_GELU], t.gelu(1))
         elif consumer == "softmax":
-            busy[1] = t.softmax(m, n)
-            cycles = fused(cu, busy[1], t.softmax(1, n))
+            busy[_SOFTMAX] = t.softmax(m, n)
+            cycles = fused(cu, busy[_SOFTMAX], t.softmax(1, n))
         elif consumer == "router":
-            busy[3] = t.router(m)
-            cycles = fused(cu, busy[3], t.router(1))
+            busy[_ROUTER] = t.router(m)
+            cycles = fused(cu, busy[_ROUTER], t.router(1))
+        elif consumer == "scatter":
+            rows = m * -(-n // self._cols)
+            busy[_SCATTER] = t.scatter_accumulate(rows)
+            cycles = fused(cu, busy[_SCATTER], t.scatter_accumulate(1))
         # Output-stationary: each weight tile is read once per token tile, each activation tile
         # once per output-column tile; results are written once; fetched data is written once.
         token_tiles = -(-m // self._rows)
@@ -166,7 +200,8 @@ class ScheduleBuilder:
                     sram_read_bytes=sram_read, sram_write_bytes=sram_write)
 
     def linear(self, label: str, m: int, k: int, n: int, *, bias: bool = True,
-               consumer: str | None = None, reads_residual: bool = False, after: int = -1) -> int:
+               consumer: str | None = None, reads_residual: bool = False, after: int = -1,
+               gathered: bool = False) -> int:
         """``y = x W (+ b)`` with ``W`` fetched from DRAM, tiled by columns to fit a weight slot.
         Returns the index of the last step."""
         read = m * k * self._ob if (reads_residual and self._residual_spills) else 0
@@ -174,7 +209,7 @@ class ScheduleBuilder:
         for i, chunk in enumerate(buffers.column_chunks(self.cfg, k, n, bias)):
             step = self._gemm(f"{label}[{i}]" if chunk != n else label, m, k, chunk,
                               weight_bytes=buffers.weight_matrix_bytes(self.cfg, k, chunk, bias),
-                              read_bytes=read, after=after, consumer=consumer)
+                              read_bytes=read, after=after, consumer=consumer, gathered=gathered)
             last = self._add(step)
         self._produce(self.steps[last], m * n * self._ob)
         return last
@@ -185,6 +220,12 @@ class ScheduleBuilder:
         index = self._add(step)
         self._produce(step, m * n * self._ob)
         return index
+
+    def block_step(self, label: str, cycles: int, block: int) -> int:
+        """A step that occupies one non-GEMM block only (router or scatter read-out)."""
+        busy = [0] * len(BLOCKS)
+        busy[block] = cycles
+        return self._add(Step(label, cycles, busy=tuple(busy)))
 
     def transfer(self, label: str, read: int = 0, write: int = 0) -> int:
         """A pure DRAM transfer (model input in, model output out)."""
@@ -216,18 +257,26 @@ class ScheduleBuilder:
 
     def moe(self, layer: int, queues: ExpertQueues) -> None:
         m = self.cfg.model
-        gate = self.linear(f"L{layer}.router", m.tokens, m.embed_dim, m.router_outputs, bias=False,
-                           consumer="router", reads_residual=True)
+        self.linear(f"L{layer}.router", m.tokens, m.embed_dim, m.router_outputs, bias=False,
+                    consumer="router", reads_residual=True)
+        entries = int(queues.kept.sum())
+        gate = self.block_step(f"L{layer}.router.readout", self.timing.router_readout(entries),
+                               _ROUTER)
         for s in range(m.shared_experts):
             self._expert(f"L{layer}.shared{s}", m.tokens, after=-1)
         for e in map(int, queues.kept.nonzero()[0]):
             self._expert(f"L{layer}.expert{e}", int(queues.kept[e]), after=gate)
+        self.block_step(f"L{layer}.scatter.readout",
+                        self.timing.scatter_readout(m.tokens, m.embed_dim), _SCATTER)
 
     def _expert(self, label: str, tokens: int, after: int) -> None:
+        """``GELU(x_q W1) W2``: the queue's tokens gathered into the first GEMM, the second
+        GEMM's rows scatter-accumulated (``out[token] += gate * y``)."""
         m = self.cfg.model
         self.linear(f"{label}.w1", tokens, m.embed_dim, m.expert_hidden, consumer="gelu",
-                    reads_residual=True, after=after)
-        self.linear(f"{label}.w2", tokens, m.expert_hidden, m.embed_dim, after=after)
+                    reads_residual=True, after=after, gathered=True)
+        self.linear(f"{label}.w2", tokens, m.expert_hidden, m.embed_dim, consumer="scatter",
+                    after=after)
 
 
 def build(cfg: DesignConfig, layers: Iterable[int], queues: dict[int, ExpertQueues],

@@ -63,7 +63,7 @@ METRICS = ("total_cycles", "latency_ms", "tokens_per_s", "inferences_per_s", "ma
            "energy_total_uj", "energy_per_inference_uj", "intensity_macs_per_byte",
            "achieved_macs_per_cycle", "peak_macs_per_cycle", "dram_bytes_per_cycle",
            "clock_mhz", "busy_compute_unit", "busy_softmax", "busy_gelu", "busy_router",
-           "busy_dram")
+           "busy_gather", "busy_scatter", "busy_dram")
 
 
 @dataclass(frozen=True)
@@ -156,10 +156,14 @@ def _int(sweep: Sweep, name: str, text: str) -> int:
                         f"got {text!r}") from None
 
 
+def _label(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
 def point_config(sweep: Sweep, point: dict[str, Any]) -> tuple[DesignConfig, WorkloadSpec]:
     """The design config and workload spec of one point (validated)."""
     cfg_over, wl_over = _split(sweep, point)
-    label = ", ".join(f"{k}={v}" for k, v in point.items())
+    label = _label(point)
     try:
         spec = sweep.workload.replace(**wl_over) if wl_over else sweep.workload
         cfg = spec.apply(sweep.config).replace(cfg_over)
@@ -199,9 +203,12 @@ def _run_index(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any] | 
     assert _SWEEP is not None
     try:
         cfg, spec = point_config(_SWEEP, point)
-        return index, row(point, simulator.simulate(cfg, _workload(_routing_key(cfg), spec)))
     except UserError as exc:
         return index, str(exc)
+    try:
+        return index, row(point, simulator.simulate(cfg, _workload(_routing_key(cfg), spec)))
+    except UserError as exc:
+        return index, f"{_SWEEP.path}: point ({_label(point)}): {exc}"
 
 
 def row(point: dict[str, Any], r: SimResult) -> dict[str, Any]:

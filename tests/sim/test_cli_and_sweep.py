@@ -25,7 +25,8 @@ def test_sim_json_reports_everything(capsys):
                 "mac_utilisation", "busy_cycles", "dram_bytes", "dram_stall_cycles",
                 "tokens_dropped", "energy_uj"):
         assert key in out
-    assert set(out["busy_cycles"]) == {"compute_unit", "softmax", "gelu", "router", "dram"}
+    assert set(out["busy_cycles"]) == {"compute_unit", "softmax", "gelu", "router", "gather",
+                                       "scatter", "dram"}
     assert set(out["dram_bytes"]) == {"weights", "activations"}
     assert set(out["energy_uj"]) == {"mac", "buffers", "dram", "static", "total"}
     assert out["latency_ms"] == pytest.approx(out["total_cycles"] / 300e3)

@@ -8,7 +8,7 @@ import pytest
 from moeaccel import config
 from sim import buffers, dram, queues, schedule, timeline
 from sim.simulator import run
-from sim.timing import compute_unit, gelu, router
+from sim.timing import compute_unit, gather, gelu, router, scatter
 
 
 def one_linear(cfg, m, k, n, **kw):
@@ -57,21 +57,26 @@ def test_fused_gelu_takes_the_slower_of_gemm_and_gelu(m3vit):
     (step,) = one_linear(m3vit, 129, 192, 192, consumer="gelu")
     cu = compute_unit.gemm_cycles(m3vit, 129, 192, 192)
     g = gelu.cycles(m3vit, 129 * 192)
-    assert step.busy == (cu, 0, g, 0)
+    assert step.busy == (cu, 0, g, 0, 0, 0)
     assert step.cycles == max(cu + gelu.cycles(m3vit, 1), g)
 
 
 def _expected_moe_layer_compute(cfg, counts):
-    """Independent enumeration of one MoE layer's GEMMs (weights assumed to fit one slot)."""
+    """Independent enumeration of one MoE layer's commands (weights assumed to fit one slot)."""
     m = cfg.model
+    cols = cfg.hardware.compute_unit.cols
     gate = compute_unit.gemm_cycles(cfg, m.tokens, m.embed_dim, m.router_outputs)
     total = schedule.fused(gate, router.cycles(cfg, m.tokens), router.cycles(cfg, 1))
+    total += router.readout_cycles(cfg, int(sum(counts)))
     for n_e in counts:
         if n_e:
-            w1 = compute_unit.gemm_cycles(cfg, n_e, m.embed_dim, m.expert_hidden)
+            w1 = gather.gathered_gemm_cycles(cfg, n_e, m.embed_dim, m.expert_hidden)
             total += schedule.fused(w1, gelu.cycles(cfg, n_e * m.expert_hidden), gelu.cycles(cfg, 1))
-            total += compute_unit.gemm_cycles(cfg, n_e, m.expert_hidden, m.embed_dim)
-    return total
+            w2 = compute_unit.gemm_cycles(cfg, n_e, m.expert_hidden, m.embed_dim)
+            rows = n_e * -(-m.embed_dim // cols)
+            total += schedule.fused(w2, scatter.accumulate_cycles(cfg, rows),
+                                    scatter.accumulate_cycles(cfg, 1))
+    return total + scatter.readout_cycles(cfg, m.tokens, m.embed_dim)
 
 
 def test_moe_layer_with_unlimited_bandwidth_is_the_sum_of_its_blocks(m3vit):
@@ -95,7 +100,7 @@ def test_moe_layer_with_unlimited_bandwidth_is_the_sum_of_its_blocks(m3vit):
 def test_first_expert_fetch_waits_for_the_router(m3vit):
     experts = np.array([[2, 7]] * 129)
     steps = schedule.build(m3vit, [1], {1: queues.fill(m3vit, experts)}, attention=False)
-    gate = next(i for i, s in enumerate(steps) if s.label == "L1.router")
+    gate = next(i for i, s in enumerate(steps) if s.label == "L1.router.readout")
     assert all(s.after == gate for s in steps if ".expert" in s.label)
 
 
