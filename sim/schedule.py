@@ -9,9 +9,13 @@ order, for how many cycles.
 Per-block cycles come from :mod:`sim.timing` (the functions the RTL tests hold the hardware to);
 nothing here restates them. Composition rules (ours, documented here):
 
-* **Fused stream consumer.** When a unit consumes the compute unit's output stream (GELU after an
-  FFN's first GEMM, softmax after ``Q K^T`` row by row, the router after the gate GEMM token by
-  token), the step takes ``max(producer + consumer(one item), consumer(all items))``: the slower
+* **GELU** is the compute unit's fused activation (``hw/activation.py``: one GELU lane per array
+  column, a row per cycle), so an FFN's first GEMM takes ``compute_unit.gemm_cycles``, whose
+  pipeline includes the activation stages; GELU's busy cycles are ``gelu.cycles`` with
+  ``lanes = cols``.
+* **Stream consumers.** When a separate unit consumes the compute unit's output stream (softmax
+  after ``Q K^T`` row by row, the router after the gate GEMM token by token, the scatter unit
+  after an expert's second GEMM row by row), the step takes ``max(producer + consumer(one item), consumer(all items))``: the slower
   of the two sets the pace, and the last item, available when the producer finishes, still
   needs a lone item's time in the consumer. (An upper bound by at most the item's input beats;
   to be replaced by the measured cycles of ``hw/moe_engine.py`` when it exists.)
@@ -89,6 +93,9 @@ class BlockTiming:
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
         self._memo: dict[tuple, int] = {}
+        # The compute unit's fused activation runs GELU on one lane per array column
+        # (hw/activation.py), so an output row is one GELU beat.
+        self._fused_gelu_cfg: DesignConfig | None = None
 
     def _call(self, fn, *args: int) -> int:
         key = (fn, *args)
@@ -118,8 +125,15 @@ class BlockTiming:
     def router_readout(self, entries: int) -> int:
         return self._call(router.readout_cycles, entries)
 
-    def gelu(self, n: int) -> int:
-        return self._call(gelu.cycles, n)
+    def fused_gelu(self, n: int) -> int:
+        """Busy cycles of the compute unit's fused GELU (``cols`` lanes) over ``n`` elements."""
+        if self._fused_gelu_cfg is None:
+            cols = self.cfg.hardware.compute_unit.cols
+            self._fused_gelu_cfg = self.cfg.replace({"hardware.gelu.lanes": cols})
+        key = ("fused_gelu", n)
+        if key not in self._memo:
+            self._memo[key] = gelu.cycles(self._fused_gelu_cfg, n)
+        return self._memo[key]
 
     def softmax(self, rows: int, length: int) -> int:
         return self._call(softmax.cycles, rows, length)
@@ -177,8 +191,8 @@ class ScheduleBuilder:
         busy[0] = cu
         cycles = cu
         if consumer == "gelu":
-            busy[_GELU] = t.gelu(m * n)
-            cycles = fused(cu, busy[_GELU], t.gelu(1))
+            # fused inside the compute unit: its timing already includes the activation stages
+            busy[_GELU] = t.fused_gelu(m * n)
         elif consumer == "softmax":
             busy[_SOFTMAX] = t.softmax(m, n)
             cycles = fused(cu, busy[_SOFTMAX], t.softmax(1, n))

@@ -8,7 +8,7 @@ import pytest
 from moeaccel import config
 from sim import buffers, dram, queues, schedule, timeline
 from sim.simulator import run
-from sim.timing import compute_unit, gather, gelu, router, scatter
+from sim.timing import compute_unit, gather, gelu, router, scatter, softmax
 
 
 def one_linear(cfg, m, k, n, **kw):
@@ -53,12 +53,22 @@ def test_weight_tile_that_cannot_fit_is_rejected_with_the_key(m3vit):
         buffers.check(cfg)
 
 
-def test_fused_gelu_takes_the_slower_of_gemm_and_gelu(m3vit):
+def test_gelu_is_fused_in_the_compute_unit(m3vit):
     (step,) = one_linear(m3vit, 129, 192, 192, consumer="gelu")
     cu = compute_unit.gemm_cycles(m3vit, 129, 192, 192)
-    g = gelu.cycles(m3vit, 129 * 192)
-    assert step.busy == (cu, 0, g, 0, 0, 0)
-    assert step.cycles == max(cu + gelu.cycles(m3vit, 1), g)
+    lanes = m3vit.replace({"hardware.gelu.lanes": m3vit.hardware.compute_unit.cols})
+    assert step.cycles == cu
+    assert step.busy == (cu, 0, gelu.cycles(lanes, 129 * 192), 0, 0, 0)
+
+
+def test_softmax_consumes_the_scores_stream(m3vit):
+    b = schedule.ScheduleBuilder(m3vit)
+    b.on_chip_gemm("scores", 129, 64, 129, consumer="softmax")
+    (step,) = b.steps
+    cu = compute_unit.gemm_cycles(m3vit, 129, 64, 129)
+    sm = softmax.cycles(m3vit, 129, 129)
+    assert step.busy == (cu, sm, 0, 0, 0, 0)
+    assert step.cycles == max(cu + softmax.cycles(m3vit, 1, 129), sm)
 
 
 def _expected_moe_layer_compute(cfg, counts):
@@ -71,7 +81,7 @@ def _expected_moe_layer_compute(cfg, counts):
     for n_e in counts:
         if n_e:
             w1 = gather.gathered_gemm_cycles(cfg, n_e, m.embed_dim, m.expert_hidden)
-            total += schedule.fused(w1, gelu.cycles(cfg, n_e * m.expert_hidden), gelu.cycles(cfg, 1))
+            total += w1  # GELU fused in the compute unit
             w2 = compute_unit.gemm_cycles(cfg, n_e, m.expert_hidden, m.embed_dim)
             rows = n_e * -(-m.embed_dim // cols)
             total += schedule.fused(w2, scatter.accumulate_cycles(cfg, rows),
