@@ -210,3 +210,11 @@ def test_workload_model_override_errors_name_the_workload(m3vit, tmp_path):
     path.write_text("model: {top_k: 99}\n")
     with pytest.raises(UserError, match=r"workload w: model\.top_k: top_k \(99\) exceeds"):
         workloads.load(path).apply(m3vit)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_workloads_run(path):
+    from sim.simulator import run
+    cfg = "tiny" if "tiny" in path.name else "m3vit-tiny"
+    r = run(cfg, path)
+    assert r.total_cycles > 0 and r.routing["kept"] > 0
