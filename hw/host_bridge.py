@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fpga.host.protocol import SYNC_REQUEST, SYNC_RESPONSE, VERSION, Op, Status
-from hw.host_ports import Port, PortKind, map_digest, port_map
+from hw.host_ports import WIDE_BITS, Port, PortKind, map_digest, port_map
 
 ARG_BYTES = 5  # the longest fixed request header: READ's port, addr, count
 
@@ -49,6 +49,9 @@ class HostBridge(wiring.Component):
         The blocks to host (block number = position); each becomes a submodule.
     depth : int
         Words per stream memory (at most 65536).
+    wide_depth : int or None
+        Words per stream memory wider than :data:`hw.host_ports.WIDE_BITS` bits; these are
+        built from distributed RAM (LUTs) instead of block RAM.
     frame_timeout : int
         Cycles of silence after which a half-received request is dropped.
 
@@ -67,13 +70,14 @@ class HostBridge(wiring.Component):
     busy: Out(1)
 
     def __init__(self, blocks: Mapping[str, wiring.Component], depth: int = 256,
-                 frame_timeout: int = 1 << 22):
+                 wide_depth: int | None = None, frame_timeout: int = 1 << 22):
         if not 1 <= depth <= 1 << 16:
             raise ValueError(f"depth {depth} outside 1..65536")
         self.blocks = dict(blocks)
         self.depth = depth
         self.frame_timeout = frame_timeout
-        self.ports: list[Port] = port_map({n: b.signature for n, b in self.blocks.items()}, depth)
+        self.ports: list[Port] = port_map({n: b.signature for n, b in self.blocks.items()},
+                                          depth, wide_depth)
         self.digest = map_digest(self.ports)
         super().__init__()
 
@@ -146,7 +150,9 @@ class HostBridge(wiring.Component):
                     continue
                 moved[p.number] = n = Signal(16, name=f"moved_{name}_{p.member}")
                 lengths[p.number] = want = Signal(16, name=f"length_{name}_{p.member}")
-                mem = Memory(shape=unsigned(p.width), depth=p.depth, init=[])
+                lutram = p.width > WIDE_BITS and p.depth < self.depth
+                mem = Memory(shape=unsigned(p.width), depth=p.depth, init=[],
+                             attrs={"ram_style": "distributed"} if lutram else None)
                 m.submodules[f"mem_{name}_{p.member}"] = mem
                 wp, rp = mem.write_port(), mem.read_port()
                 payload = Value.cast(member.payload)

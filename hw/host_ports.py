@@ -55,10 +55,18 @@ class Port:
         return max(1, (self.width + 7) // 8)
 
 
-def port_map(signatures: Mapping[str, wiring.Signature], depth: int) -> list[Port]:
+#: stream memories wider than this many bits are kept shallow (see :func:`port_map`)
+WIDE_BITS = 144
+
+
+def port_map(signatures: Mapping[str, wiring.Signature], depth: int,
+             wide_depth: int | None = None) -> list[Port]:
     """Number every member of every block, in block order then member order.
 
     ``signatures`` maps a block name to its component's signature (``component.signature``).
+    Stream memories hold ``depth`` words, except those wider than :data:`WIDE_BITS`, which hold
+    ``wide_depth`` (if given): a block RAM is at most 36 bits wide, so a 512-bit memory costs 15
+    of them at any depth, while a shallow one fits in distributed RAM.
     """
     ports: list[Port] = []
     for b, (block, sig) in enumerate(signatures.items()):
@@ -69,6 +77,9 @@ def port_map(signatures: Mapping[str, wiring.Signature], depth: int) -> list[Por
                 shape = Shape.cast(member.signature.members["payload"].shape)
                 kind = PortKind.INPUT if member.flow == Flow.In else PortKind.OUTPUT
                 words = depth
+                if wide_depth is not None and Shape.cast(
+                        member.signature.members["payload"].shape).width > WIDE_BITS:
+                    words = min(depth, wide_depth)
             else:
                 shape = Shape.cast(member.shape)
                 kind = PortKind.REGISTER_IN if member.flow == Flow.In else PortKind.REGISTER_OUT

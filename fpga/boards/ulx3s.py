@@ -27,6 +27,8 @@ OSCILLATOR_MHZ = 25.0
 DEFAULT_BAUD = 115_200
 #: words per bridge stream memory on the board (a compute-unit tile fits)
 DEFAULT_DEPTH = 256
+#: words per stream memory wider than hw.host_ports.WIDE_BITS (distributed RAM, no block RAM)
+WIDE_DEPTH = 32
 #: ECP5-85F resources, for utilisation tables
 AVAILABLE = {"lut4": 83_640, "ff": 83_640, "mult18": 156, "bram16": 208}
 
@@ -46,12 +48,12 @@ class Ulx3sTop(Elaboratable):
 
     def __init__(self, cfg: DesignConfig, blocks: Sequence[str] | Mapping[str, wiring.Component],
                  baud: int = DEFAULT_BAUD,
-                 depth: int = DEFAULT_DEPTH):
+                 depth: int = DEFAULT_DEPTH, wide_depth: int = WIDE_DEPTH):
         self.cfg = cfg
         self.clock_hz = cfg.hardware.clock_mhz * 1e6
         self.baud = baud
         hosted = dict(blocks) if isinstance(blocks, Mapping) else host_blocks(cfg, blocks)
-        self.bridge = HostBridge(hosted, depth=depth,
+        self.bridge = HostBridge(hosted, depth=depth, wide_depth=wide_depth,
                                  frame_timeout=int(self.clock_hz // 10))
 
     def elaborate(self, platform):

@@ -27,3 +27,19 @@ class ScaleAdd(wiring.Component):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(self.i.payload * 3 + self.offset)]
         return m
+
+
+WIDE_BITS = 200
+
+
+class Invert(wiring.Component):
+    """A wide passthrough, ``o = ~i``, combinational (latency 0), for shallow wide memories."""
+
+    i: In(stream.Signature(WIDE_BITS))
+    o: Out(stream.Signature(WIDE_BITS))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(~self.i.payload),
+                     self.i.ready.eq(self.o.ready)]
+        return m

@@ -19,6 +19,7 @@ from golden.gelu import gelu
 from hw.gelu import Gelu
 from hw.host_bridge import HostBridge
 from moeaccel import config
+from moeaccel.errors import UserError
 
 DEPTH = 64
 LO, HI = -(1 << (IN_BITS - 1)), (1 << (IN_BITS - 1)) - 1
@@ -130,3 +131,18 @@ def test_two_blocks_share_one_bridge():
     out = drv.run("gelu", {"i": [pack(shape, {"data": [2048], "tag": 0})]}, {"o": 1})
     assert unpack(payload_shape(blocks["gelu"], "o"), out.outputs["o"][0]).data[0] == \
         int(gelu(np.array([2048]), cfg)[0])
+
+
+def test_wide_ports_get_shallow_memories_and_still_round_trip():
+    from dut import WIDE_BITS, Invert
+    bridge = HostBridge({"inv": Invert(), "scale": ScaleAdd()}, depth=DEPTH, wide_depth=8)
+    drv = Driver(SimTransport(bridge, tx_stalls=[0, 1]), bridge.ports, timeout_s=60)
+    assert [p.depth for p in bridge.ports if p.block == "inv"] == [8, 8]
+    assert drv.port("scale", "i").depth == DEPTH
+    rng = random.Random(5)
+    xs = [(1 << WIDE_BITS) - 1, 0, *[rng.getrandbits(WIDE_BITS) for _ in range(6)]]
+    result = drv.run("inv", {"i": xs}, {"o": 8})
+    assert result.outputs["o"] == [~x & ((1 << WIDE_BITS) - 1) for x in xs]
+    assert result.cycles == 1 + 8
+    with pytest.raises(UserError, match="exceed its 8-word memory"):
+        drv.write(drv.port("inv", "i"), xs + [0])
