@@ -182,10 +182,11 @@ def _workload(cfg: DesignConfig, spec: WorkloadSpec) -> Workload:
     return workloads.build(cfg, spec)
 
 
-def _routing_key(cfg: DesignConfig) -> DesignConfig:
+def _routing_key(cfg: DesignConfig, spec: WorkloadSpec) -> DesignConfig:
     """A config that differs only in ``model`` from the default, so that points that share the
-    model and workload share the routing cache entry."""
-    return DesignConfig(name=cfg.name, model=cfg.model)
+    model and workload share the routing cache entry (golden routing needs the whole config:
+    its arithmetic depends on the hardware's number formats)."""
+    return cfg if spec.routing == "golden" else DesignConfig(name=cfg.name, model=cfg.model)
 
 
 _SWEEP: Sweep | None = None
@@ -206,7 +207,7 @@ def _run_index(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any] | 
     except UserError as exc:
         return index, str(exc)
     try:
-        return index, row(point, simulator.simulate(cfg, _workload(_routing_key(cfg), spec)))
+        return index, row(point, simulator.simulate(cfg, _workload(_routing_key(cfg, spec), spec)))
     except UserError as exc:
         return index, f"{_SWEEP.path}: point ({_label(point)}): {exc}"
 

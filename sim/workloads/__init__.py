@@ -48,8 +48,21 @@ def build(cfg: DesignConfig, spec: WorkloadSpec) -> Workload:
             raise UserError(f"{spec.trace}: no routing for MoE layer(s) {missing} that the "
                             f"workload runs")
         per_inference = tuple({l: routing[l] for l in moe} for _ in range(spec.inferences))
+    elif spec.routing == "golden":
+        per_inference = tuple({l: r[l] for l in moe} for r in _golden_routing(cfg, spec))
     else:
         per_inference = tuple({l: generators.generate(cfg, spec, i, l) for l in moe}
                               for i in range(spec.inferences))
     return Workload(spec=spec, layers=layers, attention=spec.scope == "model",
                     routing=per_inference)
+
+
+def _golden_routing(cfg: DesignConfig, spec: WorkloadSpec) -> list[dict[int, LayerRouting]]:
+    """Real routing: the bit-exact golden model (``golden.model``) on a random model calibrated
+    from ``spec.seed``, each inference with its task's router. Slow for big models (the random
+    model's calibration takes ~30 s for m3vit-tiny): save it once with ``--save-trace``."""
+    from golden import model  # only this generator needs the golden model
+
+    x_q, weights = model.random_model(cfg, seed=spec.seed)
+    return [model.model(x_q, weights, cfg, (spec.task + i) % cfg.model.tasks).trace(cfg)
+            for i in range(spec.inferences)]

@@ -18,7 +18,7 @@ from moeaccel.errors import ConfigError, UserError
 
 BUILTIN_FILE = Path(__file__).parent / "builtin.yaml"
 SCOPES = ("model", "layer")
-ROUTINGS = ("uniform", "zipf", "task", "topk", "trace")
+ROUTINGS = ("uniform", "zipf", "task", "topk", "golden", "trace")
 TRACE_SUFFIXES = (".jsonl", ".npz")
 
 
