@@ -7,6 +7,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.activation import FusedActivation
 from hw.compute_unit_layouts import Layouts
 from hw.mac_array import MacArray
 from hw.requantise import Requantiser
@@ -17,7 +18,7 @@ class ComputeUnit(wiring.Component):
     """Quantised GEMM ``y[m, n] = requantise(bias[n] + x[m, k] @ w[k, n])`` on a ``rows x cols``
     output-stationary int MAC array (``hardware.compute_unit``), bit-exact with
     :func:`golden.linear.linear` (``out_bits = operand_bits``, or GELU's input width when the
-    command's ``wide`` is set).
+    command's ``wide`` is set; GELU's output requantised to ``operand_bits`` when ``gelu`` is).
 
     A ``cmd`` beat starts a GEMM of ``m`` tokens, reduction ``k`` and ``n`` outputs (each
     1..``max_dim``; zero is not allowed), with its requantisation ``multiplier`` and ``shift``
@@ -39,11 +40,16 @@ class ComputeUnit(wiring.Component):
     n)`` from the command handshake to its last output. A new command is accepted the cycle after
     the previous GEMM's last step, while its results still drain.
 
-    Not yet in the RTL (the golden model has them: :func:`golden.linear.expert_linear`,
-    :func:`golden.linear.scatter_accumulate`): the gather front end (activation memory + token-id
-    stream producing ``act``), the scatter-accumulate back end (``out[token] += gate * y`` into an
-    output memory) and the fused GELU on ``out`` (the ``wide`` format already matches GELU's input).
-    Until then the feeder streams gathered rows itself.
+    With the command's ``gelu`` flag the output rows go through the fused activation
+    (:class:`hw.activation.FusedActivation`): the accumulators are requantised to GELU's input
+    format (``wide`` is implied), GELU is applied on ``cols`` lanes and the result requantised
+    with ``act_multiplier``/``act_shift`` to ``operand_bits``, bit-exact with
+    ``requantise(gelu(linear(..., gelu.input_bits)), act_multiplier, act_shift, operand_bits)``
+    as in :func:`golden.moe.expert_ffn`. Rows without it pass through unchanged; both take the
+    same 6 extra pipeline stages (part of ``latency``). The MoE front and back ends are
+    separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
+    expert queue token ids) and :class:`hw.scatter.ScatterAccumulate` (``out[token] += gate *
+    y``).
 
     Members
     -------
@@ -70,8 +76,10 @@ class ComputeUnit(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         m.submodules.array = array = MacArray(self.cfg)
         m.submodules.requantiser = requantiser = Requantiser(self.cfg)
+        m.submodules.activation = activation = FusedActivation(self.cfg)
         wiring.connect(m, array.drain, requantiser.i)
-        wiring.connect(m, requantiser.o, wiring.flipped(self.out))
+        wiring.connect(m, requantiser.o, activation.i)
+        wiring.connect(m, activation.o, wiring.flipped(self.out))
 
         # the running command and the position of the next array step
         busy = Signal()
@@ -105,7 +113,10 @@ class ComputeUnit(wiring.Component):
             array.tile.rows.eq(Mux(last_row_tile, rows_left, cu.rows)),
             array.tile.multiplier.eq(command.multiplier),
             array.tile.shift.eq(command.shift),
-            array.tile.wide.eq(command.wide),
+            array.tile.wide.eq(command.wide | command.gelu),
+            array.tile.gelu.eq(command.gelu),
+            array.tile.act_multiplier.eq(command.act_multiplier),
+            array.tile.act_shift.eq(command.act_shift),
             array.tile.last.eq(last_col_tile & last_row_tile),
         ]
 

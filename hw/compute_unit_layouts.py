@@ -23,8 +23,10 @@ class Layouts:
     """Every payload layout of :class:`hw.compute_unit.ComputeUnit` for one config.
 
     * ``command``: ``m`` tokens, ``k`` reduction, ``n`` outputs (each 1..``max_dim``), the
-      requantisation ``multiplier`` (unsigned) and ``shift``, and ``wide`` (saturate to
-      :func:`out_bits` instead of ``operand_bits``);
+      requantisation ``multiplier`` (unsigned) and ``shift``, ``wide`` (saturate to
+      :func:`out_bits` instead of ``operand_bits``), and the fused activation: ``gelu`` (GELU on
+      the wide output, then requantise it with ``act_multiplier``/``act_shift`` to
+      ``operand_bits``);
     * ``act``: one array step's activations, ``rows`` signed operands (token ``row_base + r``,
       reduction index ``kk``);
     * ``weight``: one array step's weights, ``cols`` signed operands (row ``kk`` of the tile's
@@ -32,6 +34,8 @@ class Layouts:
     * ``bias``: one tile's ``cols`` biases in accumulator units (signed ``accumulator_bits``);
     * ``tile``: per-tile bookkeeping that travels with the tile's results;
     * ``drain``: one row of accumulators leaving the array, with its tile's requant settings;
+    * ``requantised``: one requantised row on its way to the fused activation (``out``'s fields
+      and the activation settings);
     * ``out``: one output row: token index ``row`` (0..m-1), ``cols`` lanes of signed
       :func:`out_bits`, ``last`` on the GEMM's final beat.
     """
@@ -42,20 +46,24 @@ class Layouts:
         mult = unsigned(cu.requant_multiplier_bits)
         shift = unsigned(bits_for(cu.requant_max_shift))
         acc = signed(cu.accumulator_bits)
+        activation = {"gelu": 1, "act_multiplier": mult, "act_shift": shift}
         self.command = data.StructLayout({
             "m": dim, "k": dim, "n": dim, "multiplier": mult, "shift": shift, "wide": 1,
+            **activation,
         })
         self.act = data.ArrayLayout(signed(cu.operand_bits), cu.rows)
         self.weight = data.ArrayLayout(signed(cu.operand_bits), cu.cols)
         self.bias = data.ArrayLayout(acc, cu.cols)
         self.tile = data.StructLayout({
             "row_base": dim, "rows": unsigned(bits_for(cu.rows)), "multiplier": mult,
-            "shift": shift, "wide": 1, "last": 1,
+            "shift": shift, "wide": 1, "last": 1, **activation,
         })
         self.drain = data.StructLayout({
             "acc": data.ArrayLayout(acc, cu.cols), "row": dim, "multiplier": mult,
-            "shift": shift, "wide": 1, "last": 1,
+            "shift": shift, "wide": 1, "last": 1, **activation,
         })
         self.out = data.StructLayout({
             "data": data.ArrayLayout(signed(out_bits(cfg)), cu.cols), "row": dim, "last": 1,
         })
+        out_fields = {name: field.shape for name, field in self.out}
+        self.requantised = data.StructLayout({**out_fields, **activation})

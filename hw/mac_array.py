@@ -112,6 +112,9 @@ class MacArray(wiring.Component):
             self.drain.p.multiplier.eq(settings.multiplier),
             self.drain.p.shift.eq(settings.shift),
             self.drain.p.wide.eq(settings.wide),
+            self.drain.p.gelu.eq(settings.gelu),
+            self.drain.p.act_multiplier.eq(settings.act_multiplier),
+            self.drain.p.act_shift.eq(settings.act_shift),
             self.drain.p.last.eq(settings.last & (left == 1)),
         ]
         for c in range(cols):

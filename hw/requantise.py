@@ -25,7 +25,8 @@ class Requantiser(wiring.Component):
     Members
     -------
     i : In(stream of ``Layouts.drain``)
-    o : Out(stream of ``Layouts.out``)
+    o : Out(stream of ``Layouts.requantised``): ``out``'s fields, the activation settings
+        passed through
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -33,7 +34,7 @@ class Requantiser(wiring.Component):
         lay = Layouts(cfg)
         super().__init__({
             "i": In(stream.Signature(lay.drain)),
-            "o": Out(stream.Signature(lay.out)),
+            "o": Out(stream.Signature(lay.requantised)),
         })
 
     def elaborate(self, platform) -> Module:
@@ -79,7 +80,9 @@ class Requantiser(wiring.Component):
         # stage 2: shift and saturate into the output register
         with m.If(load[2]):
             m.d.sync += [self.o.valid.eq(valid[1]), self.o.p.row.eq(meta1.row),
-                         self.o.p.last.eq(meta1.last)]
+                         self.o.p.last.eq(meta1.last), self.o.p.gelu.eq(meta1.gelu),
+                         self.o.p.act_multiplier.eq(meta1.act_multiplier),
+                         self.o.p.act_shift.eq(meta1.act_shift)]
             hi = Mux(meta1.wide, smax(wide), smax(narrow))
             lo = Mux(meta1.wide, smin(wide), smin(narrow))
             for c in range(cols):

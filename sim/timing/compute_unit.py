@@ -14,7 +14,9 @@ Pipeline (all registered):
   lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
 * drain: one row of the shadow bank per cycle (only the tile's valid rows, ``min(rows, m - i*rows)``);
 * ``REQUANT_STAGES``: multiply by the requant multiplier -> add rounding -> shift and saturate
-  into the output register.
+  into the output register;
+* ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
+  requantiser), taken by every row whether the command asks for GELU or not.
 
 A tile's last step is accepted only when the shadow bank is free, i.e. the previous tile's rows
 have all been drained. So in steady state a tile takes ``max(k, R_prev + ARRAY_STAGES)`` cycles
@@ -31,6 +33,7 @@ from __future__ import annotations
 import math
 
 from moeaccel.config import DesignConfig
+from sim.timing import gelu
 
 #: cycles spent accepting the command header before the first array step
 CMD_CYCLES = 1
@@ -38,6 +41,8 @@ CMD_CYCLES = 1
 ARRAY_STAGES = 3
 #: register stages from a shadow-bank row leaving to its output beat being valid
 REQUANT_STAGES = 3
+#: register stages of the fused activation: GELU, then a second requantiser
+ACTIVATION_STAGES = gelu.PIPELINE_STAGES + REQUANT_STAGES
 
 
 def _check(m: int, k: int, n: int) -> None:
@@ -54,9 +59,9 @@ def tiles(cfg: DesignConfig, m: int, n: int) -> int:
 
 def latency(cfg: DesignConfig) -> int:
     """Cycles from the handshake of a tile's last array step to its first output beat being valid
-    (shadow bank, first drained row, requantiser). For ``k = 1`` this is also the latency from the
-    first input to the first output."""
-    return ARRAY_STAGES + REQUANT_STAGES
+    (shadow bank, first drained row, requantiser, fused activation). For ``k = 1`` this is also
+    the latency from the first input to the first output."""
+    return ARRAY_STAGES + REQUANT_STAGES + ACTIVATION_STAGES
 
 
 def tile_period(cfg: DesignConfig, k: int, prev_rows: int) -> int:

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from golden import linear as golden
-from golden.fixed import choose_requant, smax, smin
+from golden.fixed import choose_requant, requantise, smax, smin
+from golden.gelu import gelu
 from hw.compute_unit_layouts import Layouts, out_bits
 from sim.timing import compute_unit as timing
 from tests.hw import runner
@@ -44,15 +45,34 @@ class Gemm:
     shift: int
     wide: bool = False
     tokens: np.ndarray | None = None     # gathered GEMM: x = memory[tokens] (the expert queue)
+    gelu: bool = False                   # fused GELU, then requantise with act_multiplier/shift
+    act_multiplier: int = 0
+    act_shift: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.x.shape[0], self.x.shape[1], self.w.shape[1]
 
     def golden(self, cfg) -> np.ndarray:
+        cu = cfg.hardware.compute_unit
+        if self.gelu:       # golden.moe.expert_ffn's linear -> GELU -> activation requantiser
+            h = golden.linear(self.x, self.w, self.bias, self.multiplier, self.shift, cu,
+                              cfg.hardware.gelu.input_bits)
+            return requantise(gelu(h, cfg), self.act_multiplier, self.act_shift,
+                              cu.operand_bits, cu.rounding)
         bits = out_bits(cfg) if self.wide else None
-        return golden.linear(self.x, self.w, self.bias, self.multiplier, self.shift,
-                             cfg.hardware.compute_unit, bits)
+        return golden.linear(self.x, self.w, self.bias, self.multiplier, self.shift, cu, bits)
+
+    def with_gelu(self, cfg, rng) -> "Gemm":
+        """This GEMM with the fused GELU and a random activation requantiser: full-scale GELU
+        outputs over a 1/4 .. 16 times the int range (fine steps to heavy saturation)."""
+        cu, ge = cfg.hardware.compute_unit, cfg.hardware.gelu
+        full = float(1 << (ge.output_bits - 1))
+        scale = float(rng.choice([0.25, 1.0, 4.0, 16.0])) * smax(cu.operand_bits) / full
+        act_multiplier, act_shift = choose_requant(scale, cu.requant_multiplier_bits,
+                                                   cu.requant_max_shift)
+        return Gemm(self.x, self.w, self.bias, self.multiplier, self.shift, True, self.tokens,
+                    True, act_multiplier, act_shift)
 
 
 def random_gemm(cfg, rng, m: int, k: int, n: int, wide: bool = False) -> Gemm:
@@ -105,7 +125,8 @@ class ComputeUnitBench:
         lo, hi = smin(cu.operand_bits), smax(cu.operand_bits)
         y = job.golden(self.cfg)
         self.cmd.append({"m": m, "k": k, "n": n, "multiplier": job.multiplier,
-                         "shift": job.shift, "wide": int(job.wide)})
+                         "shift": job.shift, "wide": int(job.wide), "gelu": int(job.gelu),
+                         "act_multiplier": job.act_multiplier, "act_shift": job.act_shift})
         if self.gathered:
             self.gather_cmd.append({"m": m, "k": k, "n": n})
             self.token.extend(int(t) for t in job.tokens)
@@ -165,12 +186,19 @@ def shapes(cfg) -> list[tuple[int, int, int]]:
 @cocotb.test()
 async def random_gemms_bit_exact(dut):
     """Seeded random GEMMs of every shape in :func:`shapes` (three draws each), back to back at
-    full rate, plus each shape in the wide (GELU-input) output format: bit-exact, nothing lost or
-    duplicated."""
+    full rate, plus each shape in the wide (GELU-input) output format and with the fused GELU,
+    all shuffled: bit-exact, nothing lost or duplicated."""
     cb = ComputeUnitBench(dut)
     rng = np.random.default_rng(1)
     jobs = [random_gemm(cb.cfg, rng, *s) for _ in range(3) for s in shapes(cb.cfg)]
     jobs += [random_gemm(cb.cfg, rng, *s, wide=True) for s in shapes(cb.cfg)]
+    jobs += [random_gemm(cb.cfg, rng, *s, wide=True).with_gelu(cb.cfg, rng)
+             for s in shapes(cb.cfg)]
+    rng.shuffle(jobs)           # GELU and plain GEMMs back to back in both orders
+    fused = np.concatenate([job.golden(cb.cfg).ravel() for job in jobs if job.gelu])
+    hi = smax(cb.cu.operand_bits)
+    assert (fused == hi).any() and (fused < 0).any() and ((fused > 0) & (fused < hi)).any(), \
+        "fused GELU jobs miss saturated, negative or in-range outputs"
     await cb.tb.reset()
     await cb.run(jobs)
     assert cb.sb.matched == cb.sb.expected == cb.sb.received
@@ -180,15 +208,18 @@ async def random_gemms_bit_exact(dut):
 
 @cocotb.test()
 async def cycles_equal_timing_model(dut):
-    """Each GEMM alone at full rate: command handshake to last output equals
-    ``gemm_cycles``; and for ``k >= rows + ARRAY_STAGES`` one array step every cycle."""
+    """Each GEMM alone at full rate (the model's expert layer also with the fused GELU): command
+    handshake to last output equals ``gemm_cycles``; and for ``k >= rows + ARRAY_STAGES`` one
+    array step every cycle."""
     cb = ComputeUnitBench(dut, idle=None, backpressure=always())
     rng = np.random.default_rng(2)
     m = cb.cfg.model
-    layer = [(m.tokens, m.embed_dim, m.expert_hidden)]       # a real expert layer of the model
+    layer = (m.tokens, m.embed_dim, m.expert_hidden)          # a real expert layer of the model
     await cb.tb.reset()
-    for shape in shapes(cb.cfg) + layer:
-        job = random_gemm(cb.cfg, rng, *shape)
+    for shape, fused in [(s, False) for s in shapes(cb.cfg)] + [(layer, False), (layer, True)]:
+        job = random_gemm(cb.cfg, rng, *shape, wide=fused)
+        if fused:
+            job = job.with_gelu(cb.cfg, rng)
         cmd0, act0, out0 = cb.cmd.count, cb.act.count, cb.out.count
         await cb.run([job])
         measured = cb.out.beats[-1].cycle - cb.cmd.beats[cmd0].cycle + 1
@@ -202,8 +233,8 @@ async def cycles_equal_timing_model(dut):
         assert cb.out.count - out0 == sum(min(cb.cu.rows, shape[0] - i * cb.cu.rows)
                                           for i in range(math.ceil(shape[0] / cb.cu.rows))) \
             * math.ceil(shape[2] / cb.cu.cols)
-        dut._log.info("cycles %s: %d (model %d), %d steps in %d cycles, utilisation %.3f",
-                      shape, measured, expected, len(steps), span,
+        dut._log.info("cycles %s%s: %d (model %d), %d steps in %d cycles, utilisation %.3f",
+                      shape, " +GELU" if fused else "", measured, expected, len(steps), span,
                       timing.utilisation(cb.cfg, *shape))
     dut._log.info("timing: %d outputs compared; %s", cb.outputs_compared, cb.sb.summary())
 
@@ -226,6 +257,7 @@ async def extremes_and_saturation(dut):
         bias = rng.choice([limit, -limit, 0, lo * hi], c + 3)
         multiplier = (1 << mult_bits) - 1
         jobs += [Gemm(x, w, bias, multiplier, shift, wide) for wide in (False, True)]
+        jobs.append(jobs[-1].with_gelu(cb.cfg, rng))
     jobs.append(Gemm(np.full((r, k), lo), np.full((k, c), lo), np.full(c, -limit), 1, 0))
     outs = np.concatenate([job.golden(cb.cfg).ravel() for job in jobs])
     assert (outs == hi).any() and (outs == lo).any() and (outs == smax(out_bits(cb.cfg))).any() \
@@ -243,6 +275,8 @@ async def random_backpressure_long_stalls(dut):
                           backpressure=bursty(seed=12, max_stall=200, max_burst=30), seed=10)
     rng = np.random.default_rng(4)
     jobs = [random_gemm(cb.cfg, rng, *s) for s in shapes(cb.cfg)]
+    jobs += [random_gemm(cb.cfg, rng, *s, wide=True).with_gelu(cb.cfg, rng)
+             for s in shapes(cb.cfg)[::2]]
     await cb.tb.reset()
     await cb.run(jobs)
     assert cb.sb.matched == cb.sb.expected

@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from golden import linear as golden
 from golden.fixed import smax, smin
+from hw.compute_unit_layouts import Layouts
 from hw.compute_unit import ComputeUnit
 from hw.gather import Gather, GatherLayouts, memory_elements, write_lanes
 from moeaccel import config
 from sim.timing import gather as timing
 from tests.hw import runner
-from tests.hw.streams import always, bursty, random_pattern
+from tests.hw.streams import Bench, always, bursty, random_pattern
 from tests.hw.test_compute_unit import ComputeUnitBench, Gemm, random_gemm
 
 
@@ -110,7 +110,8 @@ def reductions(cfg) -> list[int]:
 @cocotb.test()
 async def gathered_gemms_bit_exact(dut):
     """Every queue of :func:`queues` for each reduction length (memory reloaded per length),
-    random output widths, a wide-format job: equal to ``expert_linear``, nothing lost."""
+    random output widths, a wide-format job and fused-GELU jobs (the expert FFN's first layer:
+    ``requantise(gelu(expert_linear(...)))``): bit-exact, nothing lost."""
     gb = GatherBench(dut)
     rng = np.random.default_rng(31)
     cols = gb.cu.cols
@@ -120,6 +121,8 @@ async def gathered_gemms_bit_exact(dut):
         jobs = [gb.job(rng, q, int(rng.integers(1, 3 * cols + 2)))
                 for q in queues(gb.cfg, rng, gb.memory.shape[0])]
         jobs.append(gb.job(rng, queues(gb.cfg, rng, gb.memory.shape[0])[5], cols + 1, wide=True))
+        jobs += [gb.job(rng, q, 2 * cols, wide=True).with_gelu(gb.cfg, rng)
+                 for q in queues(gb.cfg, rng, gb.memory.shape[0])[::2]]
         await gb.run(jobs)
     assert gb.sb.matched == gb.sb.expected == gb.sb.received
     dut._log.info("gathered GEMMs: %d outputs compared; %s", gb.outputs_compared, gb.sb.summary())
@@ -193,14 +196,82 @@ async def gathered_reset_mid_stream(dut):
     dut._log.info("gathered reset: %s", gb.sb.summary())
 
 
+@cocotb.test()
+async def gather_block_cycles(dut):
+    """The gather block alone (``act`` a port): every act beat equal to the gathered rows in the
+    unit's tile order (lanes past ``m`` don't-care), and cycles equal to
+    ``sim.timing.gather.cycles`` also for tiles too short to hide the next tile's ids
+    (``k * ceil(n/cols) < rows``), then under random valid gaps and act back-pressure."""
+    tb = Bench(dut)
+    cfg = tb.config()
+    cu = cfg.hardware.compute_unit
+    rows, cols = cu.rows, cu.cols
+    lay = GatherLayouts(cfg)
+    cmd, token, write = (tb.source(p, lay.command if p == "cmd" else
+                                   lay.token if p == "token" else lay.write)
+                         for p in ("cmd", "token", "write"))
+    act = tb.sink("act", Layouts(cfg).act)
+    sb = tb.scoreboard("act", act, compare=lambda e, g: all(a is None or a == b
+                                                            for a, b in zip(e, g)))
+    rng = np.random.default_rng(35)
+    lanes = write_lanes(cfg)
+    await tb.reset()
+    for k in (1, 3, rows + 1):
+        tokens = min(cfg.model.tokens, memory_elements(cfg) // k)
+        x = rng.integers(smin(cu.operand_bits), smax(cu.operand_bits) + 1, (tokens, k))
+        flat = x.ravel().tolist() + [0] * (-x.size % lanes)
+        write.extend({"addr": a, "data": flat[a * lanes:(a + 1) * lanes]}
+                     for a in range(len(flat) // lanes))
+        await write.wait_idle()
+        for m, n in ((1, 1), (rows, 1), (3 * rows + 1, 1), (2 * rows, 2 * cols + 1)):
+            ids = rng.integers(tokens, size=m)
+            cmd.append({"m": m, "k": k, "n": n})
+            token.extend(int(t) for t in ids)
+            for i in range(0, m, rows):
+                tile = ids[i:i + rows]
+                for _ in range(math.ceil(n / cols)):
+                    for kk in range(k):
+                        sb.expect([int(x[t, kk]) for t in tile] + [None] * (rows - len(tile)))
+            c0, a0 = cmd.count, act.count
+            beats = math.ceil(m / rows) * math.ceil(n / cols) * k
+            await act.wait_for(a0 + beats)
+            measured = act.beats[-1].cycle - cmd.beats[c0].cycle + 1
+            assert measured == timing.cycles(cfg, m, k, n), \
+                f"{(m, k, n)}: measured {measured}, model {timing.cycles(cfg, m, k, n)}"
+            dut._log.info("gather alone (m=%d, k=%d, n=%d): %d beats in %d cycles (model %d)",
+                          m, k, n, beats, measured, timing.cycles(cfg, m, k, n))
+    for src, seed in ((cmd, 1), (token, 2)):
+        src.idle = random_pattern(0.5, seed=seed)
+    act.backpressure = bursty(seed=3, max_stall=30, max_burst=8)
+    for m, n in ((2 * rows + 3, cols + 1), (1, 1), (rows, 3 * cols)):
+        ids = rng.integers(tokens, size=m)
+        cmd.append({"m": m, "k": k, "n": n})
+        token.extend(int(t) for t in ids)
+        for i in range(0, m, rows):
+            for _ in range(math.ceil(n / cols)):
+                for kk in range(k):
+                    sb.expect([int(x[t, kk]) for t in ids[i:i + rows]]
+                              + [None] * (rows - len(ids[i:i + rows])))
+    await act.wait_for(sb.expected)
+    await tb.cycles(10)
+    sb.check()
+    dut._log.info("gather alone: %s", sb.summary())
+
+
 # --------------------------------------------------------------------------------------------
 # pytest entry point
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cfg_name", ["tiny", "m3vit-tiny"])
 def test_gather(cfg_name):
     cfg = config.load(cfg_name)
-    tests = None if cfg_name == "tiny" else ["gathered_gemms_bit_exact",
-                                             "gathered_cycles_equal_timing_model"]
+    tests = (["gathered_gemms_bit_exact", "gathered_cycles_equal_timing_model",
+              "gathered_backpressure", "gathered_reset_mid_stream"] if cfg_name == "tiny"
+             else ["gathered_gemms_bit_exact", "gathered_cycles_equal_timing_model"])
     runner.run_component(f"gathered_compute_unit_{cfg.name.replace('-', '_')}",
                          lambda: GatheredComputeUnit(cfg), __name__, key=cfg_name,
                          cfg_name=cfg_name, testcase=tests)
+
+
+def test_gather_block():
+    """The gather block on its own (tiny): act beats and ``sim.timing.gather.cycles``."""
+    runner.run("gather", "tiny", __name__, testcase="gather_block_cycles")

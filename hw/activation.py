@@ -1,0 +1,83 @@
+"""The compute unit's fused activation: optional GELU on a requantised output row, then the
+activation requantiser back to the operand format (the ``g -> a`` step of
+:func:`golden.moe.expert_ffn`)."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.compute_unit_layouts import Layouts
+from hw.gelu import Gelu
+from hw.requantise import Requantiser
+from moeaccel.config import DesignConfig
+
+
+def gelu_config(cfg: DesignConfig) -> DesignConfig:
+    """``cfg`` with one GELU lane per array column, so a whole output row is one GELU beat."""
+    return cfg.replace({"hardware.gelu.lanes": cfg.hardware.compute_unit.cols})
+
+
+class FusedActivation(wiring.Component):
+    """Rows whose ``gelu`` flag is set leave as ``requantise(GELU(y), act_multiplier, act_shift,
+    operand_bits)`` (:func:`golden.gelu.gelu`, :func:`golden.fixed.requantise`); other rows
+    leave unchanged. Every row takes the same path, so rows of consecutive GEMMs stay in order.
+
+    Input rows of a GELU GEMM are in GELU's input format (the unit's wide output, signed
+    ``gelu.input_bits`` with ``input_frac_bits``). GELU runs on ``cols`` lanes (one ROM, one
+    small multiplier per lane: ``cols`` times the 1-lane block) so a row per cycle keeps up with
+    the array's drain; serialising one lane would make a row take ``cols`` cycles and stall the
+    array ``cols`` times per drained row. The row itself rides along as GELU's tag (the
+    bypass), and the second :class:`hw.requantise.Requantiser` (multiplier 1, shift 0 for
+    bypassed rows, which already fit) produces the output.
+
+    Timing: ``sim.timing.gelu.PIPELINE_STAGES + sim.timing.compute_unit.REQUANT_STAGES`` = 6
+    register stages, one row per cycle, back-pressure stalls it.
+
+    Members
+    -------
+    i : In(stream of ``Layouts.requantised``)
+    o : Out(stream of ``Layouts.out``)
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = Layouts(cfg)
+        ge = cfg.hardware.gelu
+        if ge.input_bits < cfg.hardware.compute_unit.operand_bits:
+            raise ValueError("the fused GELU needs gelu.input_bits >= operand_bits (its input is "
+                             "the unit's wide output format)")
+        super().__init__({
+            "i": In(stream.Signature(lay.requantised)),
+            "o": Out(stream.Signature(lay.out)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cols, lay = self.cfg.hardware.compute_unit.cols, self.layouts
+        m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=lay.requantised.size)
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg)
+
+        m.d.comb += [gelu.i.valid.eq(self.i.valid), self.i.ready.eq(gelu.i.ready),
+                     gelu.i.p.tag.eq(self.i.p.as_value())]
+        for c in range(cols):
+            m.d.comb += gelu.i.p.data[c].eq(self.i.p.data[c])
+
+        row = Signal(lay.requantised)
+        m.d.comb += row.eq(gelu.o.p.tag)
+        r = requantiser.i
+        m.d.comb += [
+            r.valid.eq(gelu.o.valid), gelu.o.ready.eq(r.ready),
+            r.p.row.eq(row.row), r.p.last.eq(row.last),
+            r.p.multiplier.eq(Mux(row.gelu, row.act_multiplier, 1)),
+            r.p.shift.eq(Mux(row.gelu, row.act_shift, 0)),
+            r.p.wide.eq(~row.gelu),
+        ]
+        for c in range(cols):
+            m.d.comb += r.p.acc[c].eq(Mux(row.gelu, gelu.o.p.data[c], row.data[c]))
+
+        m.d.comb += [self.o.valid.eq(requantiser.o.valid), requantiser.o.ready.eq(self.o.ready),
+                     self.o.p.data.eq(requantiser.o.p.data), self.o.p.row.eq(requantiser.o.p.row),
+                     self.o.p.last.eq(requantiser.o.p.last)]
+        return m
