@@ -58,8 +58,9 @@ class GatheredComputeUnit(wiring.Component):
 class GatherBench(ComputeUnitBench):
     """:class:`ComputeUnitBench` with the gather front end and its activation memory."""
 
-    def __init__(self, dut, idle=None, backpressure=None, seed: int = 0):
-        super().__init__(dut, idle, backpressure, seed, gathered=True)
+    def __init__(self, dut, idle=None, backpressure=None, seed: int = 0,
+                 observe_out: bool = True):
+        super().__init__(dut, idle, backpressure, seed, gathered=True, observe_out=observe_out)
         self.lanes = write_lanes(self.cfg)
         self.write = self.tb.source("write", GatherLayouts(self.cfg).write,
                                     idle=None if idle is None else idle(seed + 6))

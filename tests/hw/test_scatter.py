@@ -31,16 +31,19 @@ from tests.hw.streams import Bench, always, bursty, random_pattern
 class ScatterBench:
     """Sources, sink, scoreboard and the golden accumulator of one test."""
 
-    def __init__(self, dut, n: int | None = None, idle=None, backpressure=None, seed: int = 0):
-        self.tb = Bench(dut)
+    def __init__(self, dut, n: int | None = None, idle=None, backpressure=None, seed: int = 0,
+                 tb: Bench | None = None, cmd_port: str = "cmd", feed_y: bool = True):
+        """``tb``, ``cmd_port`` and ``feed_y=False`` serve a DUT where the scatter block sits
+        behind the compute unit (``y`` is internal): tests/hw/test_expert_datapath.py."""
+        self.tb = tb or Bench(dut)
         self.cfg = cfg = self.tb.config()
         self.cu = cfg.hardware.compute_unit
         self.one = 1 << cfg.hardware.softmax.prob_frac_bits        # gate 1.0
         lay = ScatterLayouts(cfg)
         pattern = (lambda s: None) if idle is None else idle
-        self.cmd = self.tb.source("cmd", lay.command, idle=pattern(seed + 1))
+        self.cmd = self.tb.source(cmd_port, lay.command, idle=pattern(seed + 1))
         self.route = self.tb.source("route", lay.route, idle=pattern(seed + 2))
-        self.y = self.tb.source("y", Layouts(cfg).out, idle=pattern(seed + 3))
+        self.y = self.tb.source("y", Layouts(cfg).out, idle=pattern(seed + 3)) if feed_y else None
         self.result = self.tb.sink("result", lay.result, backpressure=backpressure)
         self.sb = self.tb.scoreboard("scatter", self.result, compare=_same_beat)
         self.n = n or cfg.model.embed_dim
@@ -57,7 +60,8 @@ class ScatterBench:
         return rng.integers(smin(bits), smax(bits) + 1, (m, self.n))
 
     def accumulate(self, ids, gates, y: np.ndarray) -> int:
-        """Queue one expert's accumulate job; return the number of rows it carries."""
+        """Queue one expert's accumulate job (its ``y`` rows too unless the DUT makes them);
+        return the number of rows queued on ``y``."""
         cu, rows, cols = self.cu, self.cu.rows, self.cu.cols
         ids, gates = np.asarray(ids), np.asarray(gates)
         m = len(ids)
@@ -66,7 +70,7 @@ class ScatterBench:
         self.route.extend({"token": int(t), "gate": int(g)} for t, g in zip(ids, gates))
         wide = out_bits(self.cfg)
         beats = 0
-        for i in range(math.ceil(m / rows)):
+        for i in range(math.ceil(m / rows) if self.y is not None else 0):
             valid_rows = min(rows, m - i * rows)
             for j in range(self.words):
                 for r in range(valid_rows):
