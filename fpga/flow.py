@@ -143,6 +143,10 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     print(f"[fpga] elaborating {name} for {platform.device}", flush=True)
     plan = platform.prepare(top, name=name)
     files = {f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")}
+    files[f"{name}.il"], patched = roms_to_logic(files[f"{name}.il"])
+    for memory in patched:
+        print(f"[fpga] note: ROM {memory} has more than 2 read ports: built from logic "
+              "(Yosys' memory_libmap aborts on it)", flush=True)
     for f, text in files.items():
         (out_dir / f).write_text(text if isinstance(text, str) else text.decode())
     seconds: dict[str, float] = {}
@@ -227,6 +231,49 @@ def check_fit(top: str, netlist_json: str, device: str) -> None:
             needs[cell] = (used, avail)
     if needs:
         raise DoesNotFit(device, needs, by_part)
+
+
+_MODULE = re.compile(r"^module (\S+)$(.*?)^end$", re.M | re.S)
+_MEMORY = re.compile(r"^( *)memory (?:width \d+ )?(?:size \d+ )?(?:offset \d+ )?(\S+)$", re.M)
+
+
+def roms_to_logic(il: str, max_read_ports: int = 2) -> tuple[str, list[str]]:
+    """Mark ROMs (memories without write ports) with more than ``max_read_ports`` read ports
+    ``rom_style "logic"`` in RTLIL text; return the text and the memories marked.
+
+    Yosys 0.70's ``memory_libmap`` for ECP5 aborts with an uncaught exception on such a ROM
+    (e.g. one table shared by 16 lanes); as logic it synthesises. A block that wants block RAM
+    should give each pair of lanes its own ROM (a DP16KD has two read ports).
+    """
+    patched: list[str] = []
+
+    def fix_module(mod: re.Match) -> str:
+        body = mod.group(2)
+        reads: dict[str, int] = {}
+        writes: set[str] = set()
+        for cell in re.finditer(r"cell \$(memrd(?:_v2)?|memwr(?:_v2)?) \S+\n(.*?)\n *end", body,
+                                re.S):
+            memid = re.search(r'parameter \\MEMID "(.*?)"', cell.group(2))
+            if memid is None:
+                continue
+            mem = memid.group(1).replace("\\\\", "\\")
+            if cell.group(1).startswith("memrd"):
+                reads[mem] = reads.get(mem, 0) + 1
+            else:
+                writes.add(mem)
+        targets = {m for m, n in reads.items() if n > max_read_ports and m not in writes}
+        if not targets:
+            return mod.group(0)
+
+        def mark(mem: re.Match) -> str:
+            if mem.group(2) not in targets:
+                return mem.group(0)
+            patched.append(f"{mod.group(1)}.{mem.group(2)}".replace(chr(92), ""))
+            return f'{mem.group(1)}attribute \\rom_style "logic"\n{mem.group(0)}'
+
+        return f"module {mod.group(1)}{_MEMORY.sub(mark, body)}end"
+
+    return _MODULE.sub(fix_module, il), patched
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "

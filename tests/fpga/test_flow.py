@@ -88,3 +88,16 @@ def test_oversubscribed_multipliers_stop_before_place_and_route():
         check_fit("top", netlist, "LFE5U-85F")
     check_fit("top", netlist.replace('"bridge.block_gelu.mul6": {"type": "MULT18X18D"}',
                                      '"bridge.block_gelu.mul6": {"type": "LUT4"}'), "LFE5U-85F")
+
+
+@pytest.mark.parametrize("lanes,marked", [(2, False), (4, True)])
+def test_roms_with_many_read_ports_are_built_from_logic(lanes, marked):
+    from amaranth.back import rtlil
+    from fpga.flow import roms_to_logic
+    from hw.gelu import Gelu
+    il = rtlil.convert(Gelu(config.load("tiny").replace({"hardware.gelu.lanes": lanes})),
+                       name="top")
+    new, patched = roms_to_logic(il)
+    assert patched == (["top.rom"] if marked else [])
+    assert new.count('rom_style "logic"') == int(marked)
+    assert new.replace('  attribute \\rom_style "logic"\n', "") == il
