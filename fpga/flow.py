@@ -132,7 +132,7 @@ def _cached(stamp: Path, key: str) -> bool:
 # ECP5: board top -> bitstream
 # ------------------------------------------------------------------------------------------
 def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int = 1,
-               name: str = "top") -> EcpResult:
+               name: str = "top", place: bool = True) -> EcpResult | None:
     """Synthesise, place and route ``top`` for an amaranth-boards ECP5 ``platform``.
 
     The platform supplies the RTLIL, the Yosys script and the LPF constraints (pins, clocks);
@@ -169,6 +169,8 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
                                         out_dir, "synth.stdout", "synth_ecp5, classic ABC (yosys)")
         (out_dir / "synth.key").write_text(key_synth)
     check_fit(name, (out_dir / f"{name}.json").read_text(), platform.device)
+    if not place:
+        return None
     device = platform._nextpnr_device_options[platform.device]
     package = platform._nextpnr_package_options[platform.package].upper()
     pnr_args = [device, "--package", package, "--speed", str(platform.speed),

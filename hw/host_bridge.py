@@ -9,10 +9,11 @@ block's valid/ready, and counts cycles until the last expected output word. The 
 STATUS and READs the output memories. Any block with ``amaranth.lib.stream`` ports plugs in
 without changes: payload widths come from the port signatures.
 
-Timing: STATUS counts cycles from START (cycle 1 is the input memory's read) up to and including
-the cycle in which an output word is accepted: ``first_out`` = 2 + the block's latency for the
-first word, and ``cycles`` (to the last word) = 1 + latency + N for a block that takes and gives
-one word per cycle. Nothing else the bridge does stalls the block. Requests are parsed at one byte per
+Timing: STATUS counts cycles from START (cycle 1 is the input memory's read, cycle 2 loads the
+register that drives the block) up to and including the cycle in which an output word is
+accepted: ``first_out`` = 3 + the block's latency for the first word, and ``cycles`` (to the last
+word) = 2 + latency + N for a block that takes and gives one word per cycle. Nothing else the
+bridge does stalls the block. Requests are parsed at one byte per
 cycle; the byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
 """
 
@@ -160,23 +161,29 @@ class HostBridge(wiring.Component):
                 # paths into the block's valid/ready.
                 left = Signal(16, name=f"left_{name}_{p.member}")
                 more = Signal(name=f"more_{name}_{p.member}")
-                if p.kind is PortKind.INPUT:     # host -> memory -> block
+                if p.kind is PortKind.INPUT:     # host -> memory -> register -> block
                     m.d.comb += [wp.addr.eq(waddr), wp.data.eq(p_word), wp.en.eq(we)]
-                    valid = Signal(name=f"valid_{name}_{p.member}")
+                    valid = Signal(name=f"valid_{name}_{p.member}")      # rp.data holds a word
                     nxt = Signal(16, name=f"next_{name}_{p.member}")
                     fetch = running[b] & more
-                    m.d.comb += [rp.addr.eq(nxt), rp.en.eq(~valid | member.ready)]
+                    # The block sees a register, not the block RAM's slow unregistered output.
+                    r_valid = Signal(name=f"rvalid_{name}_{p.member}")
+                    r_payload = Signal(p.width, name=f"rpayload_{name}_{p.member}")
+                    load = ~r_valid | member.ready
+                    m.d.comb += [rp.addr.eq(nxt), rp.en.eq(~valid | load)]
                     with m.If(rp.en):
                         m.d.sync += valid.eq(fetch)
                         with m.If(fetch):
                             m.d.sync += [nxt.eq(nxt + 1), left.eq(left - 1), more.eq(left != 1)]
+                    with m.If(load):
+                        m.d.sync += [r_valid.eq(valid), r_payload.eq(rp.data)]
                     if not isinstance(member.valid, Const):
-                        m.d.comb += member.valid.eq(valid)
-                    m.d.comb += payload.eq(rp.data)
-                    with m.If(valid & member.ready):
+                        m.d.comb += member.valid.eq(r_valid)
+                    m.d.comb += payload.eq(r_payload)
+                    with m.If(r_valid & member.ready):
                         m.d.sync += n.eq(n + 1)
                     with m.If(start[b] | abort[b]):
-                        m.d.sync += [nxt.eq(0), valid.eq(0)]
+                        m.d.sync += [nxt.eq(0), valid.eq(0), r_valid.eq(0)]
                 else:                             # block -> memory -> host
                     take = running[b] & more
                     if not isinstance(member.ready, Const):

@@ -40,12 +40,12 @@ def test_scale_add_round_trip_is_exact_with_exact_cycle_count(stalls, gaps):
     offset = -(1 << (OFFSET_BITS - 1))
     result = drv.run("scale", {"i": xs}, {"o": len(xs)}, registers={"offset": offset})
     assert result.outputs["o"] == reference(xs, offset)
-    # the bridge's memory read, the DUT's register, then one word per cycle
-    assert (result.cycles, result.first_out) == (len(xs) + 2, 3)
+    # the bridge's memory read and register, the DUT's register, then one word per cycle
+    assert (result.cycles, result.first_out) == (len(xs) + 3, 4)
     assert drv.read(drv.port("scale", "count"), 1) == [len(xs)]
     # a second, shorter run reuses the memories and restarts the counters
     again = drv.run("scale", {"i": xs[:5]}, {"o": 5}, registers={"offset": 7})
-    assert again.outputs["o"] == reference(xs[:5], 7) and again.cycles == 7
+    assert again.outputs["o"] == reference(xs[:5], 7) and again.cycles == 8
 
 
 def test_refused_requests_answer_with_a_status_and_change_nothing():
@@ -118,7 +118,7 @@ def test_gelu_round_trip_bit_exact_with_golden(lanes):
     assert np.array_equal(np.array([[int(g.data[k]) for k in range(lanes)] for g in got]),
                           gelu(x, cfg))
     assert [int(g.tag) for g in got] == [k & 1 for k in range(DEPTH)]
-    assert result.first_out == 1 + 3 + 1   # memory read, the GELU's 3-cycle pipeline, handshake
+    assert result.first_out == 2 + 3 + 1   # memory and register, GELU's 3 stages, handshake
 
 
 def test_two_blocks_share_one_bridge():
@@ -143,6 +143,6 @@ def test_wide_ports_get_shallow_memories_and_still_round_trip():
     xs = [(1 << WIDE_BITS) - 1, 0, *[rng.getrandbits(WIDE_BITS) for _ in range(6)]]
     result = drv.run("inv", {"i": xs}, {"o": 8})
     assert result.outputs["o"] == [~x & ((1 << WIDE_BITS) - 1) for x in xs]
-    assert result.cycles == 1 + 8
+    assert result.cycles == 2 + 8
     with pytest.raises(UserError, match="exceed its 8-word memory"):
         drv.write(drv.port("inv", "i"), xs + [0])
