@@ -36,7 +36,7 @@ import numpy.typing as npt
 from golden import fixed
 from golden.fixed import IntArray
 from golden.linear import linear, linear_acc, quantise_tensor, symmetric_scale
-from golden.moe import Requant
+from golden.linear import Requant
 from golden.softmax import exponent_parts, softmax, softmax_float
 from moeaccel.config import DesignConfig
 

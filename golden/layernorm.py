@@ -40,7 +40,7 @@ import numpy.typing as npt
 from golden import fixed
 from golden.fixed import IntArray
 from golden.linear import quantise_tensor, symmetric_scale
-from golden.moe import Requant
+from golden.linear import Requant
 from moeaccel.config import DesignConfig
 
 FloatArray = npt.NDArray[np.float64]

@@ -73,6 +73,23 @@ def linear_acc(x_q: ArrayLike, w_q: ArrayLike, bias_q: ArrayLike,
     return x @ w + b[None, :]
 
 
+@dataclass(frozen=True)
+class Requant:
+    """A requantisation ``saturate(shift_round(v * multiplier, shift))``; ``scale`` is the real
+    factor it approximates (``multiplier / 2**shift``)."""
+
+    multiplier: int
+    shift: int
+    scale: float
+
+    @classmethod
+    def choose(cls, scale: float, cfg: DesignConfig) -> "Requant":
+        """The closest parameters the compute unit's requantiser can hold."""
+        cu = cfg.hardware.compute_unit
+        m, s = choose_requant(scale, cu.requant_multiplier_bits, cu.requant_max_shift)
+        return cls(m, s, scale)
+
+
 def check_requant(multiplier: int, shift: int, cu: ComputeUnitConfig) -> None:
     """Raise ``ValueError`` unless ``(multiplier, shift)`` fits the unit's command fields."""
     if not 0 <= multiplier < 1 << cu.requant_multiplier_bits:

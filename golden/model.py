@@ -19,7 +19,7 @@ Dataflow and number formats (``ln = hardware.layernorm``, ``cu = hardware.comput
 
 ``residual_add(x, y) = saturate(x + requantise(y, add), residual_bits)``: the sublayer output
 (operand_bits, its own ``out_scale``) is brought to the residual scale by the sublayer's
-:class:`golden.moe.Requant` ``add`` (``out_scale / res_scale``, rounded with ``cu.rounding``,
+:class:`golden.linear.Requant` ``add`` (``out_scale / res_scale``, rounded with ``cu.rounding``,
 saturated to ``residual_bits``), then added with saturation. Every rounding is
 :mod:`golden.fixed`'s.
 
@@ -39,7 +39,8 @@ from golden.attention import AttentionLayer
 from golden.fixed import IntArray
 from golden.layernorm import LayerNorm, layernorm_float
 from golden.linear import quantise_tensor, symmetric_scale
-from golden.moe import Expert, MoeLayer, Requant
+from golden.linear import Requant
+from golden.moe import Expert, MoeLayer
 from moeaccel.config import DesignConfig
 
 FloatArray = npt.NDArray[np.float64]

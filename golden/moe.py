@@ -32,7 +32,7 @@ import numpy.typing as npt
 from golden import fixed, router
 from golden.fixed import IntArray
 from golden.gelu import gelu, gelu_float
-from golden.linear import (gather, linear, linear_acc, quantise_tensor, scatter_accumulate,
+from golden.linear import (Requant, gather, linear, linear_acc, quantise_tensor, scatter_accumulate,
                            scatter_finalise, symmetric_scale)
 from moeaccel.config import DesignConfig
 
@@ -40,22 +40,6 @@ FloatArray = npt.NDArray[np.float64]
 
 #: accuracy target of the whole layer: RMS error vs float64, in output LSBs
 TARGET_RMS_LSB = 1.0
-
-
-@dataclass(frozen=True)
-class Requant:
-    """A requantisation ``saturate(shift_round(v * multiplier, shift))``; ``scale`` is the real
-    factor it approximates (``multiplier / 2**shift``)."""
-
-    multiplier: int
-    shift: int
-    scale: float
-
-    @classmethod
-    def choose(cls, scale: float, cfg: DesignConfig) -> "Requant":
-        cu = cfg.hardware.compute_unit
-        m, s = fixed.choose_requant(scale, cu.requant_multiplier_bits, cu.requant_max_shift)
-        return cls(m, s, scale)
 
 
 @dataclass(frozen=True)

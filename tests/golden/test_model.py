@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from golden import attention, fixed, layernorm, model, moe
-from golden.moe import MoeLayer, Requant
+from golden.linear import Requant
+from golden.moe import MoeLayer
 from moeaccel import config
 
 
