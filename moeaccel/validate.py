@@ -1,0 +1,285 @@
+"""Cross-validation: the RTL on Verilator against the simulator, case by case.
+
+The library behind ``moeaccel validate``. Each :class:`Case` names a DUT (a registered block or
+a component, under a config), a shape or routing, and a measurement bench
+(:mod:`moeaccel.benches`). :func:`run_cases` builds each DUT once (the shared cache of
+:mod:`moeaccel.rtlsim`), runs the bench on all of its cases in one simulation, and puts the
+measured cycles beside the simulator's cycles for the same shapes and routing.
+
+The simulated side goes through the simulator's own composition, not through the timing
+function a block's test already asserted: a GEMM is a step of :class:`sim.schedule.ScheduleBuilder`
+played by :func:`sim.timeline.play`; the softmax's cycles are the busy cycles the schedule books
+for the softmax consuming a scores GEMM; a router layer is the router's busy cycles in the gate
+step plus the read-out step of the queue entries :func:`sim.queues.fill` keeps after capacity
+(the simulator's capacity model, fed the golden router's choices for the same logits).
+
+Error is ``(simulated - rtl) / rtl`` in percent; the target is within :data:`TOLERANCE_PERCENT`
+on every case (the goal: identical).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moeaccel import config, rtlsim
+from moeaccel.config import DesignConfig
+
+#: the target bound on ``|error|`` for every case, percent
+TOLERANCE_PERCENT = 1.0
+
+
+@dataclass
+class Dut:
+    """A design under test: a registered block or a component of ``hw`` under a config."""
+
+    label: str                       # for progress lines, e.g. "compute_unit[tiny]"
+    bench: str                       # measurement bench module under moeaccel.benches
+    cfg: DesignConfig
+    block: str | None = None         # a hw.verilog.BLOCKS name, or
+    component: tuple[str, str] | None = None    # (top module name, cache key) of a component
+    factory: Callable[[], Any] | None = None
+
+    def build(self, notify: Callable[[str], None] | None = None) -> rtlsim.Build:
+        if self.block is not None:
+            return rtlsim.build_block(self.block, self.cfg.name, notify=notify)
+        name, key = self.component
+        return rtlsim.build_component(name, self.factory, key, notify=notify)
+
+
+@dataclass
+class Case:
+    """One comparison: ``params`` go to the bench, ``simulate(cfg)`` gives the simulated cycles."""
+
+    name: str
+    kind: str                        # gemm, softmax, router, moe_layer, ...
+    dut: Dut
+    params: dict[str, Any]
+    simulate: Callable[[DesignConfig], dict[str, Any]]
+    describe: str = ""               # shape or routing in words
+    tiny: bool = True                # part of --quick
+
+
+@dataclass
+class CaseResult:
+    name: str
+    kind: str
+    config: str
+    describe: str
+    rtl_cycles: int
+    sim_cycles: int
+    error_percent: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def within_bound(self) -> bool:
+        return abs(self.error_percent) <= TOLERANCE_PERCENT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "within_bound": self.within_bound}
+
+
+# --------------------------------------------------------------------------------------------
+# The simulator's side
+# --------------------------------------------------------------------------------------------
+def sim_gemm(m: int, k: int, n: int, gelu: bool = False) -> Callable[[DesignConfig], dict]:
+    """A GEMM with both operands on chip: one schedule step, played by the timeline."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from sim import schedule, timeline
+
+        b = schedule.ScheduleBuilder(cfg)
+        b.on_chip_gemm("gemm", m, k, n, consumer="gelu" if gelu else None)
+        return {"cycles": timeline.play(cfg, b.steps).total_cycles}
+    return simulate
+
+
+def sim_softmax(rows: int, length: int) -> Callable[[DesignConfig], dict]:
+    """The softmax's busy cycles as the schedule books them for a ``rows x length`` scores
+    GEMM it consumes."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from sim import schedule
+
+        b = schedule.ScheduleBuilder(cfg)
+        step = b.steps[b.on_chip_gemm("scores", rows, 1, length, consumer="softmax")]
+        return {"cycles": step.busy[schedule.BLOCKS.index("softmax")]}
+    return simulate
+
+
+def sim_router(logits: np.ndarray) -> Callable[[DesignConfig], dict]:
+    """A router layer: the router's busy cycles in the gate step, then the read-out step of the
+    entries the simulator's queues keep (golden's choices for ``logits``, sim's capacity)."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from golden import router as golden
+        from sim import queues, schedule
+
+        ids, _ = golden.select(logits, cfg)
+        experts = np.where(ids < cfg.model.experts, ids, -1)      # null experts compute nothing
+        q = queues.fill(cfg, experts)
+        b = schedule.ScheduleBuilder(cfg)
+        m = cfg.model
+        gate = b.steps[b.linear("router", len(logits), m.embed_dim, m.router_outputs,
+                                bias=False, consumer="router")]
+        readout = b.steps[b.block_step("readout", b.timing.router_readout(int(q.kept.sum())),
+                                       schedule.BLOCKS.index("router"))]
+        return {"cycles": gate.busy[schedule.BLOCKS.index("router")] + readout.cycles,
+                "entries": int(q.kept.sum()), "dropped": q.dropped}
+    return simulate
+
+
+# --------------------------------------------------------------------------------------------
+# The cases
+# --------------------------------------------------------------------------------------------
+#: router variants: name -> (preset, model overrides). Named and keyed like tests/hw/test_router.py's
+#: so both share one Verilator build.
+ROUTER_VARIANTS: dict[str, tuple[str, dict]] = {
+    "tiny": ("tiny", {}),
+    "tiny-topk-softmax-null-cap": ("tiny", {"model.gating": "topk_softmax",
+                                            "model.null_experts": 2,
+                                            "model.capacity_factor": 0.75}),
+    "tiny-null-cap": ("tiny", {"model.null_experts": 1, "model.capacity_factor": 0.5,
+                               "model.top_k": 3}),
+}
+
+
+def _router_dut(variant: str) -> Dut:
+    from hw.router import Router
+
+    preset, overrides = ROUTER_VARIANTS[variant]
+    cfg = config.load(preset).replace(overrides)
+    return Dut(f"router[{variant}]", "router", cfg,
+               component=(f"moeaccel_router_{variant.replace('-', '_')}",
+                          json.dumps(ROUTER_VARIANTS[variant])),
+               factory=lambda: Router(cfg))
+
+
+def gemm_cases(cfg_name: str, tiny: bool) -> list[Case]:
+    cfg = config.load(cfg_name)
+    dut = Dut(f"compute_unit[{cfg_name}]", "compute_unit", cfg, block="compute_unit")
+    r, c = cfg.hardware.compute_unit.rows, cfg.hardware.compute_unit.cols
+    md = cfg.model
+    shapes = [("single", 1, 1, 1, False), ("tile", r, r, c, False),
+              ("ragged", 2 * r + 3, 7, c + 5, False),
+              ("expert.w1+gelu", md.tokens, md.embed_dim, md.expert_hidden, True),
+              ("expert.w2", md.tokens, md.expert_hidden, md.embed_dim, False),
+              ("scores", md.tokens, md.head_dim, md.tokens, False)]
+    return [Case(f"gemm/{cfg_name}/{label}", "gemm", dut, {"m": m, "k": k, "n": n, "gelu": g},
+                 sim_gemm(m, k, n, g), f"{m}x{k}x{n}" + (" +GELU" if g else ""), tiny)
+            for label, m, k, n, g in shapes]
+
+
+def softmax_cases(cfg_name: str, tiny: bool) -> list[Case]:
+    cfg = config.load(cfg_name)
+    dut = Dut(f"softmax[{cfg_name}]", "softmax", cfg, block="softmax")
+    t = cfg.model.tokens
+    shapes = [(1, 1), (4, 3), (8, 8), (t, t), (2, cfg.hardware.softmax.max_row_length)]
+    return [Case(f"softmax/{cfg_name}/{rows}x{length}", "softmax", dut,
+                 {"rows": rows, "length": length}, sim_softmax(rows, length),
+                 f"{rows} rows of {length}", tiny) for rows, length in shapes]
+
+
+def router_cases() -> list[Case]:
+    from golden.fixed import smax, smin
+
+    out = []
+    for variant in ("tiny", "tiny-topk-softmax-null-cap"):
+        dut = _router_dut(variant)
+        cfg = dut.cfg
+        tokens, r = cfg.model.tokens, cfg.model.router_outputs
+        bits = cfg.hardware.softmax.input_bits
+        rng = np.random.default_rng(7)
+        spread = np.clip(np.rint(rng.normal(0, 300, (tokens, r))), smin(bits), smax(bits))
+        one = np.zeros((tokens, r), dtype=np.int64)
+        one[:, 0] = 1000
+        for label, logits in (("random", spread.astype(np.int64)), ("one-expert", one),
+                              ("three-tokens", spread[:3].astype(np.int64))):
+            out.append(Case(f"router/{variant}/{label}", "router", dut,
+                            {"logits": logits.tolist()}, sim_router(logits),
+                            f"{len(logits)} tokens, {cfg.model.gating}, top-{cfg.model.top_k}, "
+                            f"capacity {cfg.model.expert_capacity}", True))
+    return out
+
+
+def all_cases(quick: bool = False) -> list[Case]:
+    """Every case; ``quick``: only the ``tiny`` ones."""
+    cases = gemm_cases("tiny", True) + softmax_cases("tiny", True) + router_cases()
+    cases += gemm_cases("m3vit-tiny", False) + softmax_cases("m3vit-tiny", False)
+    return [c for c in cases if c.tiny or not quick]
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+def run_cases(cases: list[Case] | None = None, quick: bool = False,
+              progress: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run ``cases`` (default :func:`all_cases`) on the RTL and in the simulator. Cases sharing
+    a DUT run in one simulation. ``progress(line)`` reports builds and runs as they happen."""
+    say = progress or (lambda line: None)
+    cases = all_cases(quick) if cases is None else cases
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.dut.label, []).append(case)
+    measured: dict[str, dict] = {}
+    for group in groups.values():
+        measured.update(_measure(group[0].dut, group, say))
+    results = []
+    for case in cases:
+        rtl = measured[case.name]
+        sim = case.simulate(case.dut.cfg)
+        error = 100.0 * (sim["cycles"] - rtl["cycles"]) / rtl["cycles"]
+        extra = {f"rtl_{k}": v for k, v in rtl.items() if k != "cycles"}
+        extra.update({f"sim_{k}": v for k, v in sim.items() if k != "cycles"})
+        results.append(CaseResult(case.name, case.kind, case.dut.cfg.name, case.describe,
+                                   rtl["cycles"], sim["cycles"], error, extra))
+    return results
+
+
+def _measure(dut: Dut, group: list[Case], say: Callable[[str], None]) -> dict[str, dict]:
+    """Build ``dut`` and run its bench over ``group``; the measurements by case name."""
+    start = time.monotonic()
+    model = dut.build(notify=lambda line: say(f"{dut.label}: {line}"))
+    say(f"{dut.label}: running {len(group)} case(s) on Verilator")
+    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
+        work = Path(tmp)
+        (work / "config.yaml").write_text(dut.cfg.to_yaml())
+        (work / "cases.json").write_text(json.dumps([{"name": c.name, **c.params}
+                                                     for c in group]))
+        env = {"MOEACCEL_CONFIG": str(work / "config.yaml"),
+               "MOEACCEL_VALIDATE_CASES": str(work / "cases.json"),
+               "MOEACCEL_VALIDATE_RESULTS": str(work / "results.json")}
+        rtlsim.run(model, f"moeaccel.benches.{dut.bench}", "measure", env, seed=1,
+                   label=dut.label)
+        measured = json.loads((work / "results.json").read_text())
+    say(f"{dut.label}: done in {time.monotonic() - start:.1f} s")
+    return measured
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+def table(results: list[CaseResult]) -> str:
+    """The comparison as a text table, with a summary line."""
+    head = f"{'case':<44} {'shape / routing':<44} {'RTL':>8} {'sim':>8} {'error %':>8}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        flag = "" if r.within_bound else "  OUT OF BOUND"
+        lines.append(f"{r.name:<44} {r.describe[:44]:<44} {r.rtl_cycles:>8} {r.sim_cycles:>8} "
+                     f"{r.error_percent:>+8.2f}{flag}")
+    worst = max((abs(r.error_percent) for r in results), default=0.0)
+    exact = sum(r.rtl_cycles == r.sim_cycles for r in results)
+    lines.append(f"{len(results)} cases: {exact} identical, worst |error| {worst:.2f} % "
+                 f"(bound {TOLERANCE_PERCENT:g} %)")
+    return "\n".join(lines)
+
+
+def to_json(results: list[CaseResult]) -> dict[str, Any]:
+    return {"tolerance_percent": TOLERANCE_PERCENT,
+            "cases": [r.to_dict() for r in results],
+            "all_within_bound": all(r.within_bound for r in results)}
