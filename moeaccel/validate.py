@@ -134,6 +134,32 @@ def sim_router(logits: np.ndarray) -> Callable[[DesignConfig], dict]:
     return simulate
 
 
+def sim_gather(m: int, k: int, n: int) -> Callable[[DesignConfig], dict]:
+    """The gather front end's busy cycles as the schedule books them for a gathered GEMM."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from sim import schedule
+
+        b = schedule.ScheduleBuilder(cfg)
+        step = b.steps[b.linear("w1", m, k, n, gathered=True)]
+        return {"cycles": step.busy[schedule.BLOCKS.index("gather")]}
+    return simulate
+
+
+def sim_scatter(rows: int, tokens: int, n: int) -> Callable[[DesignConfig], dict]:
+    """An accumulate of ``rows`` output rows arriving one per cycle after the command, then the
+    read-out step of ``tokens`` tokens, composed as the schedule composes an expert's second
+    GEMM (the producer here: the rows, ending in cycle ``rows``) and the layer's read-out."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from sim import schedule
+
+        b = schedule.ScheduleBuilder(cfg)
+        accumulate = schedule.scattered(cfg, rows + 1)
+        readout = b.steps[b.block_step("readout", b.timing.scatter_readout(tokens, n),
+                                       schedule.BLOCKS.index("scatter"))]
+        return {"cycles": accumulate + readout.cycles, "readout": readout.cycles}
+    return simulate
+
+
 # --------------------------------------------------------------------------------------------
 # The cases
 # --------------------------------------------------------------------------------------------
@@ -207,9 +233,39 @@ def router_cases() -> list[Case]:
     return out
 
 
+def gather_cases() -> list[Case]:
+    cfg = config.load("tiny")
+    dut = Dut("gather[tiny]", "gather", cfg, block="gather")
+    r, c, md = cfg.hardware.compute_unit.rows, cfg.hardware.compute_unit.cols, cfg.model
+    rng = np.random.default_rng(11)
+    shapes = [("one-token", 1, md.embed_dim, md.expert_hidden),
+              ("expert.w1", md.tokens, md.embed_dim, md.expert_hidden),
+              ("ragged", 3 * r + 1, 3, 2 * c + 1)]
+    return [Case(f"gather/tiny/{label}", "gather", dut,
+                 {"m": m, "k": k, "n": n, "tokens": rng.integers(md.tokens, size=m).tolist()},
+                 sim_gather(m, k, n), f"{m} ids, {k}x{n}", True) for label, m, k, n in shapes]
+
+
+def scatter_cases() -> list[Case]:
+    cfg = config.load("tiny")
+    dut = Dut("scatter[tiny]", "scatter", cfg, block="scatter")
+    md, cols = cfg.model, cfg.hardware.compute_unit.cols
+    rng = np.random.default_rng(12)
+    tiles = -(-md.embed_dim // cols)
+    out = []
+    for label, m in (("one-entry", 1), ("expert", md.tokens), ("repeats", 2 * md.tokens)):
+        queue = rng.integers(md.tokens, size=m).tolist()
+        out.append(Case(f"scatter/tiny/{label}", "scatter", dut,
+                        {"queue": queue, "n": md.embed_dim, "tokens": md.tokens},
+                        sim_scatter(m * tiles, md.tokens, md.embed_dim),
+                        f"{m} entries x {md.embed_dim}, read-out {md.tokens}", True))
+    return out
+
+
 def all_cases(quick: bool = False) -> list[Case]:
     """Every case; ``quick``: only the ``tiny`` ones."""
-    cases = gemm_cases("tiny", True) + softmax_cases("tiny", True) + router_cases()
+    cases = (gemm_cases("tiny", True) + softmax_cases("tiny", True) + router_cases()
+             + gather_cases() + scatter_cases())
     cases += gemm_cases("m3vit-tiny", False) + softmax_cases("m3vit-tiny", False)
     return [c for c in cases if c.tiny or not quick]
 
@@ -266,11 +322,11 @@ def _measure(dut: Dut, group: list[Case], say: Callable[[str], None]) -> dict[st
 # --------------------------------------------------------------------------------------------
 def table(results: list[CaseResult]) -> str:
     """The comparison as a text table, with a summary line."""
-    head = f"{'case':<44} {'shape / routing':<44} {'RTL':>8} {'sim':>8} {'error %':>8}"
+    head = f"{'case':<48} {'shape / routing':<40} {'RTL':>8} {'sim':>8} {'error %':>8}"
     lines = [head, "-" * len(head)]
     for r in results:
         flag = "" if r.within_bound else "  OUT OF BOUND"
-        lines.append(f"{r.name:<44} {r.describe[:44]:<44} {r.rtl_cycles:>8} {r.sim_cycles:>8} "
+        lines.append(f"{r.name:<48} {r.describe[:40]:<40} {r.rtl_cycles:>8} {r.sim_cycles:>8} "
                      f"{r.error_percent:>+8.2f}{flag}")
     worst = max((abs(r.error_percent) for r in results), default=0.0)
     exact = sum(r.rtl_cycles == r.sim_cycles for r in results)

@@ -14,11 +14,14 @@ nothing here restates them. Composition rules (ours, documented here):
   pipeline includes the activation stages; GELU's busy cycles are ``gelu.cycles`` with
   ``lanes = cols``.
 * **Stream consumers.** When a separate unit consumes the compute unit's output stream (softmax
-  after ``Q K^T`` row by row, the router after the gate GEMM token by token, the scatter unit
-  after an expert's second GEMM row by row), the step takes ``max(producer + consumer(one item), consumer(all items))``: the slower
-  of the two sets the pace, and the last item, available when the producer finishes, still
-  needs a lone item's time in the consumer. (An upper bound by at most the item's input beats;
-  to be replaced by the measured cycles of ``hw/moe_engine.py`` when it exists.)
+  after ``Q K^T`` row by row, the router after the gate GEMM token by token), the step takes
+  ``max(producer + consumer(one item), consumer(all items))``: the slower of the two sets the
+  pace, and the last item, available when the producer finishes, still needs a lone item's
+  time in the consumer. (An upper bound by at most the item's input beats.)
+* **Scatter-accumulate** takes a row every cycle and never stalls its producer, so a step whose
+  rows it accumulates ends when the scatter block can take its next command:
+  ``producer - 1 + scatter.next_command_after_rows`` (:func:`scattered`; the RTL rule measured
+  by ``tests/hw/test_expert_datapath.py`` and ``moeaccel validate``).
 * **Attention** per layer: ``QKV = x Wqkv`` (weights from DRAM), then per head
   ``S = Q K^T`` fused with the softmax (online softmax: the normalisation is folded into the
   next GEMM, so it costs no extra pass), ``O = S V`` (K and V are on chip, no weight fetch), then
@@ -149,6 +152,13 @@ def fused(producer: int, consumer_cycles: int, consumer_last_item: int) -> int:
     return max(producer + consumer_last_item, consumer_cycles)
 
 
+def scattered(cfg: DesignConfig, producer: int) -> int:
+    """Cycles of a step whose output rows the scatter block accumulates, ``producer`` being the
+    producer's cycles through its last row handshake: until the scatter block takes its next
+    command (its read-modify-write pipeline drained)."""
+    return producer - 1 + scatter.next_command_after_rows(cfg)
+
+
 class ScheduleBuilder:
     """Appends steps for layers of a model; ``steps`` is the result."""
 
@@ -202,7 +212,7 @@ class ScheduleBuilder:
         elif consumer == "scatter":
             rows = m * -(-n // self._cols)
             busy[_SCATTER] = t.scatter_accumulate(rows)
-            cycles = fused(cu, busy[_SCATTER], t.scatter_accumulate(1))
+            cycles = scattered(self.cfg, cu)
         # Output-stationary: each weight tile is read once per token tile, each activation tile
         # once per output-column tile; results are written once; fetched data is written once.
         token_tiles = -(-m // self._rows)

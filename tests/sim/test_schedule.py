@@ -83,9 +83,8 @@ def _expected_moe_layer_compute(cfg, counts):
             w1 = gather.gathered_gemm_cycles(cfg, n_e, m.embed_dim, m.expert_hidden)
             total += w1  # GELU fused in the compute unit
             w2 = compute_unit.gemm_cycles(cfg, n_e, m.expert_hidden, m.embed_dim)
-            rows = n_e * -(-m.embed_dim // cols)
-            total += schedule.fused(w2, scatter.accumulate_cycles(cfg, rows),
-                                    scatter.accumulate_cycles(cfg, 1))
+            # scatter takes a row per cycle: the step ends when it can take its next command
+            total += w2 - 1 + scatter.next_command_after_rows(cfg)
     return total + scatter.readout_cycles(cfg, m.tokens, m.embed_dim)
 
 
