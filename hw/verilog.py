@@ -26,6 +26,7 @@ BLOCKS: dict[str, str] = {
     "router": "hw.router:Router",
     "gather": "hw.gather:Gather",
     "scatter": "hw.scatter:ScatterAccumulate",
+    "moe_engine": "hw.moe_engine:MoeEngine",
 }
 
 

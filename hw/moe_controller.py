@@ -1,0 +1,268 @@
+"""The MoE engine's controller: the layer's schedule as one FSM plus the weight prefetcher.
+
+See :mod:`hw.moe_engine` for the schedule it implements and the counters it keeps.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Elaboratable, Module, Mux, Signal, unsigned
+from amaranth.lib import data
+from amaranth.utils import bits_for
+
+from hw.weight_image import ImageLayout, buffer_slots
+from moeaccel.config import DesignConfig
+
+COUNTER_BITS = 32
+
+
+def status_layout(cfg: DesignConfig) -> data.StructLayout:
+    """The engine's counters of the last layer (see :mod:`hw.moe_engine`)."""
+    m = cfg.model
+    slots = bits_for(m.tokens * m.top_k)
+    count = unsigned(COUNTER_BITS)
+    return data.StructLayout({
+        "cycles": count, "mac_steps": count, "ffn_cycles": count, "ffn_steps": count,
+        "weight_wait": count, "dram_busy": count, "fetches": unsigned(16),
+        "experts": unsigned(bits_for(m.experts + m.shared_experts)),
+        "dropped": unsigned(slots), "null_slots": unsigned(slots),
+    })
+
+
+def start_layout(cfg: DesignConfig) -> data.StructLayout:
+    """``task`` (which gate matrix) and ``clear`` (only read the output accumulators out and
+    discard them: needed once after a reset in the middle of a layer)."""
+    return data.StructLayout({"task": unsigned(bits_for(max(cfg.model.tasks - 1, 1))),
+                              "clear": 1})
+
+
+class MoeController(Elaboratable):
+    """Drives the control streams of the engine's blocks (``engine`` holds them as attributes
+    ``unit``, ``gather_x``, ``gather_h``, ``weights``, ``queues``, ``serialiser``, ``hidden``,
+    ``scatter``, ``router``) and the engine's ``start``/``status``/``busy`` ports. It owns the
+    ``act``/``token``/``out`` steering (``use_hidden``, ``dest``)."""
+
+    def __init__(self, cfg: DesignConfig, engine):
+        self.cfg = cfg
+        self.e = engine
+        self.use_hidden = Signal()     # act/token from gather_h (GEMM2), else gather_x
+        self.dest = Signal(2)          # unit out -> 0 serialiser, 1 hidden writer, 2 scatter
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, e = self.cfg, self.e
+        model, cu = cfg.model, cfg.hardware.compute_unit
+        img = ImageLayout.of(cfg)
+        T, D, H, R = model.tokens, model.embed_dim, model.expert_hidden, model.router_outputs
+        S, E = model.shared_experts, model.experts
+        max_x = S + E
+        slots = buffer_slots(cfg)
+        matrices = 1 + 2 * max_x
+
+        running = Signal()
+        task = Signal.like(e.start.p.task)
+        discard = Signal()
+        experts = Signal(range(max_x + 1))        # experts to run (shared + non-empty routed)
+        known = Signal(range(matrices + 1))       # matrices of the layer known so far
+        fetch_n = Signal(range(matrices + 1))     # next matrix to fetch
+        fetched = Signal(range(matrices + 1))     # matrices on chip (fetch done)
+        used = Signal(range(matrices + 1))        # matrices streamed (slot free again)
+        f_x = Signal(range(max_x + 1))            # expert of the next fetch, W2 of it?
+        f_second = Signal()
+        g = Signal(range(matrices + 1))           # matrix of the current / next GEMM
+        x = Signal(range(max_x + 1))              # its expert
+        table = e.queues.table
+
+        use_hidden, dest = self.use_hidden, self.dest
+
+        # ---- prefetcher ----------------------------------------------------------------------
+        def expert_record(index):                 # image record of expert `index`
+            routed = Array(table[i].expert for i in range(E))[(index - S)[:bits_for(E)]]
+            return Mux(index < S, E + index, routed) if S else routed
+
+        fcmd = e.weights.fetch_cmd
+        is_gate = fetch_n == 0
+        f_addr = Mux(is_gate, task * img.gate.bytes,
+                     img.expert_base + expert_record(f_x) * img.expert_bytes
+                     + Mux(f_second, img.w1.bytes, 0))
+        m.d.comb += [
+            fcmd.valid.eq(running & (fetch_n < known) & (fetch_n < used + slots)
+                          & ~e.weights.fetch_busy),
+            fcmd.p.addr.eq(f_addr),
+            fcmd.p.slot.eq(fetch_n[0] if slots == 2 else 0),
+            fcmd.p.wide.eq(Mux(is_gate, img.gate.wide_words,
+                               Mux(f_second, img.w2.wide_words, img.w1.wide_words))),
+            fcmd.p.words.eq(Mux(is_gate, img.gate.weight_words,
+                                Mux(f_second, img.w2.weight_words, img.w1.weight_words))),
+        ]
+        with m.If(fcmd.valid & fcmd.ready):
+            m.d.sync += fetch_n.eq(fetch_n + 1)
+            with m.If(~is_gate):
+                m.d.sync += f_second.eq(~f_second)
+                with m.If(f_second):
+                    m.d.sync += f_x.eq(f_x + 1)
+        with m.If(e.weights.fetched):
+            m.d.sync += fetched.eq(fetched + 1)
+        with m.If(e.weights.streamed):
+            m.d.sync += used.eq(used + 1)
+
+        # ---- the current GEMM's parameters -------------------------------------------------
+        shared = x < S
+        row = Array(table[i] for i in range(E))[(x - S)[:bits_for(E)]]
+        count = Signal(range(T * model.top_k + 1))
+        start = Signal.like(count)
+        m.d.comb += [count.eq(Mux(shared, T, row.count) if S else row.count),
+                     start.eq(Mux(shared, 0, row.start) if S else row.start)]
+        router_gemm = g == 0
+        second = ~g[0]                              # W2: matrices 2, 4, ...
+        g_slot = g[0] if slots == 2 else 0
+        header = Array(e.weights.header[s] for s in range(2))[g_slot]
+
+        # pending handshakes of the GEMM being issued
+        p_unit, p_gather, p_ids, p_stream, p_scatter, p_routes = (Signal(name=f"p_{n}") for n in (
+            "unit", "gather", "ids", "stream", "scatter", "routes"))
+        unit_cmd, ids_cmd, s_cmd = e.unit.cmd, e.queues.tokens_cmd, e.weights.stream_cmd
+        gx, gh = e.gather_x.cmd, e.gather_h.cmd
+        sc_cmd, routes_cmd = e.scatter.cmd, e.queues.routes_cmd
+        g_m, g_k, g_n = Signal.like(unit_cmd.p.m), Signal.like(unit_cmd.p.k), Signal.like(unit_cmd.p.n)
+        with m.If(router_gemm):
+            m.d.comb += [g_m.eq(T), g_k.eq(D), g_n.eq(R)]
+        with m.Elif(second):
+            m.d.comb += [g_m.eq(count), g_k.eq(H), g_n.eq(D)]
+        with m.Else():
+            m.d.comb += [g_m.eq(count), g_k.eq(D), g_n.eq(H)]
+        tiles = Mux(router_gemm, img.gate.tiles, Mux(second, img.w2.tiles, img.w1.tiles))
+        words = Mux(router_gemm, img.gate.weight_words,
+                    Mux(second, img.w2.weight_words, img.w1.weight_words))
+        m.d.comb += [
+            unit_cmd.valid.eq(p_unit),
+            unit_cmd.p.m.eq(g_m), unit_cmd.p.k.eq(g_k), unit_cmd.p.n.eq(g_n),
+            unit_cmd.p.multiplier.eq(header.multiplier), unit_cmd.p.shift.eq(header.shift),
+            unit_cmd.p.wide.eq(router_gemm), unit_cmd.p.gelu.eq(~router_gemm & ~second),
+            unit_cmd.p.act_multiplier.eq(header.act_multiplier),
+            unit_cmd.p.act_shift.eq(header.act_shift),
+            gx.valid.eq(p_gather & ~use_hidden), gh.valid.eq(p_gather & use_hidden),
+            gx.p.m.eq(g_m), gx.p.k.eq(g_k), gx.p.n.eq(g_n),
+            gh.p.m.eq(g_m), gh.p.k.eq(g_k), gh.p.n.eq(g_n),
+            ids_cmd.valid.eq(p_ids),
+            ids_cmd.p.queue.eq(~router_gemm & ~second & ~shared),
+            ids_cmd.p.start.eq(start), ids_cmd.p.count.eq(g_m),
+            s_cmd.valid.eq(p_stream), s_cmd.p.slot.eq(g_slot), s_cmd.p.m.eq(g_m),
+            s_cmd.p.tiles.eq(tiles), s_cmd.p.words.eq(words),
+            routes_cmd.valid.eq(p_routes), routes_cmd.p.queue.eq(~shared),
+            routes_cmd.p.start.eq(start), routes_cmd.p.count.eq(g_m),
+            e.hidden.m.eq(g_m),
+        ]
+        for pend, port in ((p_unit, unit_cmd), (p_ids, ids_cmd), (p_stream, s_cmd),
+                           (p_routes, routes_cmd)):
+            with m.If(port.valid & port.ready):
+                m.d.sync += pend.eq(0)
+        with m.If((gx.valid & gx.ready) | (gh.valid & gh.ready)):
+            m.d.sync += p_gather.eq(0)
+
+        # ---- counters --------------------------------------------------------------------------
+        st = e.status
+        step = e.unit.act.valid & e.unit.act.ready
+        in_ffn = Signal()
+        with m.If(running):
+            m.d.sync += st.cycles.eq(st.cycles + 1)
+            with m.If(step):
+                m.d.sync += st.mac_steps.eq(st.mac_steps + 1)
+            with m.If(in_ffn):
+                m.d.sync += st.ffn_cycles.eq(st.ffn_cycles + 1)
+                with m.If(step):
+                    m.d.sync += st.ffn_steps.eq(st.ffn_steps + 1)
+            with m.If(e.weights.fetch_busy):
+                m.d.sync += st.dram_busy.eq(st.dram_busy + 1)
+            with m.If(e.weights.fetched):
+                m.d.sync += st.fetches.eq(st.fetches + 1)
+
+        # ---- scatter (accumulate in GEMM2, read-out at the end) --------------------------------
+        readout = Signal()
+        m.d.comb += [sc_cmd.valid.eq(p_scatter), sc_cmd.p.readout.eq(readout),
+                     sc_cmd.p.m.eq(Mux(readout, T, g_m)), sc_cmd.p.n.eq(D)]
+        with m.If(sc_cmd.valid & sc_cmd.ready):
+            m.d.sync += p_scatter.eq(0)
+        # result -> out, or dropped when clearing
+        m.d.comb += [e.out.valid.eq(e.scatter.result.valid & ~discard),
+                     e.out.p.eq(e.scatter.result.p),
+                     e.scatter.result.ready.eq(e.out.ready | discard)]
+
+        out_last_seen = Signal()
+        with m.If(e.unit.out.valid & e.unit.out.ready & e.unit.out.p.last):
+            m.d.sync += out_last_seen.eq(1)
+
+        m.d.comb += e.busy.eq(running)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += e.start.ready.eq(1)
+                with m.If(e.start.valid):
+                    m.d.sync += [running.eq(1), task.eq(e.start.p.task),
+                                 discard.eq(e.start.p.clear),
+                                 st.cycles.eq(0), st.mac_steps.eq(0), st.ffn_cycles.eq(0),
+                                 st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
+                                 st.fetches.eq(0), st.experts.eq(0),
+                                 known.eq(0), fetch_n.eq(0), fetched.eq(0), used.eq(0),
+                                 f_x.eq(0), f_second.eq(0), g.eq(0), x.eq(0)]
+                    m.d.comb += e.queues.clear.eq(1)
+                    with m.If(e.start.p.clear):
+                        m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                        m.next = "READOUT"
+                    with m.Else():
+                        m.d.sync += known.eq(1 + 2 * S)
+                        m.next = "WAIT_WEIGHTS"
+            with m.State("WAIT_WEIGHTS"):
+                with m.If(fetched > g):
+                    m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
+                                 p_scatter.eq(second & ~router_gemm), readout.eq(0),
+                                 p_routes.eq(second & ~router_gemm),
+                                 use_hidden.eq(second & ~router_gemm),
+                                 dest.eq(Mux(router_gemm, 0, Mux(second, 2, 1))),
+                                 out_last_seen.eq(0)]
+                    m.d.comb += e.hidden.start.eq(1)
+                    m.next = "GEMM"
+                with m.Else():
+                    m.d.sync += st.weight_wait.eq(st.weight_wait + 1)
+            with m.State("GEMM"):
+                m.d.comb += in_ffn.eq(~router_gemm)
+                gemm_done = Signal()
+                with m.If(router_gemm):
+                    m.d.comb += gemm_done.eq(out_last_seen & e.serialiser.idle)
+                with m.Elif(second):
+                    m.d.comb += gemm_done.eq(e.scatter.y.valid & e.scatter.y.ready
+                                             & e.scatter.y.p.last)
+                with m.Else():
+                    m.d.comb += gemm_done.eq(e.hidden.done)
+                with m.If(gemm_done):
+                    m.d.sync += g.eq(g + 1)
+                    with m.If(router_gemm):
+                        m.next = "FLUSH"
+                    with m.Elif(second):
+                        m.d.sync += x.eq(x + 1)
+                        with m.If(x + 1 == experts):
+                            m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                            m.next = "READOUT"
+                        with m.Else():
+                            m.next = "WAIT_WEIGHTS"
+                    with m.Else():
+                        m.next = "WAIT_WEIGHTS"
+            with m.State("FLUSH"):
+                m.d.comb += [e.router.flush.valid.eq(1), e.router.flush.p.discard.eq(0)]
+                with m.If(e.router.flush.ready):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(~e.router.busy):
+                    total = S + e.queues.active
+                    m.d.sync += [experts.eq(total), known.eq(1 + 2 * total),
+                                 st.experts.eq(total), st.dropped.eq(e.router.status.dropped),
+                                 st.null_slots.eq(e.router.status.null_slots)]
+                    with m.If(total == 0):
+                        m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                        m.next = "READOUT"
+                    with m.Else():
+                        m.next = "WAIT_WEIGHTS"
+            with m.State("READOUT"):
+                with m.If(e.scatter.result.valid & e.scatter.result.ready
+                          & e.scatter.result.p.last):
+                    m.d.sync += running.eq(0)
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,135 @@
+"""The engine's queue store: the router's read-out (per-expert token queues) kept on chip so the
+controller can replay an expert's ``(token, gate)`` entries twice, as the gather front end's
+token ids and as the scatter back end's routes."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from hw.expert_queues import entry_layout, gate_shape
+from moeaccel.config import DesignConfig
+
+
+class QueueLayouts:
+    """* ``entry``: ``token`` and ``gate`` (as :func:`hw.expert_queues.entry_layout`);
+    * ``read``: a replay command: ``queue`` (1: entries ``start .. start+count-1`` of the store;
+      0: the identity queue, tokens ``0 .. count-1`` with gate 1.0), ``start``, ``count``;
+    * ``expert``: one row of the table of non-empty experts: ``expert``, ``start``, ``count``."""
+
+    def __init__(self, cfg: DesignConfig):
+        m = cfg.model
+        entries = m.tokens * m.top_k
+        self.entries = entries
+        full = entry_layout(cfg)
+        self.entry = data.StructLayout({"token": unsigned(bits_for(m.tokens)),
+                                        "gate": gate_shape(cfg)})
+        index = unsigned(bits_for(entries))
+        self.read = data.StructLayout({"queue": 1, "start": index, "count": index})
+        self.expert = data.StructLayout({"expert": full["expert"].shape, "start": index,
+                                         "count": index})
+
+
+class _Replay(wiring.Component):
+    """One replay port: a ``cmd`` then ``count`` entries on ``o``, one per cycle when ready (one
+    memory read stage)."""
+
+    def __init__(self, cfg: DesignConfig, depth: int):
+        self.cfg = cfg
+        lay = QueueLayouts(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(lay.read)),
+            "o": Out(stream.Signature(lay.entry)),
+            "rd_addr": Out(range(depth)), "rd_en": Out(1), "rd_data": In(lay.entry),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        one = 1 << self.cfg.hardware.softmax.prob_frac_bits
+        busy = Signal()
+        command = Signal.like(self.cmd.p)
+        index = Signal.like(command.count)
+        queue_r, index_r = Signal(), Signal.like(index)
+        advance = ~self.o.valid | self.o.ready
+        issue = advance & busy
+        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_en.eq(advance),
+                     self.rd_addr.eq(command.start + index)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0)]
+        with m.If(issue):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == command.count - 1):
+                m.d.sync += busy.eq(0)
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(issue), queue_r.eq(command.queue), index_r.eq(index)]
+        m.d.comb += [self.o.p.token.eq(Mux(queue_r, self.rd_data.token, index_r)),
+                     self.o.p.gate.eq(Mux(queue_r, self.rd_data.gate, one))]
+        return m
+
+
+class QueueStore(wiring.Component):
+    """Stores the router's read-out (``i``: :func:`hw.expert_queues.entry_layout` beats, taken
+    one per cycle) in arrival order, and a table of the non-empty experts in order (``table``,
+    the first ``active`` rows valid). ``clear`` (a pulse) empties it for a new layer.
+    Two replay ports, ``tokens`` and ``routes`` (commands ``tokens_cmd``/``routes_cmd``), read
+    the store independently.
+
+    Members
+    -------
+    i : In(stream of entry_layout)
+    clear : In(1)
+    active : Out, non-empty experts stored
+    table : Out(ArrayLayout(QueueLayouts.expert, experts))
+    tokens_cmd, routes_cmd : In(stream of ``QueueLayouts.read``)
+    tokens, routes : Out(stream of ``QueueLayouts.entry``)
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        self.layouts = lay = QueueLayouts(cfg)
+        e = cfg.model.experts
+        super().__init__({
+            "i": In(stream.Signature(entry_layout(cfg))),
+            "clear": In(1),
+            "active": Out(range(e + 1)),
+            "table": Out(data.ArrayLayout(lay.expert, e)),
+            "tokens_cmd": In(stream.Signature(lay.read)),
+            "routes_cmd": In(stream.Signature(lay.read)),
+            "tokens": Out(stream.Signature(lay.entry)),
+            "routes": Out(stream.Signature(lay.entry)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        lay, e = self.layouts, self.cfg.model.experts
+        m.submodules.mem = mem = Memory(shape=lay.entry, depth=lay.entries, init=[])
+        wp = mem.write_port()
+        written = Signal(range(lay.entries + 1))
+        new_expert = Signal(init=1)            # the next entry starts an expert's queue
+        take = self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(1), wp.en.eq(take), wp.addr.eq(written),
+                     wp.data.token.eq(self.i.p.token), wp.data.gate.eq(self.i.p.gate)]
+        with m.If(take):
+            m.d.sync += [written.eq(written + 1), new_expert.eq(self.i.p.last)]
+            with m.If(new_expert):
+                for x in range(e):
+                    with m.If(self.active == x):
+                        m.d.sync += [self.table[x].expert.eq(self.i.p.expert),
+                                     self.table[x].start.eq(written),
+                                     self.table[x].count.eq(self.i.p.count)]
+                m.d.sync += self.active.eq(self.active + 1)
+        with m.If(self.clear):
+            m.d.sync += [written.eq(0), new_expert.eq(1), self.active.eq(0)]
+
+        for name in ("tokens", "routes"):
+            replay = _Replay(self.cfg, lay.entries)
+            m.submodules[name] = replay
+            rp = mem.read_port()
+            m.d.comb += [rp.addr.eq(replay.rd_addr), rp.en.eq(replay.rd_en),
+                         replay.rd_data.eq(rp.data)]
+            wiring.connect(m, wiring.flipped(getattr(self, f"{name}_cmd")), replay.cmd)
+            wiring.connect(m, replay.o, wiring.flipped(getattr(self, name)))
+        return m

@@ -1,0 +1,159 @@
+"""The weight fetcher: one weight block (:mod:`hw.weight_image`) from a DRAM read port into a
+ping/pong slot of the engine's weight buffer (:class:`hw.weight_buffer.WeightBuffer`)."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from hw.weight_image import HEADER_FIELDS, ImageLayout
+from moeaccel.config import DesignConfig
+from moeaccel.errors import ConfigError
+
+
+def port_bytes(cfg: DesignConfig) -> int:
+    """Bytes per DRAM data beat: ``dram.bytes_per_cycle`` (rounded down to an integer)."""
+    return max(1, int(cfg.hardware.dram.bytes_per_cycle))
+
+
+class DramLayouts:
+    """Payloads of the DRAM read port (the engine is the requester).
+
+    * ``request``: ``addr`` (byte address, a multiple of the port width) and ``beats`` (data beats
+      to return, ``port_bytes`` each, consecutive addresses);
+    * ``response``: ``data``, ``port_bytes`` bytes, byte ``i`` (address ``addr + i``) in bits
+      ``8i..8i+7``. Beats come back in order, any number of cycles apart.
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        lay = ImageLayout.of(cfg)
+        self.request = data.StructLayout({
+            "addr": unsigned(max(1, bits_for(lay.total_bytes))),
+            "beats": unsigned(bits_for(max(b.bytes for b in (lay.gate, lay.w1, lay.w2)))),
+        })
+        self.response = data.StructLayout({"data": unsigned(8 * port_bytes(cfg))})
+
+
+class FetchLayouts:
+    """``command``: fetch the block at byte ``addr`` (``wide`` header + bias words, ``words``
+    weight words) into ping/pong ``slot``. ``header``: one slot's header fields."""
+
+    def __init__(self, cfg: DesignConfig):
+        lay = ImageLayout.of(cfg)
+        dram = DramLayouts(cfg)
+        self.command = data.StructLayout({
+            "addr": dram.request["addr"].shape,
+            "wide": unsigned(bits_for(lay.slot_wide_words)),
+            "words": unsigned(bits_for(lay.slot_weight_words)),
+            "slot": 1,
+        })
+        self.header = data.StructLayout({name: unsigned(32) for name in HEADER_FIELDS})
+
+
+class WeightFetch(wiring.Component):
+    """Fetches one block per command: one DRAM request for the whole block, then the response
+    beats assembled into wide words (``4*cols`` bytes: header, then biases) and weight words
+    (``cols`` bytes) written to the buffer memories at ``slot * slot_words + index``; the header
+    is also latched into ``header[slot]``. ``done`` pulses the cycle after the last word is
+    written; the next command is accepted then.
+
+    Timing: the request is offered the cycle after the command; every response beat is taken the
+    cycle it is valid (``dram_data.ready`` is high while fetching), so a block takes
+    ``latency + beats`` cycles at full DRAM bandwidth plus 2.
+
+    Members
+    -------
+    cmd : In(stream of ``FetchLayouts.command``)
+    dram_req : Out(stream of ``DramLayouts.request``)
+    dram_data : In(stream of ``DramLayouts.response``)
+    header : Out(ArrayLayout(FetchLayouts.header, 2)), per slot
+    done : Out(1), pulse
+    busy : Out(1), a fetch is in progress (from the command to ``done``)
+    wide_write, weight_write : Out, memory write ports (``en``, ``addr``, ``data``)
+    """
+
+    def __init__(self, cfg: DesignConfig):
+        self.cfg = cfg
+        cols = cfg.hardware.compute_unit.cols
+        self.image = lay = ImageLayout.of(cfg)
+        self.layouts = FetchLayouts(cfg)
+        dram = DramLayouts(cfg)
+        if cols % port_bytes(cfg) or cols < len(HEADER_FIELDS):
+            raise ConfigError("hardware.dram.bytes_per_cycle",
+                              f"the MoE engine's DRAM port ({port_bytes(cfg)} bytes) must divide "
+                              f"compute_unit.cols ({cols}), and cols must be >= 4")
+
+        def write_port(words: int, bits: int):
+            return Out(wiring.Signature({"en": Out(1), "addr": Out(range(2 * words)),
+                                         "data": Out(bits)}))
+        super().__init__({
+            "cmd": In(stream.Signature(self.layouts.command)),
+            "dram_req": Out(stream.Signature(dram.request)),
+            "dram_data": In(stream.Signature(dram.response)),
+            "header": Out(data.ArrayLayout(self.layouts.header, 2)),
+            "done": Out(1),
+            "busy": Out(1),
+            "wide_write": write_port(lay.slot_wide_words, 32 * cols),
+            "weight_write": write_port(lay.slot_weight_words, 8 * cols),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cols, width = self.cfg.hardware.compute_unit.cols, port_bytes(self.cfg)
+        lay = self.image
+        wide_beats, word_beats = 4 * cols // width, cols // width
+
+        busy, requested = Signal(), Signal()
+        command = Signal(self.layouts.command)
+        wide_index = Signal(range(lay.slot_wide_words + 1))
+        word_index = Signal(range(lay.slot_weight_words + 1))
+        beat = Signal(range(wide_beats))
+        word = Signal(32 * cols)            # assembler: beats shift in at the top
+        m.d.comb += self.busy.eq(busy)
+
+        m.d.comb += [
+            self.cmd.ready.eq(~busy),
+            self.dram_req.valid.eq(busy & ~requested),
+            self.dram_req.p.addr.eq(command.addr),
+            self.dram_req.p.beats.eq(command.wide * wide_beats + command.words * word_beats),
+            self.dram_data.ready.eq(busy & requested),
+        ]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [busy.eq(1), requested.eq(0), command.eq(self.cmd.p), wide_index.eq(0),
+                         word_index.eq(0), beat.eq(0)]
+        with m.If(self.dram_req.valid & self.dram_req.ready):
+            m.d.sync += requested.eq(1)
+
+        in_wide = wide_index != command.wide
+        assembled = Signal(32 * cols)
+        m.d.comb += assembled.eq(Cat(word[8 * width:], self.dram_data.p.data))
+        complete = Signal()
+        m.d.comb += complete.eq(Mux(in_wide, beat == wide_beats - 1, beat == word_beats - 1))
+        m.d.comb += [
+            self.wide_write.addr.eq(command.slot * lay.slot_wide_words + wide_index),
+            self.wide_write.data.eq(assembled),
+            self.weight_write.addr.eq(command.slot * lay.slot_weight_words + word_index),
+            self.weight_write.data.eq(assembled[-8 * cols:]),
+        ]
+        m.d.sync += self.done.eq(0)
+        with m.If(self.dram_data.valid & self.dram_data.ready):
+            m.d.sync += [word.eq(assembled), beat.eq(beat + 1)]
+            with m.If(complete):
+                m.d.sync += beat.eq(0)
+                with m.If(in_wide):
+                    m.d.comb += self.wide_write.en.eq(1)
+                    m.d.sync += wide_index.eq(wide_index + 1)
+                    with m.If(wide_index == 0):
+                        for s in range(2):
+                            with m.If(command.slot == s):
+                                m.d.sync += self.header[s].eq(assembled[:32 * len(HEADER_FIELDS)])
+                    with m.If((wide_index == command.wide - 1) & (command.words == 0)):
+                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+                with m.Else():
+                    m.d.comb += self.weight_write.en.eq(1)
+                    m.d.sync += word_index.eq(word_index + 1)
+                    with m.If(word_index == command.words - 1):
+                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+        return m
