@@ -10,7 +10,7 @@ CONFIG ?= m3vit-tiny
 # (pytest -n 2 and sweep workers run several processes already).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup demo test accuracy verilog clean
+.PHONY: setup demo test accuracy verilog reports clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ accuracy: $(STAMP)
 
 verilog: $(STAMP)
 	$(BIN)/moeaccel verilog --config $(CONFIG) --block all -o build/verilog/$(CONFIG)
+
+# Regenerate the committed simulator reports (seconds; the FPGA reports have their own command).
+reports: $(STAMP) demo
+	$(BIN)/moeaccel sim --config m3vit-tiny --workload m3vit-tiny > reports/sim/m3vit-tiny.txt
+	$(BIN)/moeaccel sim --config m3vit-tiny --workload m3vit-tiny --json > reports/sim/m3vit-tiny.json
+	$(BIN)/moeaccel sweep sim/examples/sweep.yaml --out reports/sim/example-sweep
 
 clean:
 	rm -rf build sim_build .pytest_cache
