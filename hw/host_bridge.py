@@ -188,8 +188,13 @@ class HostBridge(wiring.Component):
                     take = running[b] & more
                     if not isinstance(member.ready, Const):
                         m.d.comb += member.ready.eq(take)
-                    m.d.comb += [wp.addr.eq(n), wp.data.eq(payload),
-                                 wp.en.eq(member.valid & take)]
+                    # Registered write: the block's (maybe unregistered) output meets a flip-flop,
+                    # not the block RAM's data setup.
+                    w_en = Signal(name=f"wen_{name}_{p.member}")
+                    w_addr = Signal(16, name=f"waddr_{name}_{p.member}")
+                    w_data = Signal(p.width, name=f"wdata_{name}_{p.member}")
+                    m.d.sync += [w_en.eq(member.valid & take), w_addr.eq(n), w_data.eq(payload)]
+                    m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(w_data), wp.en.eq(w_en)]
                     with m.If(member.valid & take):
                         m.d.sync += [n.eq(n + 1), left.eq(left - 1), more.eq(left != 1)]
                     out_taken.append(member.valid & take)
