@@ -186,21 +186,32 @@ class EngineBench:
         first = self.out.count
         await self.start.send([{"task": task, "clear": 0}])
         tokens, words = cfg.model.tokens, -(-cfg.model.embed_dim // cfg.hardware.compute_unit.cols)
-        await self.out.wait_for(first + tokens * words, timeout_cycles=50_000)
-        while int(self.tb.dut.busy.value):
-            await RisingEdge(self.tb.clk)
+        await self.wait_done()
+        assert self.out.count == first + tokens * words, (self.out.count - first, tokens * words)
         beats = self.out.items[first:]
         assert beats[-1]["last"] and not any(b["last"] for b in beats[:-1])
         out = np.array([lane for b in beats for lane in b["data"]]).reshape(tokens, -1)
         assert [b["token"] for b in beats] == [t for t in range(tokens) for _ in range(words)]
         return out[:, :cfg.model.embed_dim], self.status()
 
+    async def wait_done(self, window: int = 5_000) -> None:
+        """Wait until ``busy`` falls; fail if no MAC step, DRAM cycle or output beat happened in
+        a ``window``-cycle interval (a hang; a long layer is fine)."""
+        await RisingEdge(self.tb.clk)
+        progress = None
+        while int(self.tb.dut.busy.value):
+            await ClockCycles(self.tb.clk, 1)
+            if self.tb.cycle % window == 0:
+                st = self.status()
+                now = (st["mac_steps"], st["dram_busy"], self.out.count)
+                assert now != progress, f"engine hung: no progress in {window} cycles: {st}"
+                progress = now
+        await RisingEdge(self.tb.clk)
+
     async def clear(self) -> None:
         """Read the output accumulators out and discard them (after a reset mid-layer)."""
         await self.start.send([{"task": 0, "clear": 1}])
-        await RisingEdge(self.tb.clk)
-        while int(self.tb.dut.busy.value):
-            await RisingEdge(self.tb.clk)
+        await self.wait_done()
 
 
 async def check_layer(eb: EngineBench, routing: str, seed: int, task: int) -> dict:
