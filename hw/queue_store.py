@@ -13,6 +13,9 @@ from amaranth.utils import bits_for
 from hw.expert_queues import entry_layout, gate_shape
 from moeaccel.config import DesignConfig
 
+#: cycles from a replay command's handshake to its first entry on the output (one memory read)
+READ_STAGES = 1
+
 
 class QueueLayouts:
     """* ``entry``: ``token`` and ``gate`` (as :func:`hw.expert_queues.entry_layout`);
@@ -48,6 +51,7 @@ class _Replay(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
+        assert READ_STAGES == 1
         one = 1 << self.cfg.hardware.softmax.prob_frac_bits
         busy = Signal()
         command = Signal.like(self.cmd.p)

@@ -28,6 +28,7 @@ from cocotb.triggers import ClockCycles, RisingEdge
 
 from golden import moe
 from golden.fixed import smax, smin
+from hw import queue_store
 from hw.gather import GatherLayouts, write_lanes
 from hw.moe_controller import start_layout, status_layout
 from hw.moe_engine import MoeEngine
@@ -35,6 +36,7 @@ from hw.scatter import ScatterLayouts
 from hw.weight_fetch import DramLayouts, port_bytes
 from hw.weight_image import ImageLayout, weight_image
 from moeaccel import config
+from sim.timing import gather
 from tests.hw import runner
 from tests.hw.streams import Bench, bursty, random_pattern, unpack
 
@@ -312,6 +314,14 @@ async def counters_and_performance(dut):
     latency = cfg.hardware.dram.latency_cycles
     assert st["dram_busy"] == st["fetches"] * latency + beats, (st, beats)
     assert st["ffn_steps"] <= st["ffn_cycles"] < st["cycles"]
+    # each expert GEMM: the gathered GEMM's cycles plus the queue store's read stage
+    ffn_model = 0
+    for kind, e in expected.order:
+        count = m.tokens if kind == "shared" else int(expected.counts[e])
+        ffn_model += sum(gather.gathered_gemm_cycles(cfg, count, k, n) + queue_store.READ_STAGES
+                         for k, n in ((m.embed_dim, m.expert_hidden),
+                                      (m.expert_hidden, m.embed_dim)))
+    assert st["ffn_cycles"] == ffn_model, (st["ffn_cycles"], ffn_model)
     util = st["ffn_steps"] / st["ffn_cycles"]
     hidden = 1 - st["weight_wait"] / st["dram_busy"]
     eb.tb.log.info("performance: %d cycles, %d MAC steps (%.1f%% of all cycles); FFN: %d steps "
