@@ -60,8 +60,9 @@ class WeightFetch(wiring.Component):
     written; the next command is accepted then.
 
     Timing: the request is offered the cycle after the command; every response beat is taken the
-    cycle it is valid (``dram_data.ready`` is high while fetching), so a block takes
-    ``latency + beats`` cycles at full DRAM bandwidth plus 2.
+    cycle it is valid (``dram_data.ready`` is high while fetching); ``busy`` lasts ``L + beats``
+    cycles when the first beat arrives ``L`` cycles after the request and the rest back to back
+    (``L`` = the config's ``latency_cycles`` with ``tests/hw/test_moe_engine.DramModel``).
 
     Members
     -------

@@ -125,13 +125,16 @@ def crafted(cfg, routing: str, seed: int, task: int) -> tuple[np.ndarray, moe.Mo
       bias ``127 / (r+1)`` over the router outputs, so low outputs take most tokens;
     * ``one_expert``: the same bias +max for output 1 and -max elsewhere, the rest of the gate
       scaled down: output 1 takes every token;
-    * ``empty``: +max for outputs 0 and ``R-1`` (top-2), -max for the others: those are empty.
+    * ``empty``: +max for outputs 0 and ``R-1`` (top-2), -max for the others: those are empty;
+    * ``extreme``: every input -128 or +127 (saturating logits, GELU inputs and outputs).
     """
     x_q, layer = moe.random_layer(cfg, seed)
     if routing == "uniform":
         return x_q, layer
     bits, r = cfg.hardware.compute_unit.operand_bits, cfg.model.router_outputs
     hi, lo = smax(bits), smin(bits)
+    if routing == "extreme":
+        return np.where(np.random.default_rng(seed).random(x_q.shape) < 0.5, lo, hi), layer
     x_q = x_q.copy()
     x_q[:, 0] = hi
     gate = layer.gate_q.copy()
@@ -237,7 +240,7 @@ async def check_layer(eb: EngineBench, routing: str, seed: int, task: int) -> di
     return {"status": status, "expected": expected}
 
 
-ROUTINGS = ("uniform", "zipf", "one_expert", "empty")
+ROUTINGS = ("uniform", "zipf", "one_expert", "empty", "extreme")
 
 
 # --------------------------------------------------------------------------------------------
