@@ -12,9 +12,7 @@ from amaranth.utils import bits_for
 
 from hw.expert_queues import entry_layout, gate_shape
 from moeaccel.config import DesignConfig
-
-#: cycles from a replay command's handshake to its first entry on the output (one memory read)
-READ_STAGES = 1
+from sim.timing.queue_store import READ_STAGES  # noqa: F401  (the timing the RTL implements)
 
 
 class QueueLayouts:

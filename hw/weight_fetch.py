@@ -11,11 +11,9 @@ from amaranth.utils import bits_for
 from hw.weight_image import HEADER_FIELDS, ImageLayout
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError
+from sim.timing.weight_fetch import port_bytes  # noqa: F401  (bytes per DRAM beat)
 
 
-def port_bytes(cfg: DesignConfig) -> int:
-    """Bytes per DRAM data beat: ``dram.bytes_per_cycle`` (rounded down to an integer)."""
-    return max(1, int(cfg.hardware.dram.bytes_per_cycle))
 
 
 class DramLayouts:

@@ -160,6 +160,39 @@ def sim_scatter(rows: int, tokens: int, n: int) -> Callable[[DesignConfig], dict
     return simulate
 
 
+def sim_engine_layer(routing: str, seed: int, task: int, latency: int, bytes_per_cycle: float
+                     ) -> Callable[[DesignConfig], dict]:
+    """One MoE layer on the engine: golden's router decides the routing of the crafted layer
+    (:func:`moeaccel.benches.routings.crafted`), the simulator's queues
+    (:func:`sim.queues.fill`) keep it after capacity, and the simulator's layer schedule
+    (:meth:`sim.schedule.ScheduleBuilder.moe`) is played by :func:`sim.timeline.play` with the
+    same DRAM latency and bandwidth. Also the simulated counterparts of the engine's counters."""
+    def simulate(cfg: DesignConfig) -> dict:
+        from golden import moe
+        from moeaccel.benches.routings import crafted
+        from sim import queues, schedule, timeline
+
+        cfg = cfg.replace({"hardware.dram.latency_cycles": latency,
+                           "hardware.dram.bytes_per_cycle": bytes_per_cycle})
+        x_q, layer = crafted(cfg, routing, seed, task)
+        ids = moe.moe_layer(x_q, layer, cfg, task).routing.ids
+        q = queues.fill(cfg, np.where(ids < cfg.model.experts, ids, -1))
+        b = schedule.ScheduleBuilder(cfg)
+        b.moe(0, q)
+        tl = timeline.play(cfg, b.steps)
+        ffn = [s for s in b.steps if s.label.endswith((".w1", ".w2"))]
+        m, cu = cfg.model, cfg.hardware.compute_unit
+        counts = [m.tokens] * m.shared_experts + [int(c) for c in q.kept if c]
+        per_tile = (-(-m.expert_hidden // cu.cols) * m.embed_dim
+                    + -(-m.embed_dim // cu.cols) * m.expert_hidden)
+        return {"cycles": tl.total_cycles, "ffn_cycles": sum(s.cycles for s in ffn),
+                "ffn_steps": sum(-(-c // cu.rows) * per_tile for c in counts),
+                "weight_wait": tl.weight_wait_cycles, "dram_busy": tl.fetch_busy_cycles,
+                "fetches": tl.fetches, "experts": len(counts),
+                "entries": int(q.kept.sum()), "dropped": q.dropped}
+    return simulate
+
+
 # --------------------------------------------------------------------------------------------
 # The cases
 # --------------------------------------------------------------------------------------------
@@ -262,10 +295,57 @@ def scatter_cases() -> list[Case]:
     return out
 
 
+#: MoE engine cases: (build variant, routing, task, what it exercises, in --quick)
+ENGINE_CASES = (
+    ("wide", "uniform", 0, "uniform, softmax_topk", True),
+    ("wide", "zipf", 1, "Zipf-skewed", True),
+    ("wide", "one_expert", 0, "one expert takes all", True),
+    ("wide", "empty", 1, "several empty experts", True),
+    ("mixed", "uniform", 0, "shared + routed, topk_softmax", True),
+    ("mixed", "zipf", 1, "shared + routed, Zipf, capacity overflow", True),
+    ("mixed", "one_expert", 0, "shared + one routed, null expert", True),
+    ("m3vit", "uniform", 0, "m3vit-tiny layer, uniform", False),
+)
+#: engine cases the performance targets apply to: uniform routing (every expert busy, so each
+#: fetch has a GEMM to hide behind) on the builds whose expert GEMMs are long enough
+#: (embed_dim >= 64). With few active experts (``empty``) the fetches that cannot be hidden
+#: (the gate's, and the first routed expert's, known only after the router) dominate.
+PERFORMANCE_CASES = ("moe_engine/wide/uniform", "moe_engine/m3vit/uniform")
+#: MAC utilisation during the expert FFNs, and fraction of weight-fetch time the prefetch
+#: hides with ample DRAM bandwidth (the port's full rate): the targets
+UTILISATION_TARGET, HIDING_TARGET = 0.90, 0.80
+
+
+def engine_cases(quick: bool) -> list[Case]:
+    """Whole MoE layers on the engine (the builds of ``tests/hw/test_moe_engine.py``), DRAM at
+    the config's latency and the port's full rate, no random stalls."""
+    from hw.moe_engine import MoeEngine
+    from moeaccel.benches import moe_engine as bench
+    from sim.timing.weight_fetch import port_bytes
+
+    duts: dict[str, Dut] = {}
+    out = []
+    for i, (variant, routing, task, words, tiny) in enumerate(ENGINE_CASES):
+        if quick and not tiny:
+            continue
+        if variant not in duts:
+            cfg = bench.variant_config(variant)
+            duts[variant] = Dut(f"moe_engine[{variant}]", "moe_engine", cfg,
+                                component=(f"moe_engine_{variant}", variant),
+                                factory=lambda cfg=cfg: MoeEngine(cfg))
+        dut = duts[variant]
+        params = {"routing": routing, "seed": 40 + i, "task": task,
+                  "latency": dut.cfg.hardware.dram.latency_cycles,
+                  "bytes_per_cycle": float(port_bytes(dut.cfg))}
+        out.append(Case(f"moe_engine/{variant}/{routing}", "moe_layer", dut, params,
+                        sim_engine_layer(**params), words, tiny))
+    return out
+
+
 def all_cases(quick: bool = False) -> list[Case]:
     """Every case; ``quick``: only the ``tiny`` ones."""
     cases = (gemm_cases("tiny", True) + softmax_cases("tiny", True) + router_cases()
-             + gather_cases() + scatter_cases())
+             + gather_cases() + scatter_cases() + engine_cases(quick))
     cases += gemm_cases("m3vit-tiny", False) + softmax_cases("m3vit-tiny", False)
     return [c for c in cases if c.tiny or not quick]
 
@@ -335,7 +415,55 @@ def table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
+def performance(results: list[CaseResult]) -> list[dict[str, Any]]:
+    """Per engine case, from the RTL's counters (and the simulator's for comparison): MAC
+    utilisation during the expert FFNs (``ffn_steps / ffn_cycles``) and the share of weight-fetch
+    time the prefetch hides (``1 - weight_wait / dram_busy``), with the targets where they apply
+    (:data:`PERFORMANCE_CASES`, ample DRAM bandwidth)."""
+    rows = []
+    for r in results:
+        if r.kind != "moe_layer":
+            continue
+        x = r.extra
+        figures = {side: {"ffn_mac_utilisation": x[f"{side}_ffn_steps"] / x[f"{side}_ffn_cycles"],
+                          "prefetch_hidden": 1 - x[f"{side}_weight_wait"] / x[f"{side}_dram_busy"]}
+                   for side in ("rtl", "sim")}
+        targeted = r.name in PERFORMANCE_CASES
+        rows.append({"case": r.name, **figures["rtl"],
+                     "sim_ffn_mac_utilisation": figures["sim"]["ffn_mac_utilisation"],
+                     "sim_prefetch_hidden": figures["sim"]["prefetch_hidden"],
+                     "utilisation_target": UTILISATION_TARGET if targeted else None,
+                     "hidden_target": HIDING_TARGET if targeted else None,
+                     "meets_targets": (not targeted or (
+                         figures["rtl"]["ffn_mac_utilisation"] >= UTILISATION_TARGET
+                         and figures["rtl"]["prefetch_hidden"] >= HIDING_TARGET))})
+    return rows
+
+
+def performance_table(results: list[CaseResult]) -> str:
+    """The engine's performance figures as a text table ("" without engine cases)."""
+    rows = performance(results)
+    if not rows:
+        return ""
+    head = (f"{'MoE engine (RTL counters; sim in brackets)':<48} {'FFN MAC utilisation':>24} "
+            f"{'prefetch hides':>22}  target")
+    lines = [head, "-" * len(head)]
+    for p in rows:
+        target = (f">= {100 * p['utilisation_target']:.0f} % / >= {100 * p['hidden_target']:.0f} %"
+                  + ("" if p["meets_targets"] else "  MISSED")
+                  if p["utilisation_target"] is not None else "-")
+        lines.append(f"{p['case']:<48} {100 * p['ffn_mac_utilisation']:>13.1f} % "
+                     f"({100 * p['sim_ffn_mac_utilisation']:5.1f} %) "
+                     f"{100 * p['prefetch_hidden']:>11.1f} % ({100 * p['sim_prefetch_hidden']:5.1f} %)"
+                     f"  {target}")
+    return "\n".join(lines)
+
+
 def to_json(results: list[CaseResult]) -> dict[str, Any]:
+    perf = performance(results)
     return {"tolerance_percent": TOLERANCE_PERCENT,
             "cases": [r.to_dict() for r in results],
-            "all_within_bound": all(r.within_bound for r in results)}
+            "all_within_bound": all(r.within_bound for r in results),
+            "engine_performance": perf,
+            "utilisation_target": UTILISATION_TARGET, "hidden_target": HIDING_TARGET,
+            "all_targets_met": all(p["meets_targets"] for p in perf)}

@@ -7,6 +7,12 @@ Rules the schedule (:mod:`sim.schedule`) applies:
 * **Weight slots.** With ``hardware.buffers.double_buffered`` the weight buffer is two slots of
   half its size (ping/pong: the next weights are fetched into one while the array reads the
   other); otherwise one slot of the whole buffer, and a fetch waits for the previous compute.
+* **MoE layers on the engine** (``hw/moe_engine.py``) use the engine's own rule instead
+  (:func:`engine_slots`, the ONE definition :func:`hw.weight_image.buffer_slots`): a slot holds
+  one whole weight block (:class:`hw.weight_image.BlockShape`: header, padded bias, weights), two
+  slots when two fit ``weight_bytes`` (and ``double_buffered``), else one; blocks are never
+  tiled by columns. Only when not even one block fits (a layer the engine cannot run) does the
+  simulator fall back to the column tiling above: an extrapolation beyond the RTL.
 * **Weight tiling.** A ``k x n`` weight matrix (plus its ``n`` biases) that does not fit one slot
   is split by output columns into chunks of the largest multiple of ``compute_unit.cols`` columns
   that fits, the last chunk taking the rest; each chunk is one command to the compute unit over
@@ -61,6 +67,17 @@ def column_chunks(cfg: DesignConfig, k: int, n: int, bias: bool) -> list[int]:
                           f"weight slot of {slot} bytes")
     full, rest = divmod(n, fit)
     return [fit] * full + ([rest] if rest else [])
+
+
+def engine_slots(cfg: DesignConfig) -> int | None:
+    """Weight slots of the MoE engine for ``cfg`` (:func:`hw.weight_image.buffer_slots`: 2 or
+    1), or ``None`` when not even one weight block fits ``buffers.weight_bytes``."""
+    from hw.weight_image import buffer_slots
+
+    try:
+        return buffer_slots(cfg)
+    except ConfigError:
+        return None
 
 
 def residual_spills(cfg: DesignConfig) -> bool:

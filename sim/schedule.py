@@ -27,18 +27,25 @@ nothing here restates them. Composition rules (ours, documented here):
   next GEMM, so it costs no extra pass), ``O = S V`` (K and V are on chip, no weight fetch), then
   the projection ``O Wo``. LayerNorm and residual adds have no hardware block and are not timed.
 * **Dense MLP**: ``GELU(x W1) W2``.
-* **MoE layer** (Edge-MoE's expert-by-expert schedule): the gate GEMM ``x Wg`` (the task's gate
-  weights, no bias) fused with the router, which fills per-expert queues, then the router's flush
-  and queue read-out (``router.readout_cycles`` of the queued entries); then each shared expert
-  over all tokens; then each routed expert with a non-empty queue, in expert order:
-  ``GELU(x_q W1) W2`` over its queued tokens, the first GEMM fed by the gather front end
-  (``gather.gathered_gemm_cycles``), the second GEMM's output rows scatter-accumulated
-  (``scatter.accumulate_cycles``, fused); finally the scatter unit reads the layer's result out
-  (``scatter.readout_cycles``).
-  Empty experts are skipped (no fetch, no compute); each active expert's weights are fetched once
-  per layer; a routed expert's weights cannot be fetched before the router has finished (its
-  queues decide which experts run), the prefetch of the next expert's weights overlaps the
-  current expert's compute through the double-buffered weight slots.
+* **MoE layer**: exactly the schedule of the MoE engine (``hw/moe_engine.py``, the RTL is the
+  truth; ``moeaccel validate`` compares them cycle for cycle), :meth:`ScheduleBuilder.engine_moe`
+  with the composition rules of :mod:`sim.timing.moe_controller`: the router GEMM (the task's
+  gate block, fed through the queue store and the gather) whose rows the logit serialiser feeds
+  the router (:func:`sim.timing.router.fed_schedule`), complete when the serialiser is idle;
+  the flush once the router drained, the read-out (``router.readout_cycles``) stored, and the
+  routed experts known the next cycle; then each shared expert over all tokens and each routed
+  expert with a non-empty queue, in expert order: GEMM1 (+ fused GELU, rows into the hidden
+  buffer) and GEMM2 (read through the hidden buffer's gather, rows scatter-accumulated), each
+  ``queue_store.gathered_gemm_cycles`` from its command to its last output row, one wait cycle
+  (``GEMM_GAP``) between GEMMs; finally the scatter read-out once its accumulate pipeline has
+  drained. Weights: one whole :mod:`hw.weight_image` block per matrix (header, padded bias,
+  weights), fetched in matrix order once known, the previous fetch done and its slot free
+  (the matrix ``slots`` before it streamed: :func:`sim.buffers.engine_slots`); empty experts
+  cost nothing. Where the engine cannot run the layer (:func:`engine_runs` false: a block does
+  not fit the weight buffer, or more router outputs than array columns) the previous generic
+  composition is kept: the gate GEMM fused with the router (``fused``), column-tiled weights,
+  an expert's second GEMM ending when the scatter block can take its next command
+  (:func:`scattered`), an extrapolation beyond the RTL.
 * Weight tiling and activation spills follow :mod:`sim.buffers`.
 """
 
@@ -51,7 +58,8 @@ from moeaccel.errors import ConfigError
 
 from . import buffers
 from .queues import ExpertQueues
-from .timing import compute_unit, gather, gelu, router, scatter, softmax
+from .timing import (compute_unit, gather, gelu, logit_serialiser, moe_controller, queue_store,
+                     router, scatter, softmax, weight_fetch)
 
 #: the blocks whose busy cycles are counted (``dram`` is counted by the timeline)
 BLOCKS = ("compute_unit", "softmax", "gelu", "router", "gather", "scatter")
@@ -62,7 +70,8 @@ class Step:
     """One command to the compute pipeline and the DRAM traffic around it."""
 
     __slots__ = ("label", "cycles", "weight_bytes", "act_read_bytes", "act_write_bytes", "after",
-                 "busy", "macs", "sram_read_bytes", "sram_write_bytes")
+                 "busy", "macs", "sram_read_bytes", "sram_write_bytes", "gap", "slots", "release",
+                 "fetch_overhead", "fetch_after")
 
     def __init__(self, label: str, cycles: int, *, weight_bytes: int = 0, act_read_bytes: int = 0,
                  act_write_bytes: int = 0, after: int = -1, busy: tuple[int, ...] = (0,) * len(BLOCKS),
@@ -83,6 +92,19 @@ class Step:
         self.macs = macs
         self.sram_read_bytes = sram_read_bytes
         self.sram_write_bytes = sram_write_bytes
+        # How the step meets the weight buffer (defaults: a dense layer's column chunk; the MoE
+        # engine's steps set them from sim.timing.moe_controller / weight_fetch):
+        #: cycles between the previous step's end and this step's earliest start
+        self.gap = 0
+        #: weight slots of the buffer it uses (None: 2 if double_buffered else 1)
+        self.slots: int | None = None
+        #: cycles from its start until its weight slot may be refilled (None: its end)
+        self.release: int | None = None
+        #: cycles its weight fetch adds to the DRAM request (the fetcher's command and done
+        #: cycles) before the channel takes the next request
+        self.fetch_overhead = 0
+        #: cycles from the fetch being done to the earliest start of the step
+        self.fetch_after = 0
 
     def __repr__(self) -> str:
         return (f"Step({self.label!r}, cycles={self.cycles}, weights={self.weight_bytes}, "
@@ -280,6 +302,9 @@ class ScheduleBuilder:
         self.linear(f"L{layer}.mlp.w2", m.tokens, m.mlp_hidden, m.embed_dim)
 
     def moe(self, layer: int, queues: ExpertQueues) -> None:
+        if engine_runs(self.cfg):
+            self.engine_moe(layer, queues)
+            return
         m = self.cfg.model
         self.linear(f"L{layer}.router", m.tokens, m.embed_dim, m.router_outputs, bias=False,
                     consumer="router", reads_residual=True)
@@ -301,6 +326,74 @@ class ScheduleBuilder:
                     reads_residual=True, after=after, gathered=True)
         self.linear(f"{label}.w2", tokens, m.expert_hidden, m.embed_dim, consumer="scatter",
                     after=after)
+
+
+    # -- the MoE engine (hw/moe_engine.py) -----------------------------------------------------
+    def engine_moe(self, layer: int, queues: ExpertQueues) -> None:
+        """One MoE layer exactly as the engine runs it (the schedule in :mod:`hw.moe_engine`,
+        the composition in :mod:`sim.timing.moe_controller`): router GEMM -> logit serialiser
+        -> router, flush and read-out stored; per expert (shared first, then non-empty routed in
+        expert order) GEMM1 (+GELU, rows to the hidden buffer) and GEMM2 (from the hidden
+        buffer, rows scatter-accumulated), each a queue-store-fed gathered GEMM of one whole
+        weight block; then the scatter read-out."""
+        from hw.weight_image import ImageLayout
+
+        cfg, m, t = self.cfg, self.cfg.model, self.timing
+        img = ImageLayout.of(cfg)
+        T, D, H, R = m.tokens, m.embed_dim, m.expert_hidden, m.router_outputs
+        # router GEMM: its rows serialised into the router, complete when the serialiser idles
+        gate = self._engine_gemm(f"L{layer}.router", T, D, R, img.gate.bytes, "router", -1)
+        offset = gather.latency(cfg, T) - compute_unit.CMD_CYCLES + queue_store.READ_STAGES
+        rows = logit_serialiser.row_cycles(cfg, T, D, offset)
+        tokens = router.fed_schedule(cfg, T, logit_serialiser.offer(rows))
+        gate.cycles = logit_serialiser.idle_cycle(tokens[-1][0]) + 1
+        last_write = max(max(writes) for _, writes in tokens)
+        self._add(gate)
+        # flush once the router has drained, read-out until it is idle, experts known next cycle
+        flush = max(gate.cycles + moe_controller.FLUSH_CYCLES, last_write + 1) - gate.cycles
+        entries = int(queues.kept.sum())
+        readout = self.block_step(f"L{layer}.router.readout",
+                                  flush + t.router_readout(entries)
+                                  + moe_controller.KNOWN_AFTER_IDLE, _ROUTER)
+        experts = [(f"L{layer}.shared{s}", T, -1) for s in range(m.shared_experts)]
+        experts += [(f"L{layer}.expert{e}", int(queues.kept[e]), readout)
+                    for e in map(int, queues.kept.nonzero()[0])]
+        for label, count, after in experts:
+            self._add(self._engine_gemm(f"{label}.w1", count, D, H, img.w1.bytes, "gelu", after))
+            self._add(self._engine_gemm(f"{label}.w2", count, H, D, img.w2.bytes, "scatter",
+                                        after))
+        drain = scatter.next_command_after_rows(cfg) - 1 if experts else 0
+        self.block_step(f"L{layer}.scatter.readout", drain + t.scatter_readout(T, D), _SCATTER)
+
+    def _engine_gemm(self, label: str, m: int, k: int, n: int, block_bytes: int,
+                     consumer: str, after: int) -> Step:
+        """A GEMM of the engine: fed through the queue store and the gather front end, one
+        whole weight block fetched into its slot, complete at its last output row."""
+        cfg = self.cfg
+        step = self._gemm(label, m, k, n, weight_bytes=block_bytes, read_bytes=0, after=after,
+                          consumer=consumer, gathered=True)
+        cycles = queue_store.gathered_gemm_cycles(cfg, m, k, n)
+        busy = list(step.busy)
+        busy[0] = step.cycles = cycles
+        step.busy = tuple(busy)
+        rows = cfg.hardware.compute_unit.rows
+        last_rows = m - (-(-m // rows) - 1) * rows
+        step.gap = moe_controller.GEMM_GAP
+        step.slots = buffers.engine_slots(cfg)
+        # the slot is free the cycle after the last weight beat (the last array step)
+        step.release = cycles - compute_unit.latency(cfg) - last_rows + 1
+        step.fetch_overhead = weight_fetch.CMD_CYCLES + weight_fetch.DONE_CYCLES - 1
+        step.fetch_after = moe_controller.FETCHED_TO_COMMAND
+        return step
+
+
+def engine_runs(cfg: DesignConfig) -> bool:
+    """True when the MoE engine can run the layer's schedule: one whole weight block fits its
+    buffer (:func:`sim.buffers.engine_slots`) and the router GEMM is one output tile (the logit
+    serialiser). Otherwise :meth:`ScheduleBuilder.moe` keeps the generic composition (column-
+    tiled weights, the router fused as a stream consumer): an extrapolation beyond the RTL."""
+    return (buffers.engine_slots(cfg) is not None
+            and cfg.model.router_outputs <= cfg.hardware.compute_unit.cols)
 
 
 def build(cfg: DesignConfig, layers: Iterable[int], queues: dict[int, ExpertQueues],

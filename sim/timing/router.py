@@ -20,31 +20,47 @@ the last queue write inclusive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from moeaccel.config import DesignConfig
 from sim.timing import softmax
 
 
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
     """Exact no-stall schedule: the cycle of each token's ``k`` queue writes."""
+    return [writes for _, writes in fed_schedule(cfg, tokens)]
+
+
+def fed_schedule(cfg: DesignConfig, tokens: int,
+                 offer: Callable[[int, int], int] | None = None) -> list[tuple[int, list[int]]]:
+    """Per token, ``(cycle its last logit is accepted, cycles of its k queue writes)`` when its
+    logits are offered back to back from cycle ``offer(j, previous)`` on (``previous``: the
+    cycle the previous token's last logit was accepted, -1 for the first; default: always
+    offered). A feeder that holds one token's logits at a time (the MoE engine's logit
+    serialiser) makes ``offer`` depend on ``previous``."""
     m = cfg.model
     r, k = m.router_outputs, m.top_k
-    if tokens <= 0:
-        return []
-    if m.gating == "softmax_topk":
-        rows = softmax.schedule(cfg, tokens, r)
-        return [[row.last_out + 1 + s for s in range(k)] for row in rows]
-    # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
-    # previous token's k logits to have entered the softmax (same cycle allowed)
-    fed = softmax.Pipeline(cfg)
-    rows: list[softmax.RowTimes] = []
-    start = 0
-    for _ in range(tokens):
+    offer = offer or (lambda j, previous: 0)
+    out: list[tuple[int, list[int]]] = []
+    pipe = softmax.Pipeline(cfg)
+    previous, rows = -1, []
+    for j in range(tokens):
+        arrival = offer(j, previous)
+        if m.gating == "softmax_topk":
+            row = pipe.row(r, arrival)
+            previous = row.last_in
+            out.append((previous, [row.last_out + 1 + s for s in range(k)]))
+            continue
+        # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
+        # previous token's k logits to have entered the softmax (same cycle allowed)
+        start = max(previous + 1, arrival)
         last_logit = start + r - 1
         if rows:
             last_logit = max(last_logit, rows[-1].last_in)
-        rows.append(fed.row(k, arrival=last_logit + 1))
-        start = last_logit + 1
-    return [[row.first_out + s for s in range(k)] for row in rows]
+        rows.append(pipe.row(k, arrival=last_logit + 1))
+        previous = last_logit
+        out.append((previous, [rows[-1].first_out + s for s in range(k)]))
+    return out
 
 
 def latency(cfg: DesignConfig) -> int:

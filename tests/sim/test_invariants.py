@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hw.weight_image import ImageLayout
 from sim import energy, queues, workloads
 from sim.simulator import prepare, run, simulate
 
@@ -88,8 +89,8 @@ def test_skipping_idle_experts_saves_weight_traffic(m3vit):
     cfg, wl = prepare(m3vit, workloads.load("uniform").replace(sticky=1.0))
     r = simulate(cfg, wl)
     full = run(m3vit, "uniform")
-    m = cfg.model
-    per_expert = 2 * m.embed_dim * m.expert_hidden + 4 * (m.expert_hidden + m.embed_dim)
+    # an expert's weights are its two weight_image blocks (the engine fetches whole blocks)
+    per_expert = ImageLayout.of(cfg).expert_bytes
     assert full.dram_bytes["weights"] - r.dram_bytes["weights"] == 14 * 6 * per_expert
 
 
