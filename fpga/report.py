@@ -36,6 +36,9 @@ def ecp5_markdown(title: str, result: EcpResult, command: str, target_mhz: float
               "## Critical paths", "", "| clock | start | end | delay (ns) |", "|---|---|---|---:|"]
     for p in result.critical_paths:
         lines.append(f"| {p.clock} | `{p.start}` | `{p.end}` | {p.delay_ns:.2f} |")
+    if result.cells:
+        lines += ["", "## Cells after synthesis, by part", ""]
+        lines += _cells_table(result.cells)
     lines += ["", "## Build time", "", "| step | seconds |", "|---|---:|"]
     for step, sec in result.seconds.items():
         lines.append(f"| {step} | {sec:.1f} |")
@@ -53,17 +56,22 @@ def xilinx_markdown(title: str, result: XilinxResult, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cells_table(by_part: dict[str, dict[str, int]]) -> list[str]:
+    cells = sorted({c for counts in by_part.values() for c in counts
+                    if c in ("MULT18X18D", "DP16KD", "LUT4", "TRELLIS_FF", "CCU2C",
+                             "TRELLIS_DPR16X4")})
+    lines = ["| part | " + " | ".join(cells) + " |", "|---|" + "---:|" * len(cells)]
+    for part, counts in sorted(by_part.items()):
+        if any(counts.get(c) for c in cells):
+            lines.append(f"| {part} | " + " | ".join(str(counts.get(c, 0)) for c in cells) + " |")
+    return lines
+
+
 def does_not_fit_markdown(title: str, err: DoesNotFit, command: str) -> str:
     """Why a design was not placed: hard-block counts after synthesis, per block."""
-    cells = sorted({c for counts in err.by_part.values() for c in counts
-                    if c in ("MULT18X18D", "DP16KD", "LUT4", "TRELLIS_FF", "CCU2C")})
     lines = [f"# {title}", "", f"Made by `{command}`", "",
              f"**Does not fit {err.device}** (stopped after synthesis, before place and route): "
              + "; ".join(f"{c} {u} used > {a} available" for c, (u, a) in err.needs.items()) + ".",
-             "", "Cells after `synth_ecp5`, by block:", "",
-             "| part | " + " | ".join(cells) + " |", "|---|" + "---:|" * len(cells)]
-    for part, counts in sorted(err.by_part.items()):
-        if not any(counts.get(c) for c in cells):
-            continue
-        lines.append(f"| {part} | " + " | ".join(str(counts.get(c, 0)) for c in cells) + " |")
+             "", "Cells after `synth_ecp5`, by block:", ""]
+    lines += _cells_table(err.by_part)
     return "\n".join(lines) + "\n"

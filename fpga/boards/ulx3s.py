@@ -12,7 +12,7 @@ Build: ``moeaccel fpga --board ulx3s-85f --config ulx3s --bitstream``; program t
 from typing import Mapping, Sequence
 
 from amaranth import ClockDomain, Elaboratable, Module, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import fifo, io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -29,6 +29,9 @@ DEFAULT_BAUD = 115_200
 DEFAULT_DEPTH = 256
 #: words per stream memory wider than hw.host_ports.WIDE_BITS (distributed RAM, no block RAM)
 WIDE_DEPTH = 32
+#: what the board hosts by default: the MoE engine, which contains the router, compute unit,
+#: gather, scatter and GELU (hosting those beside it would build them twice)
+DEFAULT_BLOCKS = ("moe_engine",)
 #: ECP5-85F resources, for utilisation tables
 AVAILABLE = {"lut4": 83_640, "ff": 83_640, "mult18": 156, "bram16": 208}
 
@@ -58,7 +61,7 @@ class Ulx3sTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        clk25 = platform.request("clk25")
+        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", dir="-"))
         clk, locked, _ = ehxplll(m, clk25.i, OSCILLATOR_MHZ, self.cfg.hardware.clock_mhz)
         m.domains.sync = sync = ClockDomain()
         m.d.comb += sync.clk.eq(clk)
@@ -66,18 +69,22 @@ class Ulx3sTop(Elaboratable):
         # nextpnr derives the PLL output's constraint from clk25's and the PLL dividers.
 
         div = divisor(self.clock_hz, self.baud)
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_pin = rx_pin = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_pin = tx_pin = io.Buffer("o", uart.tx)
         m.submodules.uart_rx = rx = UartRx(div)
         m.submodules.uart_tx = tx = UartTx(div)
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=16)
         m.submodules.bridge = bridge = self.bridge
-        m.d.comb += [rx.rx.eq(uart.rx.i), uart.tx.o.eq(tx.tx)]
+        m.d.comb += [rx.rx.eq(rx_pin.i), tx_pin.o.eq(tx.tx)]
         m.d.comb += [rx_fifo.w_data.eq(rx.data.payload), rx_fifo.w_en.eq(rx.data.valid),
                      rx.data.ready.eq(rx_fifo.w_rdy)]
         wiring.connect(m, rx_fifo.r_stream, bridge.rx)
         wiring.connect(m, bridge.tx, tx.data)
 
-        leds = [platform.request("led", i) for i in (0, 1, 7)]
+        leds = [io.Buffer("o", platform.request("led", i, dir="-")) for i in (0, 1, 7)]
+        for i, led in enumerate(leds):
+            m.submodules[f"led_{i}"] = led
         m.d.comb += [leds[0].o.eq(locked), leds[1].o.eq(bridge.busy),
                      leds[2].o.eq(rx.overrun | rx.framing_error)]
         return m

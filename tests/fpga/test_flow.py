@@ -101,3 +101,39 @@ def test_roms_with_many_read_ports_are_built_from_logic(lanes, marked):
     assert patched == (["top.rom"] if marked else [])
     assert new.count('rom_style "logic"') == int(marked)
     assert new.replace('  attribute \\rom_style "logic"\n', "") == il
+
+
+def test_ulx3s_preset_builds_every_block():
+    """The board preset passes every block's config checks (the engine's included)."""
+    import gc
+    import warnings
+    from hw import verilog
+    cfg = config.load("ulx3s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # built, never elaborated: UnusedElaboratable
+        for block in verilog.BLOCKS:
+            verilog.elaborate(block, cfg)
+        gc.collect()
+
+
+def test_the_board_hosts_the_engine_alone_by_default():
+    from fpga.build import resolve_blocks
+    assert resolve_blocks(None) == ["moe_engine"]
+    assert resolve_blocks(["gelu", "softmax"]) == ["gelu", "softmax"]
+    with pytest.raises(UserError, match="moe_engine contains every other block"):
+        resolve_blocks(["moe_engine", "compute_unit"])
+
+
+def test_cells_by_part_splits_a_hosted_block_by_submodule():
+    from fpga.flow import cells_by_part
+    cells = {"bridge.block_moe_engine.unit.row0.mul": {"type": "MULT18X18D"},
+             "bridge.block_moe_engine.unit.row1.mul": {"type": "MULT18X18D"},
+             "bridge.block_moe_engine.scatter.memory.ram": {"type": "DP16KD"},
+             "bridge.block_moe_engine.lut": {"type": "LUT4"},
+             "bridge.mem.ram": {"type": "DP16KD"}, "lut": {"type": "LUT4"}}
+    netlist = json.dumps({"modules": {"top": {"cells": cells}}})
+    assert cells_by_part(netlist) == {"moe_engine": {"MULT18X18D": 2, "DP16KD": 1, "LUT4": 1},
+                                      "bridge": {"DP16KD": 1}, "top": {"LUT4": 1}}
+    assert cells_by_part(netlist, depth=1) == {
+        "moe_engine.unit": {"MULT18X18D": 2}, "moe_engine.scatter": {"DP16KD": 1},
+        "moe_engine": {"LUT4": 1}, "bridge": {"DP16KD": 1}, "top": {"LUT4": 1}}
