@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--sweep", action="store_true",
                         help="build several configurations and write a resource/Fmax table")
     p.add_argument("--config", default="ulx3s", help="preset name or YAML file (default ulx3s)")
-    p.add_argument("--blocks", help="comma-separated blocks to host (default: all blocks)")
+    p.add_argument("--blocks", help="comma-separated blocks to host (default: moe_engine, which "
+                   "contains all the others)")
     p.add_argument("--bitstream", action="store_true", help="also run ecppack to write the .bit")
     p.add_argument("--clock-mhz", type=float, help="override hardware.clock_mhz (the target)")
     p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
