@@ -19,9 +19,9 @@ from hw.weight_fetch import FetchLayouts
 from hw.weight_image import BlockShape, ImageLayout, block_bytes
 from hw.weight_stream import command_layout
 from moeaccel import config
+from moeaccel.benches.dram import DramModel
 from tests.hw import runner
 from tests.hw.streams import Bench, random_pattern, unpack
-from tests.hw.test_moe_engine import DramModel
 
 
 def random_blocks(cfg, rng, count: int):
