@@ -38,7 +38,8 @@ H``) and ``2x+2`` = its W2 (``H x D``). Matrix ``i`` lives in weight slot ``i % 
   last expert (or after the routing if there is none) the scatter block reads ``T`` tokens out
   on ``out``.
 * An expert GEMM (``m`` = the expert's token count) takes exactly
-  ``sim.timing.gather.gathered_gemm_cycles(cfg, m, k, n) + queue_store.READ_STAGES`` cycles from
+  ``sim.timing.queue_store.gathered_gemm_cycles(cfg, m, k, n)`` (=
+  ``sim.timing.gather.gathered_gemm_cycles(cfg, m, k, n) + queue_store.READ_STAGES``) cycles from
   its command to its completion (the token ids come from the queue store's read stage, one
   cycle later than the gather front end could take them), measured as ``ffn_cycles`` by
   ``tests/hw/test_moe_engine.py``; between two GEMMs the controller spends at least one cycle

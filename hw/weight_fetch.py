@@ -60,7 +60,7 @@ class WeightFetch(wiring.Component):
     Timing: the request is offered the cycle after the command; every response beat is taken the
     cycle it is valid (``dram_data.ready`` is high while fetching); ``busy`` lasts ``L + beats``
     cycles when the first beat arrives ``L`` cycles after the request and the rest back to back
-    (``L`` = the config's ``latency_cycles`` with ``tests/hw/test_moe_engine.DramModel``).
+    (``L`` = the config's ``latency_cycles`` with ``moeaccel.benches.dram.DramModel``).
 
     Members
     -------
