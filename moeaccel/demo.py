@@ -134,8 +134,8 @@ def _markdown(cfg: DesignConfig, modules: list, figures: dict, verdicts: dict, s
         f"{m.expert_hidden}, {m.tasks} task router(s)",
         f"- hardware: {cu.rows}x{cu.cols} int{cu.operand_bits} MAC array "
         f"({cu.rows * cu.cols} MACs/cycle) at {hw.clock_mhz:g} MHz, DRAM "
-        f"{hw.dram.bytes_per_cycle:g} B/cycle, weight buffer {hw.buffers.weight_bytes // 1024} KiB"
-        f"{' x2 (double-buffered)' if hw.buffers.double_buffered else ''}",
+        f"{hw.dram.bytes_per_cycle:g} B/cycle, weight buffer {hw.buffers.weight_bytes // 1024} KiB "
+        f"({_weight_slots(cfg)})",
         "",
         "## 1. Verilog",
         "",
@@ -184,6 +184,19 @@ def _markdown(cfg: DesignConfig, modules: list, figures: dict, verdicts: dict, s
     lines += ["", "## Timing of this demo", ""]
     lines += [f"- {k}: {v:.1f} s" for k, v in seconds.items()]
     return "\n".join(lines) + "\n"
+
+
+def _weight_slots(cfg: DesignConfig) -> str:
+    """How the MoE engine uses the weight buffer for this config."""
+    from moeaccel.errors import ConfigError
+    from hw.weight_image import buffer_slots
+
+    try:
+        slots = buffer_slots(cfg)
+    except ConfigError as exc:
+        return f"too small for the MoE engine: {exc.problem}"
+    return "two ping/pong slots: the next matrix is fetched while one computes" if slots == 2 \
+        else "one slot: fetches do not overlap compute"
 
 
 def _sweep_columns(rows: list[dict]) -> list[str]:
