@@ -147,9 +147,9 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     plan = platform.prepare(top, name=name)
     files = {f: plan.files[f] for f in (f"{name}.il", f"{name}.ys", f"{name}.lpf")}
     files[f"{name}.il"], patched = roms_to_logic(files[f"{name}.il"])
-    for memory in patched:
-        print(f"[fpga] note: ROM {memory} has more than 2 read ports: built from logic "
-              "(Yosys' memory_libmap aborts on it)", flush=True)
+    if patched:
+        print(f"[fpga] note: ROMs built from logic (many read ports or small): "
+              f"{', '.join(patched)}", flush=True)
     for f, text in files.items():
         (out_dir / f).write_text(text if isinstance(text, str) else text.decode())
     seconds: dict[str, float] = {}
@@ -281,16 +281,23 @@ def _classic_abc_synth(m: re.Match) -> str:
 
 
 _MODULE = re.compile(r"^module (\S+)$(.*?)^end$", re.M | re.S)
-_MEMORY = re.compile(r"^( *)memory (?:width \d+ )?(?:size \d+ )?(?:offset \d+ )?(\S+)$", re.M)
+_MEMORY = re.compile(r"^( *)memory (?:width \d+ )?(?:size (\d+) )?(?:offset \d+ )?(\S+)$",
+                     re.M)
+#: ROMs of at most this many words are built from logic (see :func:`roms_to_logic`)
+SMALL_ROM_WORDS = 256
 
 
-def roms_to_logic(il: str, max_read_ports: int = 2) -> tuple[str, list[str]]:
-    """Mark ROMs (memories without write ports) with more than ``max_read_ports`` read ports
-    ``rom_style "logic"`` in RTLIL text; return the text and the memories marked.
+def roms_to_logic(il: str, max_read_ports: int = 2,
+                  max_words: int = SMALL_ROM_WORDS) -> tuple[str, list[str]]:
+    """Mark ROMs (memories without write ports) with more than ``max_read_ports`` read ports or
+    at most ``max_words`` words ``rom_style "logic"`` in RTLIL text; return the text and the
+    memories marked.
 
-    Yosys 0.70's ``memory_libmap`` for ECP5 aborts with an uncaught exception on such a ROM
-    (e.g. one table shared by 16 lanes); as logic it synthesises. A block that wants block RAM
-    should give each pair of lanes its own ROM (a DP16KD has two read ports).
+    Yosys 0.70's ``memory_libmap`` for ECP5 aborts with an uncaught exception on a ROM with many
+    read ports (e.g. one table shared by 16 lanes); as logic it synthesises. A small ROM in a
+    DP16KD costs its 5.8 ns unregistered clock-to-output in the next stage (GELU's and
+    softmax's tables feed a multiplier there); as logic the read register sits after the
+    table (Yosys moves a ROM's read register to the data side), the same cycle timing.
     """
     patched: list[str] = []
 
@@ -308,14 +315,16 @@ def roms_to_logic(il: str, max_read_ports: int = 2) -> tuple[str, list[str]]:
                 reads[mem] = reads.get(mem, 0) + 1
             else:
                 writes.add(mem)
-        targets = {m for m, n in reads.items() if n > max_read_ports and m not in writes}
-        if not targets:
+        many = {m for m, n in reads.items() if n > max_read_ports and m not in writes}
+        roms = {m for m in reads if m not in writes}
+        if not roms:
             return mod.group(0)
 
         def mark(mem: re.Match) -> str:
-            if mem.group(2) not in targets:
+            name, words = mem.group(3), int(mem.group(2) or 0)
+            if name not in many and not (name in roms and words <= max_words):
                 return mem.group(0)
-            patched.append(f"{mod.group(1)}.{mem.group(2)}".replace(chr(92), ""))
+            patched.append(f"{mod.group(1)}.{name}".replace(chr(92), ""))
             return f'{mem.group(1)}attribute \\rom_style "logic"\n{mem.group(0)}'
 
         return f"module {mod.group(1)}{_MEMORY.sub(mark, body)}end"

@@ -90,14 +90,16 @@ def test_oversubscribed_multipliers_stop_before_place_and_route():
                                      '"bridge.block_gelu.mul6": {"type": "LUT4"}'), "LFE5U-85F")
 
 
-@pytest.mark.parametrize("lanes,marked", [(2, False), (4, True)])
-def test_roms_with_many_read_ports_are_built_from_logic(lanes, marked):
+@pytest.mark.parametrize("lanes,max_words,marked", [(2, 0, False), (4, 0, True), (1, 128, True),
+                                                   (1, 127, False)])
+def test_roms_with_many_read_ports_or_few_words_are_built_from_logic(lanes, max_words, marked):
     from amaranth.back import rtlil
     from fpga.flow import roms_to_logic
     from hw.gelu import Gelu
-    il = rtlil.convert(Gelu(config.load("tiny").replace({"hardware.gelu.lanes": lanes})),
-                       name="top")
-    new, patched = roms_to_logic(il)
+    cfg = config.load("tiny").replace({"hardware.gelu.lanes": lanes})
+    assert cfg.hardware.gelu.table_entries == 128
+    il = rtlil.convert(Gelu(cfg), name="top")
+    new, patched = roms_to_logic(il, max_words=max_words)
     assert patched == (["top.rom"] if marked else [])
     assert new.count('rom_style "logic"') == int(marked)
     assert new.replace('  attribute \\rom_style "logic"\n', "") == il
