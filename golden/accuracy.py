@@ -36,13 +36,20 @@ class Target:
         return f"{'>=' if self.at_least else '<='} {self.bound:g}"
 
 
-TARGETS: dict[str, Target] = {
-    "softmax_max_abs_err": Target(5e-4),
-    "gelu_max_abs_err": Target(1e-4),
-    "gelu_table_entries": Target(128),
-    "router_topk_agreement": Target(1.0, at_least=True),
-    "moe_layer_rms_err_lsb": Target(1.0),
-}
+def _targets() -> dict[str, Target]:
+    """The foundation issue's targets, each taken from the golden module that owns it."""
+    from golden import gelu, moe, softmax
+
+    return {
+        "softmax_max_abs_err": Target(softmax.TARGET_MAX_ABS_ERR),
+        "gelu_max_abs_err": Target(gelu.TARGET_MAX_ABS_ERR),
+        "gelu_table_entries": Target(gelu.MAX_TABLE_ENTRIES),
+        "router_topk_agreement": Target(1.0, at_least=True),
+        "moe_layer_rms_err_lsb": Target(moe.TARGET_RMS_LSB),
+    }
+
+
+TARGETS: dict[str, Target] = _targets()
 
 
 def measure(cfg: DesignConfig, seed: int = 0,

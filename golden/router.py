@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from golden import fixed
 from golden.fixed import IntArray
-from golden.softmax import softmax
+from golden.softmax import softmax, softmax_float
 from moeaccel.config import DesignConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -151,21 +151,16 @@ def route_from_float(logits: npt.ArrayLike, cfg: DesignConfig) -> Routing:
 # --------------------------------------------------------------------------------------------
 # Float64 reference
 # --------------------------------------------------------------------------------------------
-def _softmax_float(x: FloatArray) -> FloatArray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def select_float(logits: npt.ArrayLike, cfg: DesignConfig) -> tuple[IntArray, FloatArray]:
     """Float64 reference of :func:`select`: exact softmax, same top-k order and tie rule."""
     x = np.asarray(logits, dtype=np.float64)
     k = cfg.model.top_k
     if cfg.model.gating == "softmax_topk":
-        probs = _softmax_float(x)
+        probs = softmax_float(x)
         ids = topk(probs, k)
         return ids, np.take_along_axis(probs, ids, axis=-1)
     ids = topk(x, k)
-    return ids, _softmax_float(np.take_along_axis(x, ids, axis=-1))
+    return ids, softmax_float(np.take_along_axis(x, ids, axis=-1))
 
 
 def near_ties(logits: npt.ArrayLike, cfg: DesignConfig) -> npt.NDArray[np.bool_]:
@@ -179,7 +174,7 @@ def near_ties(logits: npt.ArrayLike, cfg: DesignConfig) -> npt.NDArray[np.bool_]
     top = -np.sort(-x, axis=-1)[:, m.top_k - 1:m.top_k + 1]
     tie = (top[:, 0] - top[:, 1]) < 2.0 / (1 << sm.input_frac_bits)
     if m.gating == "softmax_topk":
-        p = -np.sort(-_softmax_float(x), axis=-1)[:, m.top_k - 1:m.top_k + 1]
+        p = -np.sort(-softmax_float(x), axis=-1)[:, m.top_k - 1:m.top_k + 1]
         tie |= (p[:, 0] - p[:, 1]) < 32.0 / (1 << sm.prob_frac_bits)
     return tie
 

@@ -9,7 +9,7 @@ from amaranth import Array, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 from amaranth.utils import bits_for
 
-from hw.weight_image import ImageLayout, buffer_slots
+from moeaccel.weight_image import ImageLayout, buffer_slots
 from moeaccel.config import DesignConfig
 
 COUNTER_BITS = 32

@@ -11,7 +11,7 @@ Blocks (each its own module) and the data paths between them::
 The controller (:class:`hw.moe_controller.MoeController`) sequences a layer after a ``start``
 beat ``{task, clear}``; ``x [tokens, embed_dim]`` must already be in gather_x's memory
 (``x`` port, element ``t*D + d``). Weights come from the DRAM image of
-:func:`hw.weight_image.weight_image` (layout and header format there).
+:func:`moeaccel.weight_image.weight_image` (layout and header format there).
 
 Schedule (what the simulator must match)
 ----------------------------------------
@@ -78,7 +78,7 @@ from hw.router import Router
 from hw.scatter import ScatterAccumulate, ScatterLayouts, memory_words
 from hw.weight_buffer import WeightBuffer
 from hw.weight_fetch import DramLayouts
-from hw.weight_image import buffer_slots
+from moeaccel.weight_image import buffer_slots, check_formats
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError
 
@@ -88,6 +88,7 @@ def check(cfg: DesignConfig) -> None:
     hidden rows ``[T, H]`` in a gather memory (``buffers.activation_bytes``), ``out_acc`` in the
     scatter memory (``buffers.output_bytes``), one weight block (``buffers.weight_bytes``);
     the blocks check their own constraints (router GEMM one output tile, DRAM port width)."""
+    check_formats(cfg)
     m, cols = cfg.model, cfg.hardware.compute_unit.cols
     need = m.tokens * max(m.embed_dim, m.expert_hidden)
     if need > memory_elements(cfg):

@@ -1,5 +1,5 @@
 """The engine's on-chip weight buffer: two ping/pong slots, each holding one weight block
-(:mod:`hw.weight_image`), filled from DRAM by :class:`hw.weight_fetch.WeightFetch` and replayed
+(:mod:`moeaccel.weight_image`), filled from DRAM by :class:`hw.weight_fetch.WeightFetch` and replayed
 into the compute unit by :class:`hw.weight_stream.WeightStream`."""
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from amaranth.lib.wiring import Out
 
 from hw.compute_unit_layouts import Layouts
 from hw.weight_fetch import WeightFetch
-from hw.weight_image import ImageLayout, buffer_slots, slot_bytes
+from moeaccel.weight_image import ImageLayout, buffer_slots, slot_bytes
 from hw.weight_stream import WeightStream
 from moeaccel.config import DesignConfig
 
 
 def buffer_bytes(cfg: DesignConfig) -> int:
-    """On-chip bytes of the buffer (:func:`hw.weight_image.buffer_slots` slots)."""
+    """On-chip bytes of the buffer (:func:`moeaccel.weight_image.buffer_slots` slots)."""
     return buffer_slots(cfg) * slot_bytes(cfg)
 
 
 class WeightBuffer(wiring.Component):
-    """:func:`hw.weight_image.buffer_slots` slots (2: ping/pong, or 1 when two do not fit
+    """:func:`moeaccel.weight_image.buffer_slots` slots (2: ping/pong, or 1 when two do not fit
     ``buffers.weight_bytes``) of ``slot_wide_words`` header+bias words of ``cols`` int32 and
     ``slot_weight_words`` weight words of ``cols`` int8; slot ``s`` occupies words
     ``s * slot_words ..``. The fetcher writes one slot while the streamer reads the other

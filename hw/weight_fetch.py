@@ -1,4 +1,4 @@
-"""The weight fetcher: one weight block (:mod:`hw.weight_image`) from a DRAM read port into a
+"""The weight fetcher: one weight block (:mod:`moeaccel.weight_image`) from a DRAM read port into a
 ping/pong slot of the engine's weight buffer (:class:`hw.weight_buffer.WeightBuffer`)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from hw.weight_image import HEADER_FIELDS, ImageLayout
+from moeaccel.weight_image import HEADER_FIELDS, ImageLayout
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError
 from sim.timing.weight_fetch import port_bytes  # noqa: F401  (bytes per DRAM beat)

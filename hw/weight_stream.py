@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from hw.compute_unit_layouts import Layouts
-from hw.weight_image import ImageLayout
+from moeaccel.weight_image import ImageLayout
 from moeaccel.config import DesignConfig
 
 

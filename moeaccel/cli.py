@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (e.g. `moeaccel sim | head`): not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # a path the user gave cannot be read or written (missing folder, no permission, ...)
+        where = exc.filename or "file"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ class SoftmaxConfig:
     Exponentials are base 2 with an integer running max; ``2^frac`` comes from a table of
     ``exp_table_entries`` entries. The running sum keeps ``sum_frac_bits`` fraction bits; output
     probabilities are unsigned with ``prob_frac_bits`` fraction bits. Rows are 1 to
-    ``max_row_length`` elements long; ``lanes`` elements are processed per cycle. The one
+    ``max_row_length`` elements long; ``lanes`` elements are processed per cycle (only 1 is
+    implemented so far). The one
     reciprocal per row comes from an iterative divider producing ``divider_bits_per_cycle``
     quotient bits per cycle. Arithmetic: ``golden/softmax.py``.
     """
@@ -170,7 +171,8 @@ class ModelConfig:
     ``top_k`` chosen per token with ``gating`` style, plus ``shared_experts`` that every token
     uses and ``null_experts`` (choosing one means "no computation", so a token may use fewer
     than ``top_k`` real experts). ``capacity_factor`` limits each expert's queue to
-    ``ceil(capacity_factor * tokens * top_k / experts)`` tokens (``null``: no limit). ``tasks``
+    ``ceil(capacity_factor * tokens * top_k / experts)`` tokens, at least 1 and at most
+    ``tokens`` (``null``: no limit). ``tasks``
     is the number of task-level routers (one gate weight matrix per task, experts shared).
     """
 
@@ -310,6 +312,8 @@ def _read_resolved(name_or_path: str, seen: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(str(path), "'base' chain loops back to itself")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -444,7 +448,8 @@ def validate(cfg: DesignConfig) -> None:
     _require(_largest <= cu.max_dim, "hardware.compute_unit.max_dim",
              f"{cu.max_dim} is smaller than the model's largest GEMM dimension ({_largest})")
 
-    _require(sm.lanes >= 1, "hardware.softmax.lanes", f"must be >= 1, got {sm.lanes}")
+    _require(sm.lanes == 1, "hardware.softmax.lanes",
+             f"only 1 lane is implemented (hw/softmax.py), got {sm.lanes}")
     _require(0 <= sm.input_frac_bits < sm.input_bits <= 32, "hardware.softmax.input_frac_bits",
              f"need 0 <= input_frac_bits < input_bits <= 32, got {sm.input_frac_bits}/{sm.input_bits}")
     _require(_is_pow2(sm.exp_table_entries), "hardware.softmax.exp_table_entries",

@@ -210,7 +210,7 @@ def _markdown(cfg: DesignConfig, modules: list, figures: dict, verdicts: dict, s
 def _weight_slots(cfg: DesignConfig) -> str:
     """How the MoE engine uses the weight buffer for this config."""
     from moeaccel.errors import ConfigError
-    from hw.weight_image import buffer_slots
+    from moeaccel.weight_image import buffer_slots
 
     try:
         slots = buffer_slots(cfg)

@@ -8,8 +8,8 @@ Rules the schedule (:mod:`sim.schedule`) applies:
   half its size (ping/pong: the next weights are fetched into one while the array reads the
   other); otherwise one slot of the whole buffer, and a fetch waits for the previous compute.
 * **MoE layers on the engine** (``hw/moe_engine.py``) use the engine's own rule instead
-  (:func:`engine_slots`, the ONE definition :func:`hw.weight_image.buffer_slots`): a slot holds
-  one whole weight block (:class:`hw.weight_image.BlockShape`: header, padded bias, weights), two
+  (:func:`engine_slots`, the ONE definition :func:`moeaccel.weight_image.buffer_slots`): a slot holds
+  one whole weight block (:class:`moeaccel.weight_image.BlockShape`: header, padded bias, weights), two
   slots when two fit ``weight_bytes`` (and ``double_buffered``), else one; blocks are never
   tiled by columns. Only when not even one block fits (a layer the engine cannot run) does the
   simulator fall back to the column tiling above: an extrapolation beyond the RTL.
@@ -70,9 +70,9 @@ def column_chunks(cfg: DesignConfig, k: int, n: int, bias: bool) -> list[int]:
 
 
 def engine_slots(cfg: DesignConfig) -> int | None:
-    """Weight slots of the MoE engine for ``cfg`` (:func:`hw.weight_image.buffer_slots`: 2 or
+    """Weight slots of the MoE engine for ``cfg`` (:func:`moeaccel.weight_image.buffer_slots`: 2 or
     1), or ``None`` when not even one weight block fits ``buffers.weight_bytes``."""
-    from hw.weight_image import buffer_slots
+    from moeaccel.weight_image import buffer_slots
 
     try:
         return buffer_slots(cfg)

@@ -38,7 +38,7 @@ nothing here restates them. Composition rules (ours, documented here):
   buffer) and GEMM2 (read through the hidden buffer's gather, rows scatter-accumulated), each
   ``queue_store.gathered_gemm_cycles`` from its command to its last output row, one wait cycle
   (``GEMM_GAP``) between GEMMs; finally the scatter read-out once its accumulate pipeline has
-  drained. Weights: one whole :mod:`hw.weight_image` block per matrix (header, padded bias,
+  drained. Weights: one whole :mod:`moeaccel.weight_image` block per matrix (header, padded bias,
   weights), fetched in matrix order once known, the previous fetch done and its slot free
   (the matrix ``slots`` before it streamed: :func:`sim.buffers.engine_slots`); empty experts
   cost nothing. Where the engine cannot run the layer (:func:`engine_runs` false: a block does
@@ -336,7 +336,7 @@ class ScheduleBuilder:
         expert order) GEMM1 (+GELU, rows to the hidden buffer) and GEMM2 (from the hidden
         buffer, rows scatter-accumulated), each a queue-store-fed gathered GEMM of one whole
         weight block; then the scatter read-out."""
-        from hw.weight_image import ImageLayout
+        from moeaccel.weight_image import ImageLayout
 
         cfg, m, t = self.cfg, self.cfg.model, self.timing
         img = ImageLayout.of(cfg)

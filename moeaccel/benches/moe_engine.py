@@ -44,7 +44,7 @@ VARIANTS = {
 }
 
 #: the reference model's size (slow: the 16x16 unit takes minutes to compile): m3vit-tiny with a
-#: weight buffer that holds two expert matrices (see hw.weight_image.buffer_slots; the preset's
+#: weight buffer that holds two expert matrices (see moeaccel.weight_image.buffer_slots; the preset's
 #: own value since it was raised to 152 KiB, pinned here so the build does not follow the preset)
 SLOW_VARIANTS = {"m3vit": ("m3vit-tiny", {"hardware.buffers.weight_bytes": 152 * 1024})}
 
@@ -133,7 +133,7 @@ async def run_layer(eb: EngineBench, routing: str, seed: int, task: int):
     """Run the crafted layer; assert it bit-exact with golden (and golden's routing counts).
     Returns ``(status, golden's MoeResult)``."""
     from golden import moe
-    from hw.weight_image import weight_image
+    from moeaccel.weight_image import weight_image
 
     cfg = eb.cfg
     x_q, layer = crafted(cfg, routing, seed, task)

@@ -1,5 +1,5 @@
 """Timing of the MoE engine's weight fetcher (``hw/weight_fetch.py``): one DRAM request per
-weight block (:mod:`hw.weight_image`), its beats written into a ping/pong slot.
+weight block (:mod:`moeaccel.weight_image`), its beats written into a ping/pong slot.
 
 A fetch command handshake is cycle 0; the DRAM request is offered in cycle ``CMD_CYCLES`` and
 the fetcher is ``busy`` from then for the DRAM's latency plus one cycle per beat

@@ -38,7 +38,7 @@ def test_accuracy_report_matches_grid(cfg):
     _, err = _err_grid(design.hardware.gelu)
     assert report["gelu_max_abs_err"] == pytest.approx(float(np.max(np.abs(err))))
     assert report["gelu_max_abs_err"] <= g.TARGET_MAX_ABS_ERR
-    assert report["gelu_table_entries"] == design.hardware.gelu.table_entries <= 128
+    assert report["gelu_table_entries"] == design.hardware.gelu.table_entries <= g.MAX_TABLE_ENTRIES
 
 
 def test_float_reference_is_exact_gelu():
@@ -147,7 +147,7 @@ def test_segments_partition_the_table_range(cfg):
 
 def test_table_shape_widths_and_derivation(cfg):
     table = g.gelu_table(cfg)
-    assert table.shape == (cfg.table_entries, 2) and cfg.table_entries <= 128
+    assert table.shape == (cfg.table_entries, 2) and cfg.table_entries <= g.MAX_TABLE_ENTRIES
     a_bits, c_bits = g.table_field_bits(cfg)
     assert np.all(table[:, 0] >= -(1 << (a_bits - 1))) and np.all(table[:, 0] < 1 << (a_bits - 1))
     assert np.all(table[:, 1] >= -(1 << (c_bits - 1))) and np.all(table[:, 1] < 1 << (c_bits - 1))

@@ -29,7 +29,7 @@ from cocotb.triggers import RisingEdge
 from hw import queue_store
 from hw.moe_engine import MoeEngine
 from hw.weight_fetch import port_bytes
-from hw.weight_image import ImageLayout, weight_image
+from moeaccel.weight_image import ImageLayout, weight_image
 from moeaccel.benches.moe_engine import (SLOW_VARIANTS, VARIANTS, EngineBench, run_layer,
                                          variant_config)
 from moeaccel.benches.routings import ROUTINGS, crafted

@@ -1,5 +1,5 @@
 """hw/weight_buffer.py (fetcher + ping/pong slots + streamer) on Verilator: random weight blocks
-(:mod:`hw.weight_image` layout) fetched from the DRAM model (latency, limited bandwidth, random
+(:mod:`moeaccel.weight_image` layout) fetched from the DRAM model (latency, limited bandwidth, random
 stalls) into alternating slots while the previous slot streams, every ``bias``/``weight`` beat
 compared with the compute unit's tile order, under random back-pressure, with each slot's
 header checked.
@@ -16,7 +16,7 @@ from cocotb.triggers import RisingEdge
 from hw.compute_unit_layouts import Layouts
 from hw.weight_buffer import WeightBuffer
 from hw.weight_fetch import FetchLayouts
-from hw.weight_image import BlockShape, ImageLayout, block_bytes
+from moeaccel.weight_image import BlockShape, ImageLayout, block_bytes
 from hw.weight_stream import command_layout
 from moeaccel import config
 from moeaccel.benches.dram import DramModel

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hw.weight_image import ImageLayout, buffer_slots
+from moeaccel.weight_image import ImageLayout, buffer_slots
 from moeaccel import config
 from sim import buffers, queues, schedule, timeline
 from sim.timing import compute_unit, logit_serialiser, moe_controller

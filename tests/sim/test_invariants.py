@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.weight_image import ImageLayout
+from moeaccel.weight_image import ImageLayout
 from sim import energy, queues, workloads
 from sim.simulator import prepare, run, simulate
 

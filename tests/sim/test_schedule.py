@@ -8,7 +8,7 @@ import pytest
 from moeaccel import config
 from sim import buffers, dram, queues, schedule, timeline
 from sim.simulator import run
-from hw.weight_image import ImageLayout
+from moeaccel.weight_image import ImageLayout
 from sim.timing import (compute_unit, gelu, moe_controller, queue_store, router, scatter,
                         softmax, weight_fetch)
 

@@ -1,4 +1,4 @@
-"""hw/weight_image.py: the DRAM image of a layer decodes back to golden's weights, biases and
+"""moeaccel/weight_image.py: the DRAM image of a layer decodes back to golden's weights, biases and
 requant parameters at the offsets the engine computes (pure Python, no simulator)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from golden import moe
-from hw.weight_image import BlockShape, ImageLayout, buffer_slots, slot_bytes, weight_image
+from moeaccel.weight_image import BlockShape, ImageLayout, buffer_slots, slot_bytes, weight_image
 from moeaccel import config
 from moeaccel.errors import ConfigError
 

@@ -117,6 +117,17 @@ def slot_bytes(cfg: DesignConfig) -> int:
     return img.slot_weight_words * cols + img.slot_wide_words * 4 * cols
 
 
+def check_formats(cfg: DesignConfig) -> None:
+    """``ConfigError`` unless the compute unit's formats are the image's: int8 weights and
+    int32 header/bias words (the only formats the image and the engine's memories implement)."""
+    cu = cfg.hardware.compute_unit
+    if (cu.operand_bits, cu.accumulator_bits) != (8, 32):
+        raise ConfigError("hardware.compute_unit.operand_bits",
+                          f"the MoE engine's weight image holds int8 weights and int32 biases; "
+                          f"got operand_bits {cu.operand_bits}, accumulator_bits "
+                          f"{cu.accumulator_bits}")
+
+
 def buffer_slots(cfg: DesignConfig) -> int:
     """Slots of the engine's weight buffer: 2 (ping/pong: the next matrix is fetched while the
     current one computes) when ``buffers.double_buffered`` and two slots fit
