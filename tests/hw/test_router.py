@@ -317,6 +317,8 @@ async def cycles_match_timing(dut):
             assert rb.snk.beats[out_first].cycle - flush_cycle == 2
             assert rb.snk.beats[-1].cycle - flush_cycle == entries + 1
         assert idle_at is not None
+        assert idle_at - flush_cycle == timing.readout_cycles(cfg, entries), \
+            (entries, idle_at - flush_cycle, timing.readout_cycles(cfg, entries))
         dut._log.info("cycles: %d tokens -> flush at %d (timing %d), %d entries read out",
                       tokens, flush_cycle - start, timing.cycles(cfg, tokens), entries)
     rb.sb.check()
