@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from moeaccel import config
 from moeaccel.errors import UserError
 from sim import workloads
 from sim.workloads import generators, traces
@@ -232,3 +233,22 @@ def test_golden_routing_is_the_golden_models(tiny):
         for layer, (experts, gates) in inference.items():
             assert np.array_equal(experts, expected[layer][0])
             assert np.array_equal(gates, expected[layer][1])
+
+
+@pytest.mark.parametrize("capacity_factor", [None, 1.0, 0.5])
+def test_queue_counts_equal_the_golden_routers(capacity_factor):
+    """sim.queues.fill is a vectorised count of golden.router.build_queues (the definition)."""
+    from golden import router as golden_router
+    from sim import queues
+
+    cfg = config.load("tiny").replace({"model.capacity_factor": capacity_factor,
+                                       "model.null_experts": 1})
+    rng = np.random.default_rng(5)
+    ids = np.stack([rng.permutation(cfg.model.router_outputs)[:cfg.model.top_k]
+                    for _ in range(cfg.model.tokens)])
+    golden = golden_router.build_queues(ids, np.ones(ids.shape), cfg)
+    sim_ids = np.where(ids >= cfg.model.experts, -1, ids)   # the simulator's null marker
+    q = queues.fill(cfg, sim_ids)
+    assert q.kept.tolist() == golden.counts.tolist()
+    assert q.dropped == golden.dropped_total
+    assert q.null == golden.null_slots
