@@ -196,8 +196,8 @@ def sim_engine_layer(routing: str, seed: int, task: int, latency: int, bytes_per
 # --------------------------------------------------------------------------------------------
 # The cases
 # --------------------------------------------------------------------------------------------
-#: router variants: name -> (preset, model overrides). Named and keyed like tests/hw/test_router.py's
-#: so both share one Verilator build.
+#: router variants: name -> (preset, model overrides); tests/hw/test_router.py runs these too, so
+#: both share one Verilator build per variant.
 ROUTER_VARIANTS: dict[str, tuple[str, dict]] = {
     "tiny": ("tiny", {}),
     "tiny-topk-softmax-null-cap": ("tiny", {"model.gating": "topk_softmax",

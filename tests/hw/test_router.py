@@ -27,20 +27,14 @@ from golden.fixed import smax, smin
 from hw.expert_queues import entry_layout, flush_layout, status_layout
 from hw.router import Router, logit_layout
 from moeaccel import config
+from moeaccel.validate import ROUTER_VARIANTS
 from sim.timing import router as timing
 from tests.hw import runner
 from tests.hw.streams import Bench, always, bursty, random_pattern, unpack
 
-#: name -> (preset, model overrides)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "tiny": ("tiny", {}),
-    "m3vit-tiny": ("m3vit-tiny", {}),
-    "tiny-topk-softmax-null-cap": ("tiny", {"model.gating": "topk_softmax",
-                                            "model.null_experts": 2,
-                                            "model.capacity_factor": 0.75}),
-    "tiny-null-cap": ("tiny", {"model.null_experts": 1, "model.capacity_factor": 0.5,
-                               "model.top_k": 3}),
-}
+#: name -> (preset, model overrides): moeaccel validate's router variants (so both share one
+#: Verilator build each) plus the m3vit-tiny router
+VARIANTS: dict[str, tuple[str, dict]] = {**ROUTER_VARIANTS, "m3vit-tiny": ("m3vit-tiny", {})}
 
 
 def variant_config(name: str) -> config.DesignConfig:
