@@ -148,12 +148,15 @@ def sim_gather(m: int, k: int, n: int) -> Callable[[DesignConfig], dict]:
 def sim_scatter(rows: int, tokens: int, n: int) -> Callable[[DesignConfig], dict]:
     """An accumulate of ``rows`` output rows arriving one per cycle after the command, then the
     read-out step of ``tokens`` tokens, composed as the schedule composes an expert's second
-    GEMM (the producer here: the rows, ending in cycle ``rows``) and the layer's read-out."""
+    GEMM (the producer here: the rows) and the layer's read-out."""
     def simulate(cfg: DesignConfig) -> dict:
         from sim import schedule
+        from sim.timing import scatter as scatter_timing
 
         b = schedule.ScheduleBuilder(cfg)
-        accumulate = schedule.scattered(cfg, rows + 1)
+        # rows offered back to back from the command on: the last is taken in cycle
+        # FIRST_ROW_CYCLE + rows - 1, so the producer runs FIRST_ROW_CYCLE + rows cycles
+        accumulate = schedule.scattered(cfg, scatter_timing.FIRST_ROW_CYCLE + rows)
         readout = b.steps[b.block_step("readout", b.timing.scatter_readout(tokens, n),
                                        schedule.BLOCKS.index("scatter"))]
         return {"cycles": accumulate + readout.cycles, "readout": readout.cycles}

@@ -16,6 +16,9 @@ from moeaccel.config import DesignConfig
 
 #: cycles spent accepting a command before its first row / read
 CMD_CYCLES = 1
+#: earliest cycle (the command's handshake is cycle 0) in which the first output row is taken:
+#: the command in cycle 0, the row's route entry (token, gate) in cycle 1, the row in cycle 2
+FIRST_ROW_CYCLE = 2
 #: stages from a row's handshake to its memory write (the write is in cycle handshake + 2)
 RMW_STAGES = 2
 #: stages from a read-out word's memory read to its result beat being valid
