@@ -134,6 +134,11 @@ def _cached(stamp: Path, key: str) -> bool:
 # ------------------------------------------------------------------------------------------
 # ECP5: board top -> bitstream
 # ------------------------------------------------------------------------------------------
+#: nextpnr router: router1 (nextpnr-ecp5's default) had routed about a sixth of the ulx3s engine's
+#: arcs after 13 min (single-threaded WASM build); router2 is nextpnr's faster negotiated router
+ROUTER = "router2"
+
+
 def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int = 1,
                name: str = "top", place: bool = True) -> EcpResult | None:
     """Synthesise, place and route ``top`` for an amaranth-boards ECP5 ``platform``.
@@ -169,6 +174,7 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     pnr_args = [device, "--package", package, "--speed", str(platform.speed),
                 "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
                 "--report", "report.json", "--log", "pnr.log", "--seed", str(seed),
+                "--router", ROUTER,
                 "--timing-allow-fail", "--quiet"]
     key_pnr = _digest(key_synth, *pnr_args)
     if not _cached(out_dir / "pnr.key", key_pnr):
