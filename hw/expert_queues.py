@@ -65,6 +65,17 @@ def status_layout(cfg: DesignConfig) -> data.StructLayout:
                               "dropped": unsigned(slots), "null_slots": unsigned(slots)})
 
 
+def readout_members(cfg: DesignConfig) -> dict:
+    """The flush / read-out side of the queues, shared by :class:`ExpertQueues` and the router
+    that wraps them: ``flush`` in, ``o`` entries out, ``status`` and ``busy``."""
+    return {
+        "flush": In(stream.Signature(flush_layout())),
+        "o": Out(stream.Signature(entry_layout(cfg))),
+        "status": Out(status_layout(cfg)),
+        "busy": Out(1),
+    }
+
+
 class ExpertQueues(wiring.Component):
     """Queue memory of ``experts * expert_capacity`` ``(token, gate)`` entries, one length
     counter per expert, dropped/null counters; written one slot per cycle, then read out expert
@@ -95,13 +106,7 @@ class ExpertQueues(wiring.Component):
 
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
-        super().__init__({
-            "i": In(stream.Signature(slot_layout(cfg))),
-            "flush": In(stream.Signature(flush_layout())),
-            "o": Out(stream.Signature(entry_layout(cfg))),
-            "status": Out(status_layout(cfg)),
-            "busy": Out(1),
-        })
+        super().__init__({"i": In(stream.Signature(slot_layout(cfg))), **readout_members(cfg)})
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -16,10 +16,10 @@ from __future__ import annotations
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from golden.softmax import Formats
-from hw.expert_queues import ExpertQueues, entry_layout, flush_layout, status_layout
+from hw.expert_queues import ExpertQueues, readout_members
 from hw.softmax import Softmax, input_layout
 from hw.topk import TopK
 from moeaccel.config import DesignConfig
@@ -64,13 +64,7 @@ class Router(wiring.Component):
 
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
-        super().__init__({
-            "i": In(stream.Signature(logit_layout(cfg))),
-            "flush": In(stream.Signature(flush_layout())),
-            "o": Out(stream.Signature(entry_layout(cfg))),
-            "status": Out(status_layout(cfg)),
-            "busy": Out(1),
-        })
+        super().__init__({"i": In(stream.Signature(logit_layout(cfg))), **readout_members(cfg)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
