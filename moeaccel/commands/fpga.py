@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import config
@@ -29,13 +30,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", help="comma-separated blocks to host (default: moe_engine, which "
                    "contains all the others)")
     p.add_argument("--bitstream", action="store_true", help="also run ecppack to write the .bit")
-    p.add_argument("--clock-mhz", type=float, help="override hardware.clock_mhz (the target)")
-    p.add_argument("--baud", type=int, default=None, help="UART baud rate (default 115200)")
+    p.add_argument("--clock-mhz", type=_positive(float),
+                   help="override hardware.clock_mhz (the target)")
+    p.add_argument("--baud", type=_positive(int), default=None,
+                   help="UART baud rate (default 115200)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--out", type=Path, default=Path("reports/fpga"), help="report directory")
     p.add_argument("--build-dir", type=Path, default=Path("build/fpga"),
                    help="tool work directory (cached by design hash)")
     p.set_defaults(handler=_run)
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` that must be > 0 (argparse reports the error)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__      # argparse names the type in its messages
+    return parse
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     cfg = config.load(args.config)
-    if args.clock_mhz:
+    if args.clock_mhz is not None:
         cfg = cfg.replace({"hardware.clock_mhz": args.clock_mhz})
     if args.part:
         path, _ = build.xilinx_estimate(cfg, blocks, args.out, args.build_dir, command)

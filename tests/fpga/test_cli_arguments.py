@@ -1,0 +1,22 @@
+"""``moeaccel fpga`` rejects impossible numbers with one argparse error line before any tool runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from moeaccel import cli
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--baud", "0"], "argument --baud: must be > 0, got 0"),
+    (["--baud", "-9600"], "argument --baud: must be > 0, got -9600"),
+    (["--clock-mhz", "0"], "argument --clock-mhz: must be > 0, got 0"),
+    (["--clock-mhz", "fast"], "argument --clock-mhz: not a number: 'fast'"),
+])
+def test_non_positive_or_non_numeric_is_one_error(capsys, args, problem):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["fpga", "--board", "ulx3s-85f", *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(problem)
+    assert not any("Traceback" in line for line in err)
