@@ -60,6 +60,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.softmax import Formats, exp2_table, table_field_bits
 from moeaccel.config import DesignConfig, SoftmaxConfig
@@ -198,27 +199,44 @@ class Softmax(wiring.Component):
         fl3 = Signal(signed(fm.fl_bits))
         m.d.sync += [s3.eq(s2), t3.eq(lookup.data.t + interp), fl3.eq(fl2)]
 
-        # Stage 4: running max and sum; buffer write; the finished row into the row queue.
+        # Stage 4: running max; the two shift amounts of the sum update (clamped to the width
+        # they shift: a larger shift gives 0 either way); the element into the row buffer.
         run_max = Signal(signed(fm.fl_bits))
-        run_sum = Signal(fm.sum_bits)
-        prev_max = Mux(s3.first, fl3, run_max)
-        prev_sum = Mux(s3.first, 0, run_sum)
-        up = Signal(signed(fm.fl_bits + 1))
-        m.d.comb += up.eq(fl3 - prev_max)
-        grow = up > 0
-        rescale = Mux(grow, up, 0).as_unsigned()
-        below = Mux(grow, 0, -up).as_unsigned()
-        term = (t3 << fm.sum_left) >> (below + fm.sum_right)
-        new_sum = Signal(fm.sum_bits)
-        new_max = Signal(signed(fm.fl_bits))
-        m.d.comb += [new_sum.eq((prev_sum >> rescale) + term), new_max.eq(Mux(grow, fl3, prev_max))]
-        with m.If(s3.valid):
-            m.d.sync += [run_max.eq(new_max), run_sum.eq(new_sum)]
+        diff = Signal(signed(fm.fl_bits + 1))           # fl - max so far (0 for a row's first)
+        m.d.comb += diff.eq(Mux(s3.first, 0, fl3 - run_max))
+        grow = diff > 0
+        with m.If(s3.valid & (s3.first | grow)):
+            m.d.sync += run_max.eq(fl3)
         m.d.comb += [write.en.eq(s3.valid), write.addr.eq(s3.addr),
                      write.data.t.eq(t3), write.data.fl.eq(fl3)]
+        term_bits = fm.t_bits + fm.sum_left
+
+        def clamp(amount, limit: int):
+            return Mux(amount >= limit, limit, amount)[:ceil_log2(limit + 1)]
+
+        s4 = Signal(tags)
+        t4 = Signal(fm.t_bits)
+        rescale4 = Signal(range(fm.sum_bits + 1))       # shift of the old sum (max grew by it)
+        below4 = Signal(range(term_bits + 1))           # shift of the new term (it is below max)
+        m.d.sync += [s4.eq(s3), t4.eq(t3),
+                     rescale4.eq(clamp(Mux(grow, diff, 0).as_unsigned(), fm.sum_bits)),
+                     below4.eq(clamp(Mux(grow, 0, -diff).as_unsigned() + fm.sum_right,
+                                     term_bits))]
+
+        # Stage 5: run_sum = (run_sum >> rescale) + ((t << L) >> below): one shift-add per cycle.
+        run_sum = Signal(fm.sum_bits)
+        term = (t4 << fm.sum_left) >> below4
+        with m.If(s4.valid):
+            m.d.sync += run_sum.eq(Mux(s4.first, 0, run_sum >> rescale4) + term)
+        push5 = Signal()
+        max5 = Signal(signed(fm.fl_bits))               # run_max is the next element's by stage 6
+        length5 = Signal.like(s4.length)
+        m.d.sync += [push5.eq(s4.valid & s4.last), max5.eq(run_max), length5.eq(s4.length)]
+
+        # Stage 6: the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
-        m.d.comb += [rows.w_en.eq(s3.valid & s3.last), finished.max.eq(new_max),
-                     finished.sum.eq(new_sum), finished.length.eq(s3.length)]
+        m.d.comb += [rows.w_en.eq(push5), finished.max.eq(max5),
+                     finished.sum.eq(run_sum), finished.length.eq(length5)]
 
     # ------------------------------------------------------------------------------ reciprocal
     def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,
