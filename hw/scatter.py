@@ -4,7 +4,7 @@ output accumulator memory, and the finalised result read out as a stream
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -19,6 +19,16 @@ def memory_words(cfg: DesignConfig) -> int:
     """Words of the output memory: ``output_bytes`` of ``cols`` accumulators each."""
     cu = cfg.hardware.compute_unit
     return cfg.hardware.buffers.output_bytes * 8 // (cu.accumulator_bits * cu.cols)
+
+
+def saturate(value: Value, bits: int) -> Value:
+    """``value`` (signed) saturated to signed ``bits``: the bits above ``bits - 1`` all equal
+    the sign or the result is the limit of the sign (one LUT level, no comparator)."""
+    top = value[bits - 1:]
+    if len(top) <= 1:
+        return value[:bits].as_signed()
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    return Mux(fits, value[:bits].as_signed(), Mux(value[-1], smin(bits), smax(bits)))
 
 
 class ScatterLayouts:
@@ -68,15 +78,26 @@ class ScatterAccumulate(wiring.Component):
     order, each lane :func:`golden.linear.scatter_finalise` (round off ``prob_frac_bits`` once,
     saturate to ``operand_bits``); lanes past ``n`` are don't-care.
 
-    Timing (:mod:`sim.timing.scatter`): one row per cycle. Read-modify-write in
-    ``RMW_STAGES`` = 2 stages: the row's handshake issues the memory read and registers the
-    ``cols`` products ``gate * y``; the next cycle adds the old word (read data, or the word in
-    the write stage if it has the same address: **forwarding**, so rows hitting the same token
-    back to back never stall) and saturates; the cycle after writes it (the read port is
-    transparent to that write, covering a row two behind). A command is accepted once the
+    Timing (:mod:`sim.timing.scatter`): one row per cycle, rows hitting the same token back to
+    back never stall. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the memory's read
+    data and the multiplier each get a cycle of their own:
+
+    * 0: the row's handshake issues the memory read (not transparent) and registers ``gate``
+      and ``y``;
+    * 1: the read data is registered (the block RAM's output register), the ``cols`` products
+      ``gate * y`` are computed and registered, and the forwarding choices are registered: the
+      row one ahead (now in stage 2) if it has the same address, else the newer of the two
+      rows ahead of that (being written now, or written last cycle) with the same address;
+    * 2: ``old + gate * y`` saturated, ``old`` being the forwarded word or the read data (an
+      adder, one multiplexer and the saturation between registers);
+    * 3: the sum is written (and kept one more cycle for forwarding).
+
+    The read issued in stage 0 sees every write up to the cycle before, i.e. rows four or more
+    ahead; the three rows in between are the forwarded ones. A command is accepted once the
     previous one has finished and its pipeline is empty (a read-out only after its last beat
-    left). Read-out: one word per cycle, read -> finalise register, back-pressure stalls it;
-    the read word is cleared the cycle after.
+    left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> read data
+    register -> finalise register; back-pressure stalls all three together; the read word is
+    cleared the cycle after its read.
 
     Members
     -------
@@ -101,11 +122,11 @@ class ScatterAccumulate(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         frac = self.cfg.hardware.softmax.prob_frac_bits
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.RMW_STAGES == 2 and timing.READOUT_STAGES == 2
+        assert timing.RMW_STAGES == 3 and timing.READOUT_STAGES == 3
 
         m.submodules.memory = memory = Memory(shape=lay.word, depth=memory_words(self.cfg), init=[])
         wp = memory.write_port()
-        rp = memory.read_port(transparent_for=[wp])
+        rp = memory.read_port()
 
         busy, readout = Signal(), Signal()
         command = Signal(lay.command)
@@ -152,33 +173,50 @@ class ScatterAccumulate(wiring.Component):
             with m.Else():
                 m.d.sync += col_word.eq(col_word + 1)
 
-        # RMW stage 1: read issued, products registered
-        valid1, valid2 = Signal(), Signal()
-        addr1, addr2 = Signal(addr_shape), Signal(addr_shape)
-        prod1 = [Signal(signed(len(row_gate) + len(y.data[0]) + 1), name=f"prod1_{c}")
+        # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
+        acc_bits = cu.accumulator_bits
+        data_reg = dict(reset_less=True)
+        y_lane = y.data[0].shape()
+        # stage 0 -> 1: the read is issued below (rp.addr); gate and y registered
+        valid1, valid2, valid3, valid4 = (Signal(name=f"valid{s}") for s in range(1, 5))
+        addr1, addr2, addr3, addr4 = (Signal(addr_shape, name=f"addr{s}", **data_reg)
+                                      for s in range(1, 5))
+        gate1 = Signal(row_gate.shape(), **data_reg)
+        y1 = [Signal(y_lane, name=f"y1_{c}", **data_reg) for c in range(cols)]
+        m.d.sync += [valid1.eq(take_y), addr1.eq(row_base + col_word), gate1.eq(row_gate)]
+        m.d.sync += [y1[c].eq(y.data[c]) for c in range(cols)]
+        # stage 1 -> 2: read data, products and forwarding choices registered
+        read2 = Signal(lay.word, **data_reg)             # the memory's read data register
+        prod2 = [Signal(signed(len(gate1) + y_lane.width + 1), name=f"prod2_{c}", **data_reg)
                  for c in range(cols)]
-        m.d.sync += [valid1.eq(take_y), addr1.eq(row_base + col_word)]
-        for c in range(cols):
-            m.d.sync += prod1[c].eq(row_gate * y.data[c])
-        # RMW stage 2: old word (forwarded from the write stage if the same), saturating add
-        sum2 = Signal(lay.word)
+        sum3, sum4 = Signal(lay.word, **data_reg), Signal(lay.word, **data_reg)
+        near2, far_hit2 = Signal(), Signal()
+        far2 = Signal(lay.word, **data_reg)
+        hit3, hit4 = valid3 & (addr3 == addr1), valid4 & (addr4 == addr1)
+        m.d.sync += [valid2.eq(valid1), addr2.eq(addr1),
+                     near2.eq(valid2 & (addr2 == addr1)), far_hit2.eq(hit3 | hit4),
+                     far2.eq(Mux(hit3, sum3, sum4))]
+        m.d.sync += [prod2[c].eq(gate1 * y1[c]) for c in range(cols)]
+        with m.If(rp.en):
+            m.d.sync += read2.eq(rp.data)
+        # stage 2 -> 3: saturating add onto the forwarded or read word
         old = Signal(lay.word)
-        m.d.comb += old.eq(Mux(valid2 & (addr2 == addr1), sum2, rp.data))
+        m.d.comb += old.eq(Mux(near2, sum3, Mux(far_hit2, far2, read2)))
         for c in range(cols):
-            total = old[c] + prod1[c]
-            hi, lo = smax(cu.accumulator_bits), smin(cu.accumulator_bits)
-            m.d.sync += sum2[c].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
-        m.d.sync += [valid2.eq(valid1), addr2.eq(addr1)]
+            m.d.sync += sum3[c].eq(saturate(old[c] + prod2[c], acc_bits))
+        m.d.sync += [valid3.eq(valid2), addr3.eq(addr2)]
+        # stage 3: write (below); the written word kept one more cycle for forwarding
+        m.d.sync += [valid4.eq(valid3), addr4.eq(addr3), sum4.eq(sum3)]
 
-        # ---- read-out: read word -> finalise register; clear the read word a cycle later ----
+        # ---- read-out: read -> read data register -> finalise register ----------------------
         advance = Signal()
         issue = Signal()
         read_addr = Signal(addr_shape)
         read_token = Signal(addr_shape)
         read_word = Signal.like(command.n)
-        valid_r = Signal()
-        token_r = Signal(addr_shape)
-        last_r = Signal()
+        valid_r, valid_f = Signal(), Signal()
+        token_r, token_f = Signal(addr_shape), Signal(addr_shape)
+        last_r, last_f = Signal(), Signal()
         clear, clear_addr = Signal(), Signal(addr_shape)
         last_issue = (read_token == command.m - 1) & (read_word == words - 1)
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
@@ -194,27 +232,28 @@ class ScatterAccumulate(wiring.Component):
         m.d.sync += [clear.eq(issue), clear_addr.eq(read_addr)]
         with m.If(advance):
             m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
-                         self.result.valid.eq(valid_r), self.result.p.token.eq(token_r),
-                         self.result.p.last.eq(last_r)]
+                         valid_f.eq(valid_r), token_f.eq(token_r), last_f.eq(last_r),
+                         self.result.valid.eq(valid_f), self.result.p.token.eq(token_f),
+                         self.result.p.last.eq(last_f)]
             half = Const((1 << frac) >> 1 if cu.rounding == "half_up" else 0)
             for c in range(cols):
-                v = (rp.data[c] + half) >> frac
-                hi, lo = smax(cu.operand_bits), smin(cu.operand_bits)
-                m.d.sync += self.result.p.data[c].eq(Mux(v > hi, hi, Mux(v < lo, lo, v)))
+                m.d.sync += self.result.p.data[c].eq(
+                    saturate((read2[c] + half) >> frac, cu.operand_bits))
 
         # ---- the memory ports, shared by the two modes --------------------------------------
         m.d.comb += [
             rp.addr.eq(Mux(readout, read_addr, row_base + col_word)),
             rp.en.eq(~readout | advance),
-            wp.addr.eq(Mux(readout, clear_addr, addr2)),
-            wp.data.eq(Mux(readout, 0, sum2.as_value())),
-            wp.en.eq(Mux(readout, clear, valid2)),
+            wp.addr.eq(Mux(readout, clear_addr, addr3)),
+            wp.data.eq(Mux(readout, 0, sum3.as_value())),
+            wp.en.eq(Mux(readout, clear, valid3)),
         ]
 
         # ---- commands -------------------------------------------------------------------------
         with m.If(take_y & y.last):
             m.d.sync += busy.eq(0)
-        idle = ~busy & ~valid1 & ~valid2 & ~clear & ~valid_r & ~self.result.valid
+        idle = (~busy & ~valid1 & ~valid2 & ~valid3 & ~clear & ~valid_r & ~valid_f
+                & ~self.result.valid)
         m.d.comb += self.cmd.ready.eq(idle)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),

@@ -1,9 +1,11 @@
 """Timing of the scatter-accumulate back end (``hw/scatter.py``).
 
 Accumulate: one output row (``cols`` outputs of one queue entry) per cycle; a row's
-read-modify-write takes ``RMW_STAGES`` cycles (read + products, then add with forwarding and
-saturation, then write), rows to the same token back to back never stall. Read-out: one word of
-``cols`` finalised outputs per cycle after ``READOUT_STAGES`` (memory read, finalise register).
+read-modify-write takes ``RMW_STAGES`` cycles before its write (memory read issued with ``gate``
+and ``y`` registered; read data, products and forwarding choices registered; add with
+forwarding and saturation; write), rows to the same token back to back never stall (forwarding
+from the three writes in flight). Read-out: one word of ``cols`` finalised outputs per cycle
+after ``READOUT_STAGES`` (memory read, read data register, finalise register).
 
 Cycle convention (asserted by ``tests/hw/test_scatter.py``): a command's handshake is cycle 0.
 """
@@ -19,10 +21,10 @@ CMD_CYCLES = 1
 #: earliest cycle (the command's handshake is cycle 0) in which the first output row is taken:
 #: the command in cycle 0, the row's route entry (token, gate) in cycle 1, the row in cycle 2
 FIRST_ROW_CYCLE = 2
-#: stages from a row's handshake to its memory write (the write is in cycle handshake + 2)
-RMW_STAGES = 2
+#: stages from a row's handshake to its memory write (the write is in cycle handshake + 3)
+RMW_STAGES = 3
 #: stages from a read-out word's memory read to its result beat being valid
-READOUT_STAGES = 2
+READOUT_STAGES = 3
 
 
 def words(cfg: DesignConfig, tokens: int, n: int) -> int:
