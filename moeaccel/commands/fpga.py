@@ -2,7 +2,7 @@
 
     moeaccel fpga --board ulx3s-85f --config ulx3s [--blocks gelu,softmax] [--bitstream]
     moeaccel fpga --part xczu9eg --config ulx3s
-    moeaccel fpga --sweep [--configs tiny,ulx3s]
+    moeaccel fpga --sweep [FILE]          (default fpga/sweep.yaml)
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--board", choices=["ulx3s-85f"], help="build the board top")
     target.add_argument("--part", choices=["xczu9eg"],
                         help="synth_xilinx resource estimate on the reference design's part")
-    target.add_argument("--sweep", action="store_true",
-                        help="build several configurations and write a resource/Fmax table")
+    target.add_argument("--sweep", nargs="?", const="", metavar="FILE",
+                        help="build the design points of FILE (default fpga/sweep.yaml) and "
+                        "write a resource/Fmax table (resources.md)")
     p.add_argument("--config", default="ulx3s", help="preset name or YAML file (default ulx3s)")
     p.add_argument("--blocks", help="comma-separated blocks to host (default: moe_engine, which "
                    "contains all the others)")
@@ -61,8 +62,10 @@ def _run(args: argparse.Namespace) -> int:
     command = "moeaccel " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if sys.argv and sys.argv[0].endswith("moeaccel") else "moeaccel fpga " + _describe(args)
     blocks = args.blocks.split(",") if args.blocks else None
-    if args.sweep:
-        path = build.sweep(args.out, args.build_dir, command, seed=args.seed)
+    if args.sweep is not None:
+        from fpga import sweep
+        points = sweep.load(args.sweep or sweep.DEFAULT)
+        path = sweep.run(points, args.out, args.build_dir, command, seed=args.seed)
         print(f"wrote {path}")
         return 0
     cfg = config.load(args.config)
@@ -86,8 +89,8 @@ def _describe(args: argparse.Namespace) -> str:
         v = getattr(args, name)
         if v is not None:
             parts.append(f"--{name.replace('_', '-')} {v}")
-    if args.sweep:
-        parts.append("--sweep")
+    if args.sweep is not None:
+        parts.append(f"--sweep {args.sweep}".strip())
     if args.bitstream:
         parts.append("--bitstream")
     return " ".join(parts)
