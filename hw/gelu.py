@@ -11,11 +11,14 @@ outputs signed ``output_bits`` with ``output_frac_bits``, rounded half up once, 
 
 Pipeline (timing in :mod:`sim.timing.gelu`, asserted equal by ``tests/hw/test_gelu.py``):
 
-1. ``|x|`` -> segment index (ROM address, synchronous read) and position ``f``; ReLU(x);
-2. ``c * f`` (the multiplier) and ``ReLU << . - a << P + 1/2 LSB`` in parallel;
-3. subtract, shift, saturate into the output register.
+1. ``|x|`` -> segment index (the ROM address) and position ``f`` into registers; ReLU(x);
+2. table read from the registered address into the ROM's data register (synchronous read);
+   ``f`` zeroed past the table's range;
+3. ``c * f`` (the multiplier, both operands from registers) and ``ReLU << . - a << P + 1/2 LSB``
+   in parallel;
+4. subtract, shift, saturate into the output register.
 
-Latency 3 cycles from an input handshake to its output being valid; throughput one beat
+Latency 4 cycles from an input handshake to its output being valid; throughput one beat
 (``lanes`` elements) per cycle. Back-pressure stalls the whole pipeline: every register,
 including the ROM's read register, advances only when the output register is empty or being
 read (``i.ready = ~o.valid | o.ready``), so no beat is lost or duplicated and bubbles are
@@ -80,7 +83,7 @@ class Gelu(wiring.Component):
     i : In(stream.Signature(input_layout(...)))
         Input beats; ``ready`` whenever the pipeline can advance.
     o : Out(stream.Signature(output_layout(...)))
-        ``GELU`` of each input beat, in order, 3 cycles after it was accepted (no stalls).
+        ``GELU`` of each input beat, in order, 4 cycles after it was accepted (no stalls).
     """
 
     def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS):
@@ -108,52 +111,51 @@ class Gelu(wiring.Component):
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
-        valid1, valid2 = Signal(), Signal()
-        tag1 = Signal(self.tag_bits, reset_less=True)
-        tag2 = Signal(self.tag_bits, reset_less=True)
+        valid = [Signal(name=f"valid{k}") for k in (1, 2, 3)]
+        tag = [Signal(self.tag_bits, name=f"tag{k}", reset_less=True) for k in (1, 2, 3)]
         with m.If(advance):
-            m.d.sync += [valid1.eq(self.i.valid), valid2.eq(valid1), self.o.valid.eq(valid2),
-                         tag1.eq(self.i.payload.tag), tag2.eq(tag1),
-                         self.o.payload.tag.eq(tag2)]
+            m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]),
+                         valid[2].eq(valid[1]), self.o.valid.eq(valid[2]),
+                         tag[0].eq(self.i.payload.tag), tag[1].eq(tag[0]), tag[2].eq(tag[1]),
+                         self.o.payload.tag.eq(tag[2])]
+
+        def stage(name: str, shape, value) -> Signal:
+            """A pipeline register, loaded from ``value`` when the pipe advances."""
+            reg = Signal(shape, name=name, reset_less=True)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
 
         for lane in range(ge.lanes):
             x = self.i.payload.data[lane]
 
-            # Stage 1: segment of |x|, ROM read, ReLU.
+            # Stage 1: |x| -> segment index (ROM address) and position f; ReLU(x).
             u = Signal(unsigned(ge.input_bits), name=f"u{lane}")
             fine = Signal(name=f"fine{lane}")
-            index = Signal(range(ge.table_entries), name=f"index{lane}")
-            m.d.comb += [
-                u.eq(Mux(x < 0, -x, x)),
-                fine.eq(u < seg.fine_end),
-                index.eq(Mux(fine, u >> s, (u >> (s + 1)) + seg.coarse_base)),
-            ]
+            m.d.comb += [u.eq(Mux(x < 0, -x, x)), fine.eq(u < seg.fine_end)]
+            index1 = stage(f"index1_{lane}", range(ge.table_entries),
+                           Mux(fine, u >> s, (u >> (s + 1)) + seg.coarse_base))
+            f1 = stage(f"f1_{lane}", unsigned(p), Mux(fine, u[:s] << 1, u[:s + 1]))
+            in_table1 = stage(f"in_table1_{lane}", 1, u < seg.table_end)
+            relu1 = stage(f"relu1_{lane}", unsigned(ge.input_bits - 1), Mux(x < 0, 0, x))
+
+            # Stage 2: the table read (into the ROM's data register); f is zeroed past the table.
             port = rom.read_port()
-            m.d.comb += [port.addr.eq(index), port.en.eq(advance)]
+            m.d.comb += [port.addr.eq(index1), port.en.eq(advance)]
+            f2 = stage(f"f2_{lane}", unsigned(p), Mux(in_table1, f1, 0))
+            in_table2 = stage(f"in_table2_{lane}", 1, in_table1)
+            relu2 = stage(f"relu2_{lane}", unsigned(ge.input_bits - 1), relu1)
 
-            f1 = Signal(unsigned(p), name=f"f1_{lane}", reset_less=True)
-            in_table1 = Signal(name=f"in_table1_{lane}", reset_less=True)
-            relu1 = Signal(unsigned(ge.input_bits - 1), name=f"relu1_{lane}", reset_less=True)
-            with m.If(advance):
-                m.d.sync += [
-                    f1.eq(Mux(fine, u[:s] << 1, u[:s + 1])),
-                    in_table1.eq(u < seg.table_end),
-                    relu1.eq(Mux(x < 0, 0, x)),
-                ]
-
-            # Stage 2: the lane's multiplier, and the rest of the sum with the rounding half.
+            # Stage 3: the lane's multiplier (both operands straight from registers), and the
+            # rest of the sum with the rounding half.
             word = port.data
-            a = Mux(in_table1, word.a, 0)
-            c = Mux(in_table1, word.c, 0)
             half = 1 << (out_shift - 1) if out_shift > 0 else 0
-            base = (relu1 << relu_shift) - (a << p) + half
-            prod2 = Signal(signed(len(word.c) + p + 1), name=f"prod2_{lane}", reset_less=True)
-            base2 = Signal(signed(len(base)), name=f"base2_{lane}", reset_less=True)
-            with m.If(advance):
-                m.d.sync += [prod2.eq(c * f1), base2.eq(base)]
+            base = (relu2 << relu_shift) - (Mux(in_table2, word.a, 0) << p) + half
+            prod3 = stage(f"prod3_{lane}", signed(len(word.c) + p + 1), word.c * f2)
+            base3 = stage(f"base3_{lane}", signed(len(base)), base)
 
-            # Stage 3: subtract, round (shift), saturate.
-            acc = base2 - prod2
+            # Stage 4: subtract, round (shift), saturate.
+            acc = base3 - prod3
             y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
             lo, hi = smin(ge.output_bits), smax(ge.output_bits)
             with m.If(advance):
