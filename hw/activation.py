@@ -32,13 +32,16 @@ class FusedActivation(wiring.Component):
     bypass), and the second :class:`hw.requantise.Requantiser` (multiplier 1, shift 0 for
     bypassed rows, which already fit) produces the output.
 
-    Timing: ``sim.timing.gelu.PIPELINE_STAGES + sim.timing.compute_unit.REQUANT_STAGES`` = 6
-    register stages, one row per cycle, back-pressure stalls it.
+    Timing: ``sim.timing.gelu.PIPELINE_STAGES + sim.timing.compute_unit.REQUANT_STAGES - 1``
+    register stages, one row per cycle, always advancing (no back-pressure: the compute unit
+    reserves room for every row in its output buffer before the row enters). The second
+    requantiser's output is combinational (``registered_output=False``): the unit's
+    :class:`hw.credit_buffer.CreditBuffer` FIFO is its third register.
 
     Members
     -------
-    i : In(stream of ``Layouts.requantised``)
-    o : Out(stream of ``Layouts.out``)
+    i : In(stream of ``Layouts.requantised``, always ready)
+    o : Out(stream of ``Layouts.out``, always ready; combinational from the last stage)
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -49,17 +52,18 @@ class FusedActivation(wiring.Component):
             raise ValueError("the fused GELU needs gelu.input_bits >= operand_bits (its input is "
                              "the unit's wide output format)")
         super().__init__({
-            "i": In(stream.Signature(lay.requantised)),
-            "o": Out(stream.Signature(lay.out)),
+            "i": In(stream.Signature(lay.requantised, always_ready=True)),
+            "o": Out(stream.Signature(lay.out, always_ready=True)),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cols, lay = self.cfg.hardware.compute_unit.cols, self.layouts
         m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=lay.requantised.size)
-        m.submodules.requantiser = requantiser = Requantiser(self.cfg)
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg, registered_output=False)
 
-        m.d.comb += [gelu.i.valid.eq(self.i.valid), self.i.ready.eq(gelu.i.ready),
+        # GELU never sees back-pressure: its pipeline enables are constant 1
+        m.d.comb += [gelu.i.valid.eq(self.i.valid), gelu.o.ready.eq(1),
                      gelu.i.p.tag.eq(self.i.p.as_value())]
         for c in range(cols):
             m.d.comb += gelu.i.p.data[c].eq(self.i.p.data[c])
@@ -68,7 +72,7 @@ class FusedActivation(wiring.Component):
         m.d.comb += row.eq(gelu.o.p.tag)
         r = requantiser.i
         m.d.comb += [
-            r.valid.eq(gelu.o.valid), gelu.o.ready.eq(r.ready),
+            r.valid.eq(gelu.o.valid),
             r.p.row.eq(row.row), r.p.last.eq(row.last),
             r.p.multiplier.eq(Mux(row.gelu, row.act_multiplier, 1)),
             r.p.shift.eq(Mux(row.gelu, row.act_shift, 0)),
@@ -77,7 +81,7 @@ class FusedActivation(wiring.Component):
         for c in range(cols):
             m.d.comb += r.p.acc[c].eq(Mux(row.gelu, gelu.o.p.data[c], row.data[c]))
 
-        m.d.comb += [self.o.valid.eq(requantiser.o.valid), requantiser.o.ready.eq(self.o.ready),
+        m.d.comb += [self.o.valid.eq(requantiser.o.valid),
                      self.o.p.data.eq(requantiser.o.p.data), self.o.p.row.eq(requantiser.o.p.row),
                      self.o.p.last.eq(requantiser.o.p.last)]
         return m

@@ -9,9 +9,11 @@ from amaranth.lib.wiring import In, Out
 
 from hw.activation import FusedActivation
 from hw.compute_unit_layouts import Layouts
+from hw.credit_buffer import CreditBuffer, full_rate_depth
 from hw.mac_array import MacArray
 from hw.requantise import Requantiser
 from moeaccel.config import DesignConfig
+from sim.timing import compute_unit as timing
 
 
 class ComputeUnit(wiring.Component):
@@ -46,7 +48,14 @@ class ComputeUnit(wiring.Component):
     with ``act_multiplier``/``act_shift`` to ``operand_bits``, bit-exact with
     ``requantise(gelu(linear(..., gelu.input_bits)), act_multiplier, act_shift, operand_bits)``
     as in :func:`golden.moe.expert_ffn`. Rows without it pass through unchanged; both take the
-    same 6 extra pipeline stages (part of ``latency``). The MoE front and back ends are
+    same ``ACTIVATION_STAGES`` extra pipeline stages (part of ``latency``).
+
+    Back-pressure: the pipeline after the array (requantiser, GELU, activation requantiser)
+    always advances; its last stage writes into a :class:`hw.credit_buffer.CreditBuffer` (the
+    output FIFO, ``full_rate_depth`` entries: every row in flight plus the credit's round trip),
+    and the shadow bank drains a row only while the buffer's registered ``credit`` is high. So
+    ``out.ready`` reaches the FIFO's pointers and the credit counter only, never a pipeline
+    register's enable; with ``out`` always ready no row ever waits for a credit. The MoE front and back ends are
     separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
     expert queue token ids) and :class:`hw.scatter.ScatterAccumulate` (``out[token] += gate *
     y``).
@@ -77,9 +86,20 @@ class ComputeUnit(wiring.Component):
         m.submodules.array = array = MacArray(self.cfg)
         m.submodules.requantiser = requantiser = Requantiser(self.cfg)
         m.submodules.activation = activation = FusedActivation(self.cfg)
-        wiring.connect(m, array.drain, requantiser.i)
+        # a row drained in cycle t is written into the buffer in cycle t + in_flight
+        in_flight = timing.REQUANT_STAGES + timing.ACTIVATION_STAGES - 1
+        m.submodules.buffer = buffer = CreditBuffer(self.layouts.out, full_rate_depth(in_flight))
+        drain = Signal()
+        m.d.comb += [
+            drain.eq(array.drain.valid & buffer.credit),
+            array.drain.ready.eq(buffer.credit),
+            buffer.take.eq(drain),
+            requantiser.i.valid.eq(drain),
+            requantiser.i.p.eq(array.drain.p),
+        ]
         wiring.connect(m, requantiser.o, activation.i)
-        wiring.connect(m, activation.o, wiring.flipped(self.out))
+        wiring.connect(m, activation.o, buffer.i)
+        wiring.connect(m, buffer.o, wiring.flipped(self.out))
 
         # the running command and the position of the next array step
         busy = Signal()

@@ -12,29 +12,45 @@ from moeaccel.config import DesignConfig
 from sim.timing import compute_unit as timing
 
 
+#: Width of the unsigned low chunks the accumulator is cut into for the product: an unsigned
+#: 17-bit chunk fits a signed 18-bit multiplier input (ECP5 MULT18X18D, Xilinx DSP48 B port), so
+#: each partial product is one hard multiplier and lands in a register of its own.
+CHUNK_BITS = 17
+
+
 class Requantiser(wiring.Component):
     """``saturate(shift_round(acc * multiplier, shift), bits)`` on every lane, exactly
     :func:`golden.fixed.requantise` with the config's rounding; ``bits`` is ``operand_bits``, or
     :func:`hw.compute_unit_layouts.out_bits` when the beat's ``wide`` flag is set.
 
-    Pipeline (``sim.timing.compute_unit.REQUANT_STAGES`` = 3 registers): product ``acc *
-    multiplier`` and the rounding constant -> rounding add -> arithmetic shift and saturation into
-    the output register. One beat per cycle; back-pressure stalls the pipeline stage by stage (a
-    bubble is filled even while ``o`` is stalled).
+    Pipeline (``sim.timing.compute_unit.REQUANT_STAGES`` = 3 registers), always advancing (no
+    back-pressure: the compute unit's :class:`hw.credit_buffer.CreditBuffer` reserves room for
+    every beat before it enters):
+
+    0. partial products ``acc[17j : 17j+17] * multiplier`` (one hard multiplier each, the top
+       chunk signed) and the rounding constant ``2**(shift-1)`` (``half_up``; 0 for ``truncate``
+       or shift 0);
+    1. ``sum_j (p_j << 17j) + half`` (equal to ``acc * multiplier + half``);
+    2. arithmetic shift right by ``shift`` and saturation into the output register, or, with
+       ``registered_output=False``, onto ``o`` combinationally (the consumer's storage, e.g. the
+       credit buffer's FIFO, is then the third register).
+
+    One beat per cycle, latency 3 cycles from ``i`` to ``o`` (2 with ``registered_output=False``).
 
     Members
     -------
-    i : In(stream of ``Layouts.drain``)
-    o : Out(stream of ``Layouts.requantised``): ``out``'s fields, the activation settings
-        passed through
+    i : In(stream of ``Layouts.drain``, always ready)
+    o : Out(stream of ``Layouts.requantised``, always ready): ``out``'s fields, the activation
+        settings passed through
     """
 
-    def __init__(self, cfg: DesignConfig):
+    def __init__(self, cfg: DesignConfig, *, registered_output: bool = True):
         self.cfg = cfg
+        self.registered_output = registered_output
         lay = Layouts(cfg)
         super().__init__({
-            "i": In(stream.Signature(lay.drain)),
-            "o": Out(stream.Signature(lay.requantised)),
+            "i": In(stream.Signature(lay.drain, always_ready=True)),
+            "o": Out(stream.Signature(lay.requantised, always_ready=True)),
         })
 
     def elaborate(self, platform) -> Module:
@@ -45,53 +61,48 @@ class Requantiser(wiring.Component):
         prod_shape = signed(cu.accumulator_bits + cu.requant_multiplier_bits + 1)
         sum_shape = signed(prod_shape.width + 1)
         narrow, wide = cu.operand_bits, out_bits(self.cfg)
+        chunks = range(0, cu.accumulator_bits, CHUNK_BITS)
 
-        # handshake: a stage loads when it is empty or the next stage loads
-        valid = [Signal(name=f"valid{s}") for s in range(2)]
-        load = [Signal(name=f"load{s}") for s in range(3)]
-        m.d.comb += [
-            load[2].eq(~self.o.valid | self.o.ready),
-            load[1].eq(~valid[1] | load[2]),
-            load[0].eq(~valid[0] | load[1]),
-            self.i.ready.eq(load[0]),
-        ]
-
-        # stage 0: products and rounding constant
-        prod = [Signal(prod_shape, name=f"prod_{c}") for c in range(cols)]
+        # stage 0: partial products and rounding constant
+        part = [[Signal(signed(min(CHUNK_BITS, cu.accumulator_bits - lo) + 1
+                               + cu.requant_multiplier_bits), name=f"part_{c}_{lo}")
+                 for lo in chunks] for c in range(cols)]
         half = Signal(cu.requant_max_shift, name="half")    # 2**(shift-1), 0 for shift 0
         meta0 = Signal(self.i.p.shape())
-        with m.If(load[0]):
-            m.d.sync += [valid[0].eq(self.i.valid), meta0.eq(self.i.p)]
-            for c in range(cols):
-                m.d.sync += prod[c].eq(self.i.p.acc[c] * self.i.p.multiplier)
-            if cu.rounding == "half_up":
-                m.d.sync += half.eq((Const(1, 2) << self.i.p.shift) >> 1)
-            else:
-                m.d.sync += half.eq(0)
+        valid0 = Signal()
+        m.d.sync += [valid0.eq(self.i.valid), meta0.eq(self.i.p)]
+        for c in range(cols):
+            acc = self.i.p.acc[c]
+            for j, lo in enumerate(chunks):
+                hi = min(lo + CHUNK_BITS, cu.accumulator_bits)
+                chunk = acc[lo:hi].as_signed() if hi == cu.accumulator_bits else acc[lo:hi]
+                m.d.sync += part[c][j].eq(chunk * self.i.p.multiplier)
+        if cu.rounding == "half_up":
+            m.d.sync += half.eq((Const(1, 2) << self.i.p.shift) >> 1)
+        else:
+            m.d.sync += half.eq(0)
 
-        # stage 1: rounding add
+        # stage 1: recombine the partial products with the rounding constant
         total = [Signal(sum_shape, name=f"sum_{c}") for c in range(cols)]
         meta1 = Signal(self.i.p.shape())
-        with m.If(load[1]):
-            m.d.sync += [valid[1].eq(valid[0]), meta1.eq(meta0)]
-            for c in range(cols):
-                m.d.sync += total[c].eq(prod[c] + half)
+        valid1 = Signal()
+        m.d.sync += [valid1.eq(valid0), meta1.eq(meta0)]
+        for c in range(cols):
+            m.d.sync += total[c].eq(sum((p << lo for p, lo in zip(part[c], chunks)), half))
 
-        # stage 2: shift and saturate into the output register
-        with m.If(load[2]):
-            m.d.sync += [self.o.valid.eq(valid[1]), self.o.p.row.eq(meta1.row),
-                         self.o.p.last.eq(meta1.last), self.o.p.gelu.eq(meta1.gelu),
-                         self.o.p.act_multiplier.eq(meta1.act_multiplier),
-                         self.o.p.act_shift.eq(meta1.act_shift)]
-            hi = Mux(meta1.wide, smax(wide), smax(narrow))
-            lo = Mux(meta1.wide, smin(wide), smin(narrow))
-            for c in range(cols):
-                shifted = Signal(sum_shape, name=f"shifted_{c}")
-                m.d.comb += shifted.eq(total[c] >> meta1.shift)
-                with m.If(shifted > hi):
-                    m.d.sync += self.o.p.data[c].eq(hi)
-                with m.Elif(shifted < lo):
-                    m.d.sync += self.o.p.data[c].eq(lo)
-                with m.Else():
-                    m.d.sync += self.o.p.data[c].eq(shifted)
+        # stage 2: shift and saturate (into the output register, or onto ``o``)
+        out = m.d.sync if self.registered_output else m.d.comb
+        out += [self.o.valid.eq(valid1), self.o.p.row.eq(meta1.row),
+                self.o.p.last.eq(meta1.last), self.o.p.gelu.eq(meta1.gelu),
+                self.o.p.act_multiplier.eq(meta1.act_multiplier),
+                self.o.p.act_shift.eq(meta1.act_shift)]
+        for c in range(cols):
+            shifted = Signal(sum_shape, name=f"shifted_{c}")
+            m.d.comb += shifted.eq(total[c] >> meta1.shift)
+            top_narrow, top_wide = shifted[narrow - 1:], shifted[wide - 1:]
+            fits = Mux(meta1.wide, top_wide.all() | ~top_wide.any(),
+                       top_narrow.all() | ~top_narrow.any())
+            clamp = Mux(shifted[-1], Mux(meta1.wide, smin(wide), smin(narrow)),
+                        Mux(meta1.wide, smax(wide), smax(narrow)))
+            out += self.o.p.data[c].eq(Mux(fits, shifted[:wide].as_signed(), clamp))
         return m
