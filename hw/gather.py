@@ -75,9 +75,11 @@ class Gather(wiring.Component):
     Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
     command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
     bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
-    after the first tile's ids (``latency``); one read stage (synchronous memory read),
-    back-pressure stalls it. The next command is accepted the cycle after the last act beat
-    was issued to the read stage.
+    after the first tile's ids (``latency``). ``READ_STAGES`` = 2 read stages: the synchronous
+    memory read, then the read word registered (so the block RAM's clock-to-out ends at a
+    register); the lane's element is picked from the registered word by a multiplexer on the
+    ``act`` payload. Back-pressure stalls both stages together. The next command is accepted
+    the cycle after the last act beat was issued to the read stages.
 
     Members
     -------
@@ -103,7 +105,7 @@ class Gather(wiring.Component):
         rows, lanes = cu.rows, write_lanes(self.cfg)
         lane_bits = lanes.bit_length() - 1
         elements = memory_elements(self.cfg)
-        assert timing.READ_STAGES == 1
+        assert timing.READ_STAGES == 2
 
         m.submodules.memory = memory = Memory(shape=self.layouts.write["data"].shape,
                                               depth=elements // lanes, init=[])
@@ -165,20 +167,25 @@ class Gather(wiring.Component):
                         m.d.sync += busy.eq(0)
         m.d.sync += full.eq((full | set_full) & ~clear_full)
 
-        # read stage: `rows` read ports, the lane's element picked from the word
+        # read stages: `rows` read ports (1), each word registered (2), the lane's element
+        # picked from the registered word
+        valid1 = Signal()
         with m.If(advance):
-            m.d.sync += self.act.valid.eq(issue)
+            m.d.sync += [valid1.eq(issue), self.act.valid.eq(valid1)]
         for r in range(rows):
             port = memory.read_port()
             addr = Signal(addr_shape, name=f"addr{r}")
             m.d.comb += addr.eq(base[0][r] + kk)
             with m.If(play_bank):
                 m.d.comb += addr.eq(base[1][r] + kk)
-            lane = Signal(range(lanes), name=f"lane{r}")
+            lane1 = Signal(range(lanes), name=f"lane1_{r}")
+            lane2 = Signal(range(lanes), name=f"lane2_{r}")
+            word2 = Signal(memory.shape, name=f"word2_{r}", reset_less=True)
             m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(advance)]
             with m.If(advance):
-                m.d.sync += lane.eq(addr[:lane_bits] if lane_bits else 0)
-            m.d.comb += self.act.p[r].eq(port.data[lane])
+                m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1),
+                             word2.eq(port.data)]
+            m.d.comb += self.act.p[r].eq(word2[lane2])
 
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(self.cmd.valid & self.cmd.ready):

@@ -4,7 +4,8 @@ Cycle convention (as :mod:`sim.timing.compute_unit`): the command handshake is c
 ids are offered every cycle and ``act`` is always ready. Token ids are taken one per cycle from
 cycle ``CMD_CYCLES``; a tile's ids fill one of two banks of ``rows`` row bases; the bank is
 streamable the cycle after its last id; each act beat is issued to the memory read and is valid
-``READ_STAGES`` cycle later. A bank is refilled from the cycle after its last beat was issued.
+``READ_STAGES`` cycles later (the read, then the read word's register). A bank is refilled from
+the cycle after its last beat was issued.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from sim.timing import compute_unit
 
 #: cycles spent accepting the command before the first token id
 CMD_CYCLES = 1
-#: synchronous memory read between a beat's issue and its ``act`` beat being valid
-READ_STAGES = 1
+#: stages between a beat's issue and its ``act`` beat being valid: the synchronous memory read
+#: and the read word's register
+READ_STAGES = 2
 
 
 def tile_rows(cfg: DesignConfig, m: int) -> list[int]:
