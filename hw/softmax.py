@@ -67,6 +67,9 @@ from moeaccel.config import DesignConfig, SoftmaxConfig
 from moeaccel.errors import ConfigError
 from sim.timing import softmax as timing
 
+#: operand bits of one ECP5 MULT18X18D used unsigned (the normalise product is split at this)
+_MULT_BITS = 17
+
 
 def input_layout(sm: SoftmaxConfig) -> data.StructLayout:
     """Payload of the logit stream."""
@@ -165,78 +168,95 @@ class Softmax(wiring.Component):
         with m.If(accept):
             m.d.sync += [wp.eq(wp + 1), in_row.eq(~last), count.eq(Mux(last, 0, count + 1))]
 
-        # Stage 1: z = x * log2(e), rounded to EF fraction bits.
-        z_shape = signed(fm.z_bits)
-        prod = self.i.payload.logit * fm.log2e
-        if sm.input_frac_bits:
-            prod = (prod + (1 << (sm.input_frac_bits - 1))) >> sm.input_frac_bits
+        # Stage 1: x * log2(e) (the multiplier's output register).
         tags = _tag_layout(sm)
         s1 = Signal(tags)
-        z1 = Signal(z_shape)
+        prod1 = Signal(signed(sm.input_bits + fm.log2e.bit_length() + 1))
         m.d.sync += [s1.valid.eq(accept), s1.first.eq(first), s1.last.eq(last),
-                     s1.addr.eq(wp), s1.length.eq(count + 1), z1.eq(prod)]
+                     s1.addr.eq(wp), s1.length.eq(count + 1),
+                     prod1.eq(self.i.payload.logit * fm.log2e)]
 
-        # Stage 2: table read at the fraction's top bits (synchronous ROM).
+        # Stage 2: z = x * log2(e), rounded to EF fraction bits.
+        z = prod1
+        if sm.input_frac_bits:
+            z = (z + (1 << (sm.input_frac_bits - 1))) >> sm.input_frac_bits
+        s2 = Signal(tags)
+        z2 = Signal(signed(fm.z_bits))
+        m.d.sync += [s2.eq(s1), z2.eq(z)]
+
+        # Stage 3: table read at the fraction's top bits (synchronous ROM).
         t_bits, d_bits = table_field_bits(sm)
         word = data.StructLayout({"t": unsigned(t_bits), "d": unsigned(d_bits)})
         m.submodules.exp2 = rom = Memory(
             shape=word, depth=sm.exp_table_entries,
             init=[{"t": int(t), "d": int(d)} for t, d in exp2_table(sm)])
         lookup = rom.read_port()
-        frac = z1[:ef]
+        frac = z2[:ef]
         m.d.comb += lookup.addr.eq(frac[pos_bits:])
-        s2 = Signal(tags)
-        fl2 = Signal(signed(fm.fl_bits))
-        pos2 = Signal(pos_bits)
-        m.d.sync += [s2.eq(s1), fl2.eq(z1[ef:].as_signed()), pos2.eq(frac[:pos_bits])]
+        s3 = Signal(tags)
+        fl3 = Signal(signed(fm.fl_bits))
+        pos3 = Signal(pos_bits)
+        m.d.sync += [s3.eq(s2), fl3.eq(z2[ef:].as_signed()), pos3.eq(frac[:pos_bits])]
 
-        # Stage 3: t = T + round(D * r / 2^P).
-        interp = lookup.data.d * pos2
+        # Stage 4: D * r (the multiplier's output register).
+        s4 = Signal(tags)
+        prod4 = Signal(d_bits + pos_bits)
+        base4 = Signal(t_bits)
+        fl4 = Signal(signed(fm.fl_bits))
+        m.d.sync += [s4.eq(s3), prod4.eq(lookup.data.d * pos3), base4.eq(lookup.data.t),
+                     fl4.eq(fl3)]
+
+        # Stage 5: t = T + round(D * r / 2^P).
+        interp = prod4
         if pos_bits:
             interp = (interp + (1 << (pos_bits - 1))) >> pos_bits
-        s3 = Signal(tags)
-        t3 = Signal(fm.t_bits)
-        fl3 = Signal(signed(fm.fl_bits))
-        m.d.sync += [s3.eq(s2), t3.eq(lookup.data.t + interp), fl3.eq(fl2)]
+        s5 = Signal(tags)
+        t5 = Signal(fm.t_bits)
+        fl5 = Signal(signed(fm.fl_bits))
+        m.d.sync += [s5.eq(s4), t5.eq(base4 + interp), fl5.eq(fl4)]
 
-        # Stage 4: running max; the two shift amounts of the sum update (clamped to the width
-        # they shift: a larger shift gives 0 either way); the element into the row buffer.
+        # Stage 6: running max; the two shift amounts of the sum update (saturated to the bits
+        # that can shift their operand out: a larger shift gives 0 either way); the element
+        # into the row buffer. The comparison and both differences are parallel carry chains.
         run_max = Signal(signed(fm.fl_bits))
-        diff = Signal(signed(fm.fl_bits + 1))           # fl - max so far (0 for a row's first)
-        m.d.comb += diff.eq(Mux(s3.first, 0, fl3 - run_max))
-        grow = diff > 0
-        with m.If(s3.valid & (s3.first | grow)):
-            m.d.sync += run_max.eq(fl3)
-        m.d.comb += [write.en.eq(s3.valid), write.addr.eq(s3.addr),
-                     write.data.t.eq(t3), write.data.fl.eq(fl3)]
+        grow = Signal()                                 # the element raises the row's max
+        up = Signal(signed(fm.fl_bits + 1))
+        down = Signal(signed(fm.fl_bits + 2))
+        m.d.comb += [grow.eq(s5.first | (fl5 > run_max)), up.eq(fl5 - run_max),
+                     down.eq(run_max - fl5 + fm.sum_right)]
+        with m.If(s5.valid & grow):
+            m.d.sync += run_max.eq(fl5)
+        m.d.comb += [write.en.eq(s5.valid), write.addr.eq(s5.addr),
+                     write.data.t.eq(t5), write.data.fl.eq(fl5)]
         term_bits = fm.t_bits + fm.sum_left
 
-        def clamp(amount, limit: int):
-            return Mux(amount >= limit, limit, amount)[:ceil_log2(limit + 1)]
+        def saturate(amount, limit: int):
+            """``amount`` (>= 0) in ``ceil_log2(limit + 1)`` bits, all ones if it does not fit."""
+            n = ceil_log2(limit + 1)
+            return Mux(amount.as_unsigned()[n:].any(), (1 << n) - 1, amount[:n])
 
-        s4 = Signal(tags)
-        t4 = Signal(fm.t_bits)
-        rescale4 = Signal(range(fm.sum_bits + 1))       # shift of the old sum (max grew by it)
-        below4 = Signal(range(term_bits + 1))           # shift of the new term (it is below max)
-        m.d.sync += [s4.eq(s3), t4.eq(t3),
-                     rescale4.eq(clamp(Mux(grow, diff, 0).as_unsigned(), fm.sum_bits)),
-                     below4.eq(clamp(Mux(grow, 0, -diff).as_unsigned() + fm.sum_right,
-                                     term_bits))]
+        s6 = Signal(tags)
+        t6 = Signal(fm.t_bits)
+        rescale6 = Signal(ceil_log2(fm.sum_bits + 1))   # shift of the old sum (max grew by it)
+        below6 = Signal(ceil_log2(term_bits + 1))       # shift of the new term (it is below max)
+        m.d.sync += [s6.eq(s5), t6.eq(t5),
+                     rescale6.eq(Mux(grow & ~s5.first, saturate(up, fm.sum_bits), 0)),
+                     below6.eq(Mux(grow, fm.sum_right, saturate(down, term_bits)))]
 
-        # Stage 5: run_sum = (run_sum >> rescale) + ((t << L) >> below): one shift-add per cycle.
+        # Stage 7: run_sum = (run_sum >> rescale) + ((t << L) >> below): one shift-add per cycle.
         run_sum = Signal(fm.sum_bits)
-        term = (t4 << fm.sum_left) >> below4
-        with m.If(s4.valid):
-            m.d.sync += run_sum.eq(Mux(s4.first, 0, run_sum >> rescale4) + term)
-        push5 = Signal()
-        max5 = Signal(signed(fm.fl_bits))               # run_max is the next element's by stage 6
-        length5 = Signal.like(s4.length)
-        m.d.sync += [push5.eq(s4.valid & s4.last), max5.eq(run_max), length5.eq(s4.length)]
+        term = (t6 << fm.sum_left) >> below6
+        with m.If(s6.valid):
+            m.d.sync += run_sum.eq(Mux(s6.first, 0, run_sum >> rescale6) + term)
+        push7 = Signal()
+        max7 = Signal(signed(fm.fl_bits))               # run_max is the next element's by stage 8
+        length7 = Signal.like(s6.length)
+        m.d.sync += [push7.eq(s6.valid & s6.last), max7.eq(run_max), length7.eq(s6.length)]
 
-        # Stage 6: the finished row {max, sum, length} into the row queue, from registers.
+        # Stage 8: the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
-        m.d.comb += [rows.w_en.eq(push5), finished.max.eq(max5),
-                     finished.sum.eq(run_sum), finished.length.eq(length5)]
+        m.d.comb += [rows.w_en.eq(push7), finished.max.eq(max7),
+                     finished.sum.eq(run_sum), finished.length.eq(length7)]
 
     # ------------------------------------------------------------------------------ reciprocal
     def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,
@@ -249,9 +269,11 @@ class Softmax(wiring.Component):
         busy = Signal()
         done = result.valid
         steps = Signal(range(iters + 1))
-        divisor = Signal(fm.sum_bits)
+        # j * sum for every digit j of radix 2^k, so that a step compares against all of them
+        # in parallel (one carry chain deep) instead of k dependent restoring steps
+        multiples = [Signal(fm.sum_bits + k, name=f"divisor_x{j}") for j in range(1, 1 << k)]
         remainder = Signal(fm.sum_bits + 1)
-        quotient = Signal(iters * k)
+        quotient = Signal(iters * k)                     # all bits shifted in per row: no clear
         hold = Signal(row)                               # the row's max and length
         taken = result.valid & result.ready
 
@@ -261,17 +283,25 @@ class Softmax(wiring.Component):
         with m.If(taken):
             m.d.sync += done.eq(0)
         with m.If(pop):
-            m.d.sync += [busy.eq(1), steps.eq(iters), divisor.eq(head.sum),
+            m.d.sync += [busy.eq(1), steps.eq(iters),
                          remainder.eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
-                         quotient.eq(0), hold.eq(head)]
+                         hold.eq(head)]
+            # j * sum as shifted copies added (a constant multiply would go to a slow MULT18)
+            m.d.sync += [mult.eq(sum(head.sum << b for b in range(k) if j >> b & 1))
+                         for j, mult in enumerate(multiples, 1)]
         with m.Elif(busy):
-            rem, quo = remainder, quotient
-            for _ in range(k):
-                shifted = rem << 1
-                fits = shifted >= divisor
-                rem = Mux(fits, shifted - divisor, shifted)[:len(remainder)]
-                quo = ((quo << 1) | fits)[:len(quotient)]
-            m.d.sync += [remainder.eq(rem), quotient.eq(quo), steps.eq(steps - 1)]
+            # remainder < sum always (it starts below 2^sum_frac_bits <= sum), so the next k
+            # quotient bits are the largest digit j with (remainder << k) >= j * sum
+            shifted = remainder << k
+            digit, rem = 0, shifted
+            for j, mult in enumerate(multiples, 1):
+                diff = Signal(signed(len(shifted) + 1), name=f"step_minus_x{j}")
+                m.d.comb += diff.eq(shifted - mult)
+                fits = diff >= 0
+                digit, rem = Mux(fits, j, digit), Mux(fits, diff, rem)
+            m.d.sync += [remainder.eq(rem[:len(remainder)]),
+                         quotient.eq(((quotient << k) | digit)[:len(quotient)]),
+                         steps.eq(steps - 1)]
             with m.If(steps == 1):
                 m.d.sync += [busy.eq(0), done.eq(1)]
         m.d.comb += [result.payload.max.eq(hold.max), result.payload.length.eq(hold.length),
@@ -287,34 +317,59 @@ class Softmax(wiring.Component):
         row_max = Signal(signed(fm.fl_bits))
         row_recip = Signal(fm.recip_bits)
 
-        advance = ~self.o.valid | self.o.ready
-        issue = active & advance
-        final = issue & (remaining == 1)
+        # The pipeline never stalls: a read is issued only while the output queue has room for
+        # it and for every read in flight (a credit counter), so no ready reaches its stages.
+        depth = timing.OUTPUT_QUEUE
+        m.submodules.out = out = SyncFIFO(width=len(self.o.payload.as_value()), depth=depth)
+        credits = Signal(range(depth + 1))               # reads in flight plus beats queued
+        room = Signal(init=1)                            # credits < depth (registered)
+        one_left = Signal()                              # remaining == 1 (registered)
+        issue = active & room
+        final = issue & one_left
         take = result.valid & result.ready
-        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp), read.en.eq(advance)]
+        popped = self.o.valid & self.o.ready
+        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp),
+                     self.o.valid.eq(out.r_rdy), self.o.payload.eq(out.r_data),
+                     out.r_en.eq(self.o.ready)]
+        credits_next = Signal.like(credits)
+        m.d.comb += credits_next.eq(credits + issue - popped)
+        m.d.sync += [credits.eq(credits_next), room.eq(credits_next < depth)]
         with m.If(issue):
-            m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1)]
+            m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1), one_left.eq(remaining == 2)]
             with m.If(final):
                 m.d.sync += active.eq(0)
         with m.If(take):
             m.d.sync += [active.eq(1), remaining.eq(result.payload.length),
+                         one_left.eq(result.payload.length == 1),
                          row_max.eq(result.payload.max), row_recip.eq(result.payload.recip)]
 
-        # Stage 1 tags (aligned with the buffer's read data), stage 2 product, stage 3 output.
-        v1, last1 = Signal(), Signal()
-        max1, recip1 = Signal(signed(fm.fl_bits)), Signal(fm.recip_bits)
-        v2, last2 = Signal(), Signal()
-        max2, recip2 = Signal(signed(fm.fl_bits)), Signal(fm.recip_bits)
-        prod2 = Signal(fm.t_bits + fm.recip_bits)
-        drop2 = Signal(fm.fl_bits + 1)
-        rounded = ((prod2 >> drop2) + (1 << (fm.prob_shift - 1))) >> fm.prob_shift
+        # One stage per hop: 1 the buffer read, 2 its data registered, 3 partial products
+        # t * R (R split at the multiplier width) and the shift max - fl, 4 their sum, 5 the
+        # shift (only the bits rounding keeps), 6 round, saturate, into the output queue.
+        prod_bits = fm.t_bits + fm.recip_bits
+        split = min(fm.recip_bits, _MULT_BITS)
+        kept = prod_bits - (fm.prob_shift - 1)          # bits of (t * R) >> (drop + shift - 1)
+        tags = data.StructLayout({"valid": 1, "last": 1, "max": signed(fm.fl_bits),
+                                  "recip": unsigned(fm.recip_bits)})
+        s1, s2, s3, s4, s5 = (Signal(tags, name=f"n{j}") for j in range(1, 6))
+        t2, fl2 = Signal(fm.t_bits), Signal(signed(fm.fl_bits))
+        lo3, hi3 = Signal(fm.t_bits + split), Signal(fm.t_bits + fm.recip_bits - split)
+        drop3 = Signal(range(prod_bits + 1))
+        prod4, drop4 = Signal(prod_bits), Signal.like(drop3)
+        top5 = Signal(kept)
+        rounded = (top5 + 1) >> 1
         one = 1 << sm.prob_frac_bits
-        with m.If(advance):
-            m.d.sync += [
-                v1.eq(issue), last1.eq(remaining == 1), max1.eq(row_max), recip1.eq(row_recip),
-                v2.eq(v1), last2.eq(last1), max2.eq(max1), recip2.eq(recip1),
-                prod2.eq(read.data.t * recip1), drop2.eq((max1 - read.data.fl).as_unsigned()),
-                self.o.valid.eq(v2), self.o.payload.last.eq(last2),
-                self.o.payload.max.eq(max2), self.o.payload.recip.eq(recip2),
-                self.o.payload.prob.eq(Mux(rounded > one, one, rounded)),
-            ]
+        drop = (s2.max - fl2).as_unsigned()
+        m.d.sync += [
+            s1.valid.eq(issue), s1.last.eq(remaining == 1), s1.max.eq(row_max),
+            s1.recip.eq(row_recip),
+            s2.eq(s1), t2.eq(read.data.t), fl2.eq(read.data.fl),
+            s3.eq(s2), lo3.eq(t2 * s2.recip[:split]), hi3.eq(t2 * s2.recip[split:]),
+            drop3.eq(Mux(drop >= prod_bits, prod_bits, drop)),
+            s4.eq(s3), prod4.eq(lo3 + (hi3 << split)), drop4.eq(drop3),
+            s5.eq(s4), top5.eq((prod4 >> drop4) >> (fm.prob_shift - 1)),
+        ]
+        beat = Signal(self.o.payload.shape())
+        m.d.comb += [beat.last.eq(s5.last), beat.max.eq(s5.max), beat.recip.eq(s5.recip),
+                     beat.prob.eq(Mux(rounded > one, one, rounded)),
+                     out.w_en.eq(s5.valid), out.w_data.eq(beat)]
