@@ -75,6 +75,7 @@ from hw.logit_serialiser import LogitSerialiser
 from hw.moe_controller import MoeController, start_layout, status_layout
 from hw.queue_store import QueueStore
 from hw.router import Router
+from hw.skid_buffer import SkidBuffer
 from hw.scatter import ScatterAccumulate, ScatterLayouts, memory_words
 from hw.weight_buffer import WeightBuffer
 from hw.weight_fetch import DramLayouts
@@ -147,8 +148,14 @@ class MoeEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.x), gx.write)
         wiring.connect(m, wiring.flipped(self.dram_req), w.dram_req)
         wiring.connect(m, wiring.flipped(self.dram_data), w.dram_data)
-        wiring.connect(m, w.bias, unit.bias)
-        wiring.connect(m, w.weight, unit.weight)
+        # the unit's operand inputs through skid buffers: its step logic (a join of act, weight
+        # and bias) reaches the producers' registers only through a flip-flop
+        skids = {name: SkidBuffer(getattr(unit, name).p.shape()) for name in ("act", "weight", "bias")}
+        for name, skid in skids.items():
+            m.submodules[f"{name}_skid"] = skid
+            wiring.connect(m, skid.o, getattr(unit, name))
+        wiring.connect(m, w.bias, skids["bias"].i)
+        wiring.connect(m, w.weight, skids["weight"].i)
         wiring.connect(m, self.serialiser.o, self.router.i)
         wiring.connect(m, self.router.o, q.i)
         wiring.connect(m, self.hidden.write, gh.write)
@@ -156,9 +163,10 @@ class MoeEngine(wiring.Component):
         # act and token ids: gather_x (router GEMM, GEMM1) or gather_h (GEMM2)
         hid = ctrl.use_hidden
         m.d.comb += [
-            unit.act.valid.eq(Mux(hid, gh.act.valid, gx.act.valid)),
-            unit.act.p.eq(Mux(hid, gh.act.p, gx.act.p)),
-            gx.act.ready.eq(unit.act.ready & ~hid), gh.act.ready.eq(unit.act.ready & hid),
+            skids["act"].i.valid.eq(Mux(hid, gh.act.valid, gx.act.valid)),
+            skids["act"].i.p.eq(Mux(hid, gh.act.p, gx.act.p)),
+            gx.act.ready.eq(skids["act"].i.ready & ~hid),
+            gh.act.ready.eq(skids["act"].i.ready & hid),
             gx.token.valid.eq(q.tokens.valid & ~hid), gh.token.valid.eq(q.tokens.valid & hid),
             gx.token.p.eq(q.tokens.p.token), gh.token.p.eq(q.tokens.p.token),
             q.tokens.ready.eq(Mux(hid, gh.token.ready, gx.token.ready)),

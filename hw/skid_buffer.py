@@ -1,0 +1,43 @@
+"""A skid buffer: a stream stage whose upstream ``ready`` is a register, at zero latency."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import ShapeLike
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class SkidBuffer(wiring.Component):
+    """Passes ``i`` to ``o`` unchanged, but ``i.ready`` comes from a flip-flop, so a consumer's
+    ``ready`` logic never reaches the producer's registers combinationally.
+
+    While the buffer is empty a beat goes straight through (``o`` = ``i``, no added latency).
+    If ``o`` refuses a beat that ``i`` offered, the beat is kept in the one-entry skid register
+    and ``i.ready`` drops from the next cycle until ``o`` has taken it. With ``o`` always ready
+    the stream runs at one beat per cycle; after a refused cycle the consumer sees the kept beat
+    and then the producer's next beats, so it sees the same sequence in the same cycles as without
+    the buffer (the producer may run one beat ahead). Nothing is lost, duplicated or reordered.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    """
+
+    def __init__(self, shape: ShapeLike):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        full = Signal()
+        kept = Signal.like(self.i.payload)
+        m.d.comb += [self.i.ready.eq(~full),
+                     self.o.valid.eq(full | self.i.valid),
+                     self.o.payload.eq(Mux(full, kept, self.i.payload))]
+        with m.If(full):
+            with m.If(self.o.ready):
+                m.d.sync += full.eq(0)
+        with m.Elif(self.i.valid & ~self.o.ready):
+            m.d.sync += [full.eq(1), kept.eq(self.i.payload)]
+        return m
