@@ -99,8 +99,9 @@ class ExpertQueues(wiring.Component):
     busy : Out(1)
         A read-out is in progress.
 
-    Timing: a slot is written in the cycle it is accepted. After the flush handshake (cycle 0)
-    the first entry is valid in cycle 2 and, with ``o`` always ready, one entry per cycle follows
+    Timing: a slot is written ``sim.timing.router.WRITE_DELAY`` (1) cycle after it is accepted
+    (it is registered first, so no path runs from the slot's source into the memory). After the
+    flush handshake (cycle 0) the first entry is valid in cycle 2 and, with ``o`` always ready, one entry per cycle follows
     (empty experts are skipped at no cost); ``busy`` falls the cycle after the final entry left.
     """
 
@@ -126,24 +127,35 @@ class ExpertQueues(wiring.Component):
         reading = Signal()
         m.d.comb += self.busy.eq(reading)
 
-        # ---- writing ---------------------------------------------------------------------
+        # ---- writing (two stages) ----------------------------------------------------------
+        # 1: the accepted slot is registered with its queue's base address (expert * capacity,
+        #    as shifted copies added); 2: the write at base + count, the counters
         s = self.i.payload
-        count = counts[s.expert]
+        accept = self.i.valid & self.i.ready
+        pend = Signal()                                  # stage 2 holds a slot
+        p_expert = Signal.like(s.expert)
+        p_gate = Signal.like(s.gate)
+        p_last, p_null = Signal(), Signal()
+        p_base = Signal(range(n_exp * cap))
+        m.d.comb += self.i.ready.eq(~reading)
+        m.d.sync += [pend.eq(accept), p_expert.eq(s.expert), p_gate.eq(s.gate),
+                     p_last.eq(s.last), p_null.eq(s.expert >= n_exp),
+                     p_base.eq(sum(s.expert << b for b in range(cap.bit_length()) if cap >> b & 1))]
+        count = counts[p_expert]
         m.d.comb += [
-            self.i.ready.eq(~reading),
-            wr.addr.eq(s.expert * cap + count),
+            wr.addr.eq(p_base + count),
             wr.data.token.eq(token),
-            wr.data.gate.eq(s.gate),
+            wr.data.gate.eq(p_gate),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            with m.If(s.expert >= n_exp):
+        with m.If(pend):
+            with m.If(p_null):
                 m.d.sync += nulls.eq(nulls + 1)
             with m.Elif(count == cap):
                 m.d.sync += dropped.eq(dropped + 1)
             with m.Else():
                 m.d.comb += wr.en.eq(1)
                 m.d.sync += count.eq(count + 1)
-            with m.If(s.last):
+            with m.If(p_last):
                 m.d.sync += token.eq(token + 1)
 
         # ---- read-out --------------------------------------------------------------------
@@ -161,7 +173,7 @@ class ExpertQueues(wiring.Component):
             with m.If(nonempty[e] & (expert < e)):
                 m.d.comb += [next_e.eq(e), has_next.eq(1)]
 
-        m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid)
+        m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [
                 reading.eq(1), generating.eq(any_e & ~self.flush.payload.discard),

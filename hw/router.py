@@ -58,7 +58,7 @@ class Router(wiring.Component):
         A read-out is in progress (tokens of the next layer are accepted meanwhile, and wait).
 
     Timing (``sim.timing.router``): one logit per cycle in; the queue writes of token ``t``
-    follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 53 cycles and one token per
+    follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 61 cycles and one token per
     16 cycles for m3vit-tiny. Read-out: :func:`sim.timing.router.readout_cycles`.
     """
 

@@ -3,12 +3,13 @@
 Pipeline (``R = experts + null_experts`` logits per token, one per beat; ``k = top_k``):
 
 * ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``) over all ``R`` -> top-k
-  scan of the probabilities (one per cycle) -> ``k`` queue writes, one per cycle, starting the
-  cycle after the token's last probability.
+  scan of the probabilities (one per cycle) -> ``k`` slots, one per cycle, starting the cycle
+  after the token's last probability; each is written to its queue ``WRITE_DELAY`` cycles after.
 * ``topk_softmax``: logits -> top-k scan (one per cycle) -> the ``k`` chosen logits go to the
   softmax unit as a row of ``k``, their ids to a small FIFO -> each probability is written to
   its queue in the cycle it leaves the softmax. The scan stalls a token's last logit until the
-  previous token's ``k`` logits have all entered the softmax.
+  previous token's ``k`` logits have all entered the softmax. Each slot is written to its queue
+  ``WRITE_DELAY`` cycles after it leaves the softmax.
 
 Queue writes never stall. After the last token a flush reads the queues out
 (:func:`readout_cycles`).
@@ -24,6 +25,9 @@ from collections.abc import Callable
 
 from moeaccel.config import DesignConfig
 from sim.timing import softmax
+
+#: cycles from a slot accepted by the expert queues to its queue write (the slot is registered)
+WRITE_DELAY = 1
 
 
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
@@ -49,7 +53,7 @@ def fed_schedule(cfg: DesignConfig, tokens: int,
         if m.gating == "softmax_topk":
             row = pipe.row(r, arrival)
             previous = row.last_in
-            out.append((previous, [row.last_out + 1 + s for s in range(k)]))
+            out.append((previous, [row.last_out + 1 + WRITE_DELAY + s for s in range(k)]))
             continue
         # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
         # previous token's k logits to have entered the softmax (same cycle allowed)
@@ -59,7 +63,7 @@ def fed_schedule(cfg: DesignConfig, tokens: int,
             last_logit = max(last_logit, rows[-1].last_in)
         rows.append(pipe.row(k, arrival=last_logit + 1))
         previous = last_logit
-        out.append((previous, [rows[-1].first_out + s for s in range(k)]))
+        out.append((previous, [rows[-1].first_out + WRITE_DELAY + s for s in range(k)]))
     return out
 
 
