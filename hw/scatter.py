@@ -82,18 +82,19 @@ class ScatterAccumulate(wiring.Component):
     back never stall. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the memory's read
     data and the multiplier each get a cycle of their own:
 
-    * 0: the row's handshake issues the memory read (not transparent) and registers ``gate``
-      and ``y``;
+    * 0: the row's handshake issues the memory read (its address from registers: the ring
+      slot of the row expected next is counted, not derived from ``y.row``) and registers
+      ``gate`` and ``y``;
     * 1: the read data is registered (the block RAM's output register), the ``cols`` products
       ``gate * y`` are computed and registered, and the forwarding choices are registered: the
-      row one ahead (now in stage 2) if it has the same address, else the newer of the two
-      rows ahead of that (being written now, or written last cycle) with the same address;
+      row one ahead (now in stage 2) if it has the same address, else the row two ahead
+      (being written now);
     * 2: ``old + gate * y`` saturated, ``old`` being the forwarded word or the read data (an
       adder, one multiplexer and the saturation between registers);
     * 3: the sum is written (and kept one more cycle for forwarding).
 
-    The read issued in stage 0 sees every write up to the cycle before, i.e. rows four or more
-    ahead; the three rows in between are the forwarded ones. A command is accepted once the
+    The read issued in stage 0 is transparent to the write in the same cycle, so it sees rows
+    three or more ahead; the two rows in between are the forwarded ones. A command is accepted once the
     previous one has finished and its pipeline is empty (a read-out only after its last beat
     left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> read data
     register -> finalise register; back-pressure stalls all three together; the read word is
@@ -126,7 +127,7 @@ class ScatterAccumulate(wiring.Component):
 
         m.submodules.memory = memory = Memory(shape=lay.word, depth=memory_words(self.cfg), init=[])
         wp = memory.write_port()
-        rp = memory.read_port()
+        rp = memory.read_port(transparent_for=[wp])
 
         busy, readout = Signal(), Signal()
         command = Signal(lay.command)
@@ -156,10 +157,7 @@ class ScatterAccumulate(wiring.Component):
         take_y = Signal()
         m.d.comb += [take_y.eq(self.y.valid & self.y.ready),
                      self.y.ready.eq(accumulating & (taken > y.row))]
-        offset = Signal(range(3 * rows))
-        slot = Signal(range(3 * rows))
-        m.d.comb += [offset.eq(tile_slot + (y.row - tile_row)[:len(offset)]),
-                     slot.eq(Mux(offset >= 2 * rows, offset - 2 * rows, offset))]
+        slot = Signal(range(2 * rows))            # ring slot of the row expected next
         row_base = Signal(addr_shape)
         row_gate = Signal(lay.route["gate"].shape)
         for s in range(2 * rows):
@@ -169,18 +167,21 @@ class ScatterAccumulate(wiring.Component):
         with m.If(take_y & (y.row == tile_last_row)):
             with m.If(col_word == words - 1):
                 m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
-                             tile_slot.eq(Mux(tile_slot == 0, rows, 0))]
+                             tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
+                             slot.eq(Mux(tile_slot == 0, rows, 0))]
             with m.Else():
-                m.d.sync += col_word.eq(col_word + 1)
+                m.d.sync += [col_word.eq(col_word + 1), slot.eq(tile_slot)]
+        with m.Elif(take_y):
+            m.d.sync += slot.eq(slot + 1)
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
         acc_bits = cu.accumulator_bits
         data_reg = dict(reset_less=True)
         y_lane = y.data[0].shape()
         # stage 0 -> 1: the read is issued below (rp.addr); gate and y registered
-        valid1, valid2, valid3, valid4 = (Signal(name=f"valid{s}") for s in range(1, 5))
-        addr1, addr2, addr3, addr4 = (Signal(addr_shape, name=f"addr{s}", **data_reg)
-                                      for s in range(1, 5))
+        valid1, valid2, valid3 = (Signal(name=f"valid{s}") for s in range(1, 4))
+        addr1, addr2, addr3 = (Signal(addr_shape, name=f"addr{s}", **data_reg)
+                               for s in range(1, 4))
         gate1 = Signal(row_gate.shape(), **data_reg)
         y1 = [Signal(y_lane, name=f"y1_{c}", **data_reg) for c in range(cols)]
         m.d.sync += [valid1.eq(take_y), addr1.eq(row_base + col_word), gate1.eq(row_gate)]
@@ -190,23 +191,20 @@ class ScatterAccumulate(wiring.Component):
         prod2 = [Signal(signed(len(gate1) + y_lane.width + 1), name=f"prod2_{c}", **data_reg)
                  for c in range(cols)]
         sum3, sum4 = Signal(lay.word, **data_reg), Signal(lay.word, **data_reg)
-        near2, far_hit2 = Signal(), Signal()
-        far2 = Signal(lay.word, **data_reg)
-        hit3, hit4 = valid3 & (addr3 == addr1), valid4 & (addr4 == addr1)
+        near2, far2 = Signal(), Signal()
         m.d.sync += [valid2.eq(valid1), addr2.eq(addr1),
-                     near2.eq(valid2 & (addr2 == addr1)), far_hit2.eq(hit3 | hit4),
-                     far2.eq(Mux(hit3, sum3, sum4))]
+                     near2.eq(valid2 & (addr2 == addr1)), far2.eq(valid3 & (addr3 == addr1))]
         m.d.sync += [prod2[c].eq(gate1 * y1[c]) for c in range(cols)]
         with m.If(rp.en):
             m.d.sync += read2.eq(rp.data)
         # stage 2 -> 3: saturating add onto the forwarded or read word
         old = Signal(lay.word)
-        m.d.comb += old.eq(Mux(near2, sum3, Mux(far_hit2, far2, read2)))
+        m.d.comb += old.eq(Mux(near2, sum3, Mux(far2, sum4, read2)))
         for c in range(cols):
             m.d.sync += sum3[c].eq(saturate(old[c] + prod2[c], acc_bits))
         m.d.sync += [valid3.eq(valid2), addr3.eq(addr2)]
         # stage 3: write (below); the written word kept one more cycle for forwarding
-        m.d.sync += [valid4.eq(valid3), addr4.eq(addr3), sum4.eq(sum3)]
+        m.d.sync += sum4.eq(sum3)
 
         # ---- read-out: read -> read data register -> finalise register ----------------------
         advance = Signal()
@@ -259,5 +257,6 @@ class ScatterAccumulate(wiring.Component):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
                          words.eq((self.cmd.p.n + cols - 1) // cols),
                          taken.eq(0), in_slot.eq(0), tile_row.eq(0), tile_slot.eq(0),
-                         col_word.eq(0), read_addr.eq(0), read_token.eq(0), read_word.eq(0)]
+                         col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
+                         read_word.eq(0)]
         return m

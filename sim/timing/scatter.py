@@ -4,7 +4,7 @@ Accumulate: one output row (``cols`` outputs of one queue entry) per cycle; a ro
 read-modify-write takes ``RMW_STAGES`` cycles before its write (memory read issued with ``gate``
 and ``y`` registered; read data, products and forwarding choices registered; add with
 forwarding and saturation; write), rows to the same token back to back never stall (forwarding
-from the three writes in flight). Read-out: one word of ``cols`` finalised outputs per cycle
+from the two rows ahead that the read cannot see). Read-out: one word of ``cols`` finalised outputs per cycle
 after ``READOUT_STAGES`` (memory read, read data register, finalise register).
 
 Cycle convention (asserted by ``tests/hw/test_scatter.py``): a command's handshake is cycle 0.
