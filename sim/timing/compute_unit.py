@@ -16,7 +16,13 @@ Pipeline (all registered):
 * ``REQUANT_STAGES``: multiply by the requant multiplier -> add rounding -> shift and saturate
   into the output register;
 * ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
-  requantiser), taken by every row whether the command asks for GELU or not.
+  requantiser, whose third register is the output FIFO of :class:`hw.credit_buffer.CreditBuffer`),
+  taken by every row whether the command asks for GELU or not.
+
+These stages never stall: a shadow-bank row drains only while the output FIFO has a credit for it
+(registered), and the FIFO is deep enough (``hw.credit_buffer.full_rate_depth``) that with the
+output always ready no row waits, so the cycle counts below are those of the unstalled pipeline.
+Under back-pressure the drain sees a full FIFO one cycle late, through the registered credit.
 
 A tile's last step is accepted only when the shadow bank is free, i.e. the previous tile's rows
 have all been drained. So in steady state a tile takes ``max(k, R_prev + ARRAY_STAGES)`` cycles
