@@ -39,16 +39,18 @@ class LogitSerialiser(wiring.Component):
         m = Module()
         r = self.cfg.model.router_outputs
         full = Signal()
-        row = Signal.like(self.i.p.data)
+        row = Signal.like(self.i.p.data)                 # lane 0 is the logit being offered
         lane = Signal(range(r))
-        last = lane == r - 1
+        last = Signal()                                  # lane == r - 1, registered
         m.d.comb += [self.i.ready.eq(~full | (self.o.ready & last)), self.idle.eq(~full),
-                     self.o.valid.eq(full), self.o.p.logit.eq(row[lane]),
+                     self.o.valid.eq(full), self.o.p.logit.eq(row[0]),
                      self.o.p.last.eq(last)]
+        # a shift register, not a lane mux: each logit that leaves shifts the next into lane 0
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += lane.eq(lane + 1)
+            m.d.sync += [lane.eq(lane + 1), last.eq(lane == r - 2),
+                         row.eq(row.as_value() >> self.i.p.data.shape().elem_shape.width)]
             with m.If(last):
                 m.d.sync += [lane.eq(0), full.eq(0)]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [full.eq(1), row.eq(self.i.p.data)]
+            m.d.sync += [full.eq(1), row.eq(self.i.p.data), last.eq(r == 1)]
         return m
