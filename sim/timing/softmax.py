@@ -3,8 +3,8 @@
 The block is three row-level stages joined by small queues, so consecutive rows overlap:
 
 * **accumulate** (A): one beat of ``lanes`` logits per cycle, no bubbles between rows. A
-  ``ACCUMULATE_DEPTH``-stage pipeline (log2(e) multiply, table read, interpolation, running
-  max/sum update) writes each element into the row buffer; the row's ``{max, sum}`` is queued
+  ``ACCUMULATE_DEPTH``-stage pipeline (log2(e) product, rounding, table read, interpolation
+  product, interpolation sum, running max, running sum, row push) writes each element into the row buffer; the row's ``{max, sum}`` is queued
   ``ACCUMULATE_DEPTH`` cycles after its last beat was accepted. A may run at most
   ``ROW_CREDITS`` rows ahead of the divider (a row's credit returns when the divider takes it).
 * **reciprocal** (D): one iterative divider, ``divider_bits_per_cycle`` quotient bits per cycle:
@@ -12,7 +12,8 @@ The block is three row-level stages joined by small queues, so consecutive rows 
   is available the cycle after. D takes the next row in the cycle its result is handed to B.
 * **normalise** (B): takes a row's ``{max, 1/sum}`` in a cycle when it is idle or issuing that
   row's last buffer read, issues one buffer read per cycle from the next cycle on, and presents
-  each probability ``NORMALISE_DEPTH`` cycles after its read (read, multiply, shift/round).
+  each probability ``NORMALISE_DEPTH`` cycles after its read (read, read register, partial
+  products, their sum, shift, round into the output queue).
 
 Cycle convention (shared with ``tests/hw/test_softmax.py``, which measures the RTL): the cycle in
 which the first input beat is accepted is cycle 0; "output in cycle c" means ``valid`` is first
