@@ -262,6 +262,8 @@ class HostBridge(wiring.Component):
         sum_ok = Signal()
         rlen = Signal(16)
         ridx = Signal(16)                # payload bytes sent
+        sent_all = Signal()              # registered ridx == rlen (keeps the compare off the
+                                         # output register's enable)
         out_word = Signal(8 * max_wb)
         wb_left = Signal(range(max_wb + 1))
         words_left = Signal(16)
@@ -414,16 +416,17 @@ class HostBridge(wiring.Component):
                 send(rlen[:8], "SEND_LEN1")
             with m.State("SEND_LEN1"):
                 send(rlen[8:], "SEND_PAYLOAD")
+                m.d.sync += sent_all.eq(rlen == 0)
                 with m.If(can_load & (op == Op.READ) & (rlen != 0)):
                     m.next = "READ_ADDR"
             with m.State("SEND_PAYLOAD"):
-                with m.If(ridx == rlen):
+                with m.If(sent_all):
                     m.next = "SEND_CHECK"
                 with m.Else():
                     send(Mux(op == Op.INFO, Cat(*info_bytes).word_select(ridx[:3], 8),
                              status_byte))
                     with m.If(can_load):
-                        m.d.sync += ridx.eq(ridx + 1)
+                        m.d.sync += [ridx.eq(ridx + 1), sent_all.eq(ridx + 1 == rlen)]
             with m.State("READ_ADDR"):      # the host read port sees waddr this cycle
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
