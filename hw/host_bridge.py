@@ -319,6 +319,10 @@ class HostBridge(wiring.Component):
                     m.next = then
 
         # ---- the frame FSM ------------------------------------------------------------------------
+        # The host's bytes are taken in the states SYNC .. CHECK (a register says so, rather than
+        # a decode of the state), never while a WRITE word is pending.
+        listen = Signal(init=1)
+        m.d.comb += self.rx.ready.eq(listen & ~wpending)
         got = self.rx.valid & self.rx.ready
         byte = self.rx.payload
         waiting = Signal()
@@ -330,14 +334,13 @@ class HostBridge(wiring.Component):
 
         with m.FSM(name="frame"):
             with m.State("SYNC"):
-                m.d.comb += self.rx.ready.eq(1)
                 with m.If(got & (byte == SYNC_REQUEST)):
                     m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0)]
                     m.next = "CODE"
             for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
                                       ("LEN1", None, length[8:])):
                 with m.State(state):
-                    m.d.comb += [self.rx.ready.eq(1), waiting.eq(1)]
+                    m.d.comb += waiting.eq(1)
                     with m.If(got):
                         m.d.sync += [field.eq(byte), total.eq(total + byte)]
                         if nxt is not None:
@@ -349,7 +352,7 @@ class HostBridge(wiring.Component):
                     with m.If(idle == self.frame_timeout):
                         m.next = "SYNC"
             with m.State("PAYLOAD"):
-                m.d.comb += [self.rx.ready.eq(1), waiting.eq(1)]
+                m.d.comb += waiting.eq(1)
                 with m.If(got):
                     m.d.sync += [total.eq(total + byte), received.eq(received + 1)]
                     with m.Switch(received):
@@ -369,8 +372,9 @@ class HostBridge(wiring.Component):
                 with m.If(idle == self.frame_timeout):
                     m.next = "SYNC"
             with m.State("CHECK"):
-                m.d.comb += [self.rx.ready.eq(~wpending), waiting.eq(1)]
+                m.d.comb += waiting.eq(1)
                 with m.If(got):
+                    m.d.sync += listen.eq(0)
                     m.d.sync += sum_ok.eq((total + byte)[:8] == 0)
                     m.next = "VALIDATE"
                 with m.If(idle == self.frame_timeout):
@@ -444,4 +448,6 @@ class HostBridge(wiring.Component):
             with m.State("SEND_CHECK"):
                 with m.If(~add_pending):
                     send((-total)[:8], "SYNC", checked=False)
+                    with m.If(can_load):
+                        m.d.sync += listen.eq(1)
         return m
