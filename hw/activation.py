@@ -36,7 +36,7 @@ class FusedActivation(wiring.Component):
     register stages, one row per cycle, always advancing (no back-pressure: the compute unit
     reserves room for every row in its output buffer before the row enters). The second
     requantiser's output is combinational (``registered_output=False``): the unit's
-    :class:`hw.credit_buffer.CreditBuffer` FIFO is its third register.
+    :class:`hw.credit_buffer.CreditBuffer` FIFO is its last register.
 
     Members
     -------

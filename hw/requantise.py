@@ -23,7 +23,7 @@ class Requantiser(wiring.Component):
     :func:`golden.fixed.requantise` with the config's rounding; ``bits`` is ``operand_bits``, or
     :func:`hw.compute_unit_layouts.out_bits` when the beat's ``wide`` flag is set.
 
-    Pipeline (``sim.timing.compute_unit.REQUANT_STAGES`` = 3 registers), always advancing (no
+    Pipeline (``sim.timing.compute_unit.REQUANT_STAGES`` = 4 registers), always advancing (no
     back-pressure: the compute unit's :class:`hw.credit_buffer.CreditBuffer` reserves room for
     every beat before it enters):
 
@@ -31,11 +31,12 @@ class Requantiser(wiring.Component):
        chunk signed) and the rounding constant ``2**(shift-1)`` (``half_up``; 0 for ``truncate``
        or shift 0);
     1. ``sum_j (p_j << 17j) + half`` (equal to ``acc * multiplier + half``);
-    2. arithmetic shift right by ``shift`` and saturation into the output register, or, with
-       ``registered_output=False``, onto ``o`` combinationally (the consumer's storage, e.g. the
-       credit buffer's FIFO, is then the third register).
+    2. arithmetic shift right by ``shift`` (a 5-level barrel shifter);
+    3. saturation into the output register, or, with ``registered_output=False``, onto ``o``
+       combinationally (the consumer's storage, e.g. the credit buffer's FIFO, is then the fourth
+       register).
 
-    One beat per cycle, latency 3 cycles from ``i`` to ``o`` (2 with ``registered_output=False``).
+    One beat per cycle, latency 4 cycles from ``i`` to ``o`` (3 with ``registered_output=False``).
 
     Members
     -------
@@ -57,7 +58,7 @@ class Requantiser(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         cols = cu.cols
-        assert timing.REQUANT_STAGES == 3
+        assert timing.REQUANT_STAGES == 4
         prod_shape = signed(cu.accumulator_bits + cu.requant_multiplier_bits + 1)
         sum_shape = signed(prod_shape.width + 1)
         narrow, wide = cu.operand_bits, out_bits(self.cfg)
@@ -90,19 +91,25 @@ class Requantiser(wiring.Component):
         for c in range(cols):
             m.d.sync += total[c].eq(sum((p << lo for p, lo in zip(part[c], chunks)), half))
 
-        # stage 2: shift and saturate (into the output register, or onto ``o``)
-        out = m.d.sync if self.registered_output else m.d.comb
-        out += [self.o.valid.eq(valid1), self.o.p.row.eq(meta1.row),
-                self.o.p.last.eq(meta1.last), self.o.p.gelu.eq(meta1.gelu),
-                self.o.p.act_multiplier.eq(meta1.act_multiplier),
-                self.o.p.act_shift.eq(meta1.act_shift)]
+        # stage 2: arithmetic shift
+        shifted = [Signal(sum_shape, name=f"shifted_{c}") for c in range(cols)]
+        meta2 = Signal(self.i.p.shape())
+        valid2 = Signal()
+        m.d.sync += [valid2.eq(valid1), meta2.eq(meta1)]
         for c in range(cols):
-            shifted = Signal(sum_shape, name=f"shifted_{c}")
-            m.d.comb += shifted.eq(total[c] >> meta1.shift)
-            top_narrow, top_wide = shifted[narrow - 1:], shifted[wide - 1:]
-            fits = Mux(meta1.wide, top_wide.all() | ~top_wide.any(),
+            m.d.sync += shifted[c].eq(total[c] >> meta1.shift)
+
+        # stage 3: saturate (into the output register, or onto ``o``)
+        out = m.d.sync if self.registered_output else m.d.comb
+        out += [self.o.valid.eq(valid2), self.o.p.row.eq(meta2.row),
+                self.o.p.last.eq(meta2.last), self.o.p.gelu.eq(meta2.gelu),
+                self.o.p.act_multiplier.eq(meta2.act_multiplier),
+                self.o.p.act_shift.eq(meta2.act_shift)]
+        for c in range(cols):
+            top_narrow, top_wide = shifted[c][narrow - 1:], shifted[c][wide - 1:]
+            fits = Mux(meta2.wide, top_wide.all() | ~top_wide.any(),
                        top_narrow.all() | ~top_narrow.any())
-            clamp = Mux(shifted[-1], Mux(meta1.wide, smin(wide), smin(narrow)),
-                        Mux(meta1.wide, smax(wide), smax(narrow)))
-            out += self.o.p.data[c].eq(Mux(fits, shifted[:wide].as_signed(), clamp))
+            clamp = Mux(shifted[c][-1], Mux(meta2.wide, smin(wide), smin(narrow)),
+                        Mux(meta2.wide, smax(wide), smax(narrow)))
+            out += self.o.p.data[c].eq(Mux(fits, shifted[c][:wide].as_signed(), clamp))
         return m

@@ -13,10 +13,10 @@ Pipeline (all registered):
 * ``ARRAY_STAGES``: operand registers -> product registers -> accumulate (the last step of a tile
   lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
 * drain: one row of the shadow bank per cycle (only the tile's valid rows, ``min(rows, m - i*rows)``);
-* ``REQUANT_STAGES``: multiply by the requant multiplier -> add rounding -> shift and saturate
-  into the output register;
+* ``REQUANT_STAGES``: partial products with the requant multiplier -> their sum plus the rounding
+  constant -> arithmetic shift -> saturation into the output register;
 * ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
-  requantiser, whose third register is the output FIFO of :class:`hw.credit_buffer.CreditBuffer`),
+  requantiser, whose last register is the output FIFO of :class:`hw.credit_buffer.CreditBuffer`),
   taken by every row whether the command asks for GELU or not.
 
 These stages never stall: a shadow-bank row drains only while the output FIFO has a credit for it
@@ -46,7 +46,7 @@ CMD_CYCLES = 1
 #: register stages from an array step's handshake until its result is in the shadow bank
 ARRAY_STAGES = 3
 #: register stages from a shadow-bank row leaving to its output beat being valid
-REQUANT_STAGES = 3
+REQUANT_STAGES = 4
 #: register stages of the fused activation: GELU, then a second requantiser
 ACTIVATION_STAGES = gelu.PIPELINE_STAGES + REQUANT_STAGES
 
