@@ -163,10 +163,15 @@ class ScatterAccumulate(wiring.Component):
         for s in range(2 * rows):
             with m.If(slot == s):
                 m.d.comb += [row_base.eq(ring_base[s]), row_gate.eq(ring_gate[s])]
-        tile_last_row = Mux(command.m <= tile_row + rows, command.m, tile_row + rows) - 1
+        # the tile's last queue index, min(m, tile_row + rows) - 1, kept in a register (set by
+        # the command and whenever tile_row advances) so no adder sits before the compare
+        tile_last_row = Signal.like(command.m)
+        next_tile_end = tile_row + 2 * rows
         with m.If(take_y & (y.row == tile_last_row)):
             with m.If(col_word == words - 1):
                 m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
+                             tile_last_row.eq(Mux(command.m <= next_tile_end, command.m,
+                                                  next_tile_end) - 1),
                              tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
                              slot.eq(Mux(tile_slot == 0, rows, 0))]
             with m.Else():
@@ -257,6 +262,7 @@ class ScatterAccumulate(wiring.Component):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
                          words.eq((self.cmd.p.n + cols - 1) // cols),
                          taken.eq(0), in_slot.eq(0), tile_row.eq(0), tile_slot.eq(0),
+                         tile_last_row.eq(Mux(self.cmd.p.m <= rows, self.cmd.p.m, rows) - 1),
                          col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
                          read_word.eq(0)]
         return m
