@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
+from hw.sliced_memory import SlicedMemory
 from moeaccel.config import DesignConfig
 from sim.timing import gather as timing
 
@@ -66,11 +66,14 @@ class Gather(wiring.Component):
 
     Memory: one ``write_lanes``-wide write port and ``rows`` read ports (one per act lane; on an
     FPGA a memory with ``rows`` read ports is ``rows`` replicas of the buffer, or a
-    ``rows``-banked staging buffer in a larger design). Token ids are turned into row bases
-    ``id * k`` by one multiplier as they arrive. Size (ulx3s: 8 read ports, 32 KiB, YoWASP Yosys
-    ``synth_ecp5`` of the block alone): 1093 LUT4, 390 FF, 1 MULT18X18D and 128 DP16KD, i.e. 8
-    replicas of the 16-block buffer (62% of an ECP5-85F's block RAM). A staging buffer (read one
-    token's words per cycle into a double-banked ``rows x k`` tile) would need one copy.
+    ``rows``-banked staging buffer in a larger design). It is a :class:`hw.sliced_memory.
+    SlicedMemory`: bit slices as wide as one block RAM holding every word (ulx3s: 3096 words of
+    128 bits as 32 DP16KD in 4096x4 mode per replica, instead of Yosys' 27 as 512x36 seven deep
+    with an 8:1 multiplexer after the RAMs), so each read goes from the RAM straight into the
+    read word's register. A write never targets a word being read (above), so read-during-write
+    collisions are left undefined and Yosys adds no forwarding logic either. Token ids are turned
+    into row bases ``id * k`` by one multiplier as they arrive. Size (ulx3s: 1 read port, YoWASP
+    Yosys ``synth_ecp5`` of the block alone): 301 LUT4, 253 FF, 1 MULT18X18D and 32 DP16KD.
 
     Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
     command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
@@ -107,8 +110,9 @@ class Gather(wiring.Component):
         elements = memory_elements(self.cfg)
         assert timing.READ_STAGES == 2
 
-        m.submodules.memory = memory = Memory(shape=self.layouts.write["data"].shape,
-                                              depth=elements // lanes, init=[])
+        m.submodules.memory = memory = SlicedMemory(shape=self.layouts.write["data"].shape,
+                                                    depth=elements // lanes,
+                                                    collisions_undefined=True)
         wp = memory.write_port()
         m.d.comb += [wp.addr.eq(self.write.p.addr), wp.data.eq(self.write.p.data),
                      wp.en.eq(self.write.valid), self.write.ready.eq(1)]

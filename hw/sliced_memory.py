@@ -1,0 +1,101 @@
+"""A wide memory stored as bit slices, each no wider than one block RAM holding every word, so
+that synthesis never cascades block RAMs in depth (no multiplexer after the RAMs' outputs)."""
+
+from __future__ import annotations
+
+from amaranth import Elaboratable, Module, Shape, Signal, unsigned
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.utils import ceil_log2
+
+#: ECP5 DP16KD (18 kbit) aspect ratios, depth -> data bits, shallowest first. The 9/18/36-bit
+#: modes include the parity bits, which Yosys uses as data.
+DP16KD_MODES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+def block_ram_slice_bits(depth: int) -> int:
+    """The widest DP16KD data width whose depth holds ``depth`` words in one RAM (1 past 16384
+    words, where a depth cascade is unavoidable)."""
+    return next((bits for words, bits in DP16KD_MODES if depth <= words), 1)
+
+
+class SlicedMemory(Elaboratable):
+    """``depth`` words of ``shape``, stored as ``ceil(width / slice_bits)`` memories of the same
+    depth, slice ``i`` holding bits ``[i * slice_bits, (i + 1) * slice_bits)`` of every word.
+
+    Behaves as one :class:`amaranth.lib.memory.Memory` with synchronous, non-transparent read
+    ports (data one cycle after ``addr``/``en``) and write ports without granularity: every
+    slice sees each port's address and enable, and a port's data is its slices' data side by
+    side. Why: Yosys maps a memory onto block RAMs in the aspect that needs the fewest of them,
+    e.g. 3096 words of 128 bits as 512x36 DP16KDs seven deep with an 8:1 multiplexer after the
+    RAMs' (slow, unregistered) read data. With :func:`block_ram_slice_bits` slices, each slice is
+    one RAM deep (4096x4 DP16KDs for that memory: 32 instead of 27), so the read data goes
+    straight to the register that follows it.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Shape of a word (e.g. an :class:`amaranth.lib.data.ArrayLayout` of activations).
+    depth : int
+        Words.
+    slice_bits : int
+        Bits per slice (the last slice holds the remainder); default
+        :func:`block_ram_slice_bits` of ``depth``.
+    collisions_undefined : bool
+        If set, a read of the word a write port writes in the same cycle is undefined on the
+        FPGA (Yosys' ``no_rw_check`` attribute): give it to a memory whose owner never uses
+        such a read. Without it Yosys keeps the simulated old-data behaviour by delaying every
+        write a cycle and forwarding it to colliding reads: a register on each write data bit,
+        and an address compare and a multiplexer between the RAM's read data and the register
+        that follows it. Simulation (Amaranth, Verilator) always returns the old word.
+
+    Ports are requested before elaboration, as for :class:`~amaranth.lib.memory.Memory`:
+    :meth:`read_port` and :meth:`write_port` return the port interface (``addr``, ``data``,
+    ``en``) to drive.
+    """
+
+    def __init__(self, *, shape, depth: int, slice_bits: int | None = None,
+                 collisions_undefined: bool = False):
+        self.shape, self.depth = shape, depth
+        self.slice_bits = slice_bits or block_ram_slice_bits(depth)
+        self.attrs = {"no_rw_check": 1} if collisions_undefined else None
+        self._read_ports: list[ReadPort] = []
+        self._write_ports: list[WritePort] = []
+
+    def read_port(self) -> ReadPort:
+        """A synchronous (``sync`` domain), non-transparent read port."""
+        port = ReadPort.Signature(addr_width=ceil_log2(self.depth), shape=self.shape).create()
+        self._read_ports.append(port)
+        return port
+
+    def write_port(self) -> WritePort:
+        """A ``sync`` write port writing whole words."""
+        port = WritePort.Signature(addr_width=ceil_log2(self.depth), shape=self.shape).create()
+        self._write_ports.append(port)
+        return port
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        width = Shape.cast(self.shape).width
+        for i, low in enumerate(range(0, width, self.slice_bits)):
+            high = min(low + self.slice_bits, width)
+            piece = Memory(shape=unsigned(high - low), depth=self.depth, init=[],
+                           attrs=self.attrs)
+            m.submodules[f"slice{i}"] = piece
+            for port in self._write_ports:
+                ours = piece.write_port()
+                m.d.comb += [ours.addr.eq(port.addr), ours.en.eq(port.en),
+                             ours.data.eq(port.data.as_value()[low:high])]
+            for j, port in enumerate(self._read_ports):
+                data = port.data.as_value()[low:high]
+                if self.attrs is None:
+                    ours = piece.read_port()
+                    m.d.comb += [ours.addr.eq(port.addr), ours.en.eq(port.en), data.eq(ours.data)]
+                else:
+                    # Yosys applies `no_rw_check` when it folds a register into an asynchronous
+                    # read (memory_dff), not to a read port that is synchronous already.
+                    ours = piece.read_port(domain="comb")
+                    held = Signal(ours.data.shape(), name=f"read{j}_slice{i}", reset_less=True)
+                    m.d.comb += [ours.addr.eq(port.addr), data.eq(held)]
+                    with m.If(port.en):
+                        m.d.sync += held.eq(ours.data)
+        return m
