@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.softmax import Formats
+from hw.skid_buffer import SkidBuffer
 from moeaccel.config import DesignConfig
 
 
@@ -77,9 +78,10 @@ def readout_members(cfg: DesignConfig) -> dict:
 
 
 class ExpertQueues(wiring.Component):
-    """Queue memory of ``experts * expert_capacity`` ``(token, gate)`` entries, one length
-    counter per expert, dropped/null counters; written one slot per cycle, then read out expert
-    by expert after a flush.
+    """Queue memory of ``experts`` queues of ``expert_capacity`` ``(token, gate)`` entries (queue
+    ``e`` at address ``e << ceil_log2(expert_capacity)``, so no address needs an adder), one
+    length counter per expert, dropped/null counters; written one slot per cycle, then read out
+    expert by expert after a flush.
 
     A layer holds at most ``model.tokens`` tokens (the token counter's range).
 
@@ -101,8 +103,12 @@ class ExpertQueues(wiring.Component):
 
     Timing: a slot is written ``sim.timing.router.WRITE_DELAY`` (1) cycle after it is accepted
     (it is registered first, so no path runs from the slot's source into the memory). After the
-    flush handshake (cycle 0) the first entry is valid in cycle 2 and, with ``o`` always ready, one entry per cycle follows
-    (empty experts are skipped at no cost); ``busy`` falls the cycle after the final entry left.
+    flush handshake (cycle 0) the first entry is valid in cycle 2 and, with ``o`` always ready,
+    one entry per cycle follows (empty experts are skipped at no cost); ``busy`` falls the cycle
+    after the final entry left. Read-out pipeline: generator registers (entry, its expert's
+    length, "last of expert", next non-empty expert) -> memory read + output register -> a
+    zero-latency skid buffer (:class:`hw.skid_buffer.SkidBuffer`), so ``o.ready`` only reaches
+    the skid buffer and ``busy``.
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -115,11 +121,15 @@ class ExpertQueues(wiring.Component):
         n_exp, cap = model.experts, model.expert_capacity
         entry = data.StructLayout({"token": unsigned(_index_bits(model.tokens)),
                                    "gate": gate_shape(self.cfg)})
-        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp * cap, init=[])
+        # expert e's queue starts at e << abits: the address is Cat(index, expert), no adder
+        abits = ceil_log2(cap)
+        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp << abits, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
 
         counts = Array(Signal(range(cap + 1), name=f"count{e}") for e in range(n_exp))
+        nonempty = Signal(n_exp)                        # counts[e] != 0
+        single = Signal(n_exp)                          # counts[e] == 1
         token = Signal(range(model.tokens + 1))
         slots = status_layout(self.cfg)
         dropped = Signal(slots["dropped"].shape)
@@ -128,22 +138,19 @@ class ExpertQueues(wiring.Component):
         m.d.comb += self.busy.eq(reading)
 
         # ---- writing (two stages) ----------------------------------------------------------
-        # 1: the accepted slot is registered with its queue's base address (expert * capacity,
-        #    as shifted copies added); 2: the write at base + count, the counters
+        # 1: the accepted slot is registered; 2: the write at Cat(count, expert), the counters
         s = self.i.payload
         accept = self.i.valid & self.i.ready
         pend = Signal()                                  # stage 2 holds a slot
         p_expert = Signal.like(s.expert)
         p_gate = Signal.like(s.gate)
         p_last, p_null = Signal(), Signal()
-        p_base = Signal(range(n_exp * cap))
         m.d.comb += self.i.ready.eq(~reading)
         m.d.sync += [pend.eq(accept), p_expert.eq(s.expert), p_gate.eq(s.gate),
-                     p_last.eq(s.last), p_null.eq(s.expert >= n_exp),
-                     p_base.eq(sum(s.expert << b for b in range(cap.bit_length()) if cap >> b & 1))]
+                     p_last.eq(s.last), p_null.eq(s.expert >= n_exp)]
         count = counts[p_expert]
         m.d.comb += [
-            wr.addr.eq(p_base + count),
+            wr.addr.eq(Cat(count[:abits], p_expert)),
             wr.data.token.eq(token),
             wr.data.gate.eq(p_gate),
         ]
@@ -155,56 +162,86 @@ class ExpertQueues(wiring.Component):
             with m.Else():
                 m.d.comb += wr.en.eq(1)
                 m.d.sync += count.eq(count + 1)
+                for e in range(n_exp):
+                    with m.If(p_expert == e):
+                        m.d.sync += [nonempty[e].eq(1), single[e].eq(~nonempty[e])]
             with m.If(p_last):
                 m.d.sync += token.eq(token + 1)
 
         # ---- read-out --------------------------------------------------------------------
-        # generator: (expert, index) of the next entry to read; the lowest non-empty expert
-        # above ``expert`` is found by a priority encoder, so empty experts cost nothing
+        # Generator: the entry (expert, index) read in this cycle and everything its output
+        # beat needs, all in registers: the expert's length, the entries left (``left``,
+        # this one included), whether this is the expert's last entry, and a lookahead: the
+        # next non-empty expert (``nxt``, ``has_nxt``) and the non-empty experts above it
+        # (``rest``). Moving to the next expert only copies registers; the priority encoder
+        # works on ``rest`` for the expert after that, so empty experts cost nothing.
         expert = Signal(range(n_exp))
-        index = Signal(range(cap))
+        index = Signal(max(1, abits))
+        length = Signal(range(cap + 1))
+        left = Signal(range(cap + 1))
+        is_last = Signal()
+        nxt = Signal(range(n_exp))
+        has_nxt = Signal()
+        rest = Signal(n_exp)
         generating = Signal()
-        nonempty = Cat(c != 0 for c in counts)
-        first_e, any_e = Signal(range(n_exp)), Signal()
-        next_e, has_next = Signal(range(n_exp)), Signal()
-        for e in reversed(range(n_exp)):
-            with m.If(nonempty[e]):
-                m.d.comb += [first_e.eq(e), any_e.eq(1)]
-            with m.If(nonempty[e] & (expert < e)):
-                m.d.comb += [next_e.eq(e), has_next.eq(1)]
+
+        def lowest(mask):
+            """Index of the lowest set bit of ``mask`` (0 if none)."""
+            found = Signal(range(n_exp), name=f"{mask.name}_lowest")
+            for e in reversed(range(n_exp)):
+                with m.If(mask[e]):
+                    m.d.comb += found.eq(e)
+            return found
+
+        def without_lowest(mask):
+            return mask & (mask - 1)
+
+        second = Signal(n_exp)                          # non-empty experts but the first
+        m.d.comb += second.eq(without_lowest(nonempty))
+        first_e, second_e, rest_e = lowest(nonempty), lowest(second), lowest(rest)
 
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [
-                reading.eq(1), generating.eq(any_e & ~self.flush.payload.discard),
-                expert.eq(first_e), index.eq(0),
+                reading.eq(1), generating.eq((nonempty != 0) & ~self.flush.payload.discard),
+                expert.eq(first_e), index.eq(0), length.eq(counts[first_e]),
+                left.eq(counts[first_e]), is_last.eq(single.bit_select(first_e, 1)),
+                nxt.eq(second_e), has_nxt.eq(second != 0), rest.eq(without_lowest(second)),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
                 self.status.null_slots.eq(nulls),
                 token.eq(0), dropped.eq(0), nulls.eq(0),
             ]
 
-        # output register stage: the memory's read data plus the entry's metadata
-        advance = ~self.o.valid | self.o.ready
-        length = counts[expert]
-        last_of_expert = index == length - 1
-        m.d.comb += [rd.en.eq(advance), rd.addr.eq(expert * cap + index)]
-        m.d.comb += [self.o.payload.token.eq(rd.data.token), self.o.payload.gate.eq(rd.data.gate)]
+        # output register stage (the memory's read data plus the entry's metadata), then a
+        # skid buffer: ``o.ready`` reaches neither the generator nor the memory
+        m.submodules.skid = skid = SkidBuffer(entry_layout(self.cfg))
+        out = skid.i
+        advance = ~out.valid | out.ready
+        m.d.comb += [rd.en.eq(advance), rd.addr.eq(Cat(index[:abits], expert))]
+        m.d.comb += [out.payload.token.eq(rd.data.token), out.payload.gate.eq(rd.data.gate)]
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(generating)
-            m.d.sync += [self.o.payload.expert.eq(expert), self.o.payload.count.eq(length),
-                         self.o.payload.last.eq(last_of_expert),
-                         self.o.payload.end.eq(last_of_expert & ~has_next)]
+            m.d.sync += out.valid.eq(generating)
+            m.d.sync += [out.payload.expert.eq(expert), out.payload.count.eq(length),
+                         out.payload.last.eq(is_last),
+                         out.payload.end.eq(is_last & ~has_nxt)]
             with m.If(generating):
-                with m.If(~last_of_expert):
-                    m.d.sync += index.eq(index + 1)
-                with m.Elif(has_next):
-                    m.d.sync += [expert.eq(next_e), index.eq(0)]
+                with m.If(~is_last):
+                    m.d.sync += [index.eq(index + 1), left.eq(left - 1), is_last.eq(left == 2)]
+                with m.Elif(has_nxt):
+                    m.d.sync += [expert.eq(nxt), index.eq(0), length.eq(counts[nxt]),
+                                 left.eq(counts[nxt]), is_last.eq(single.bit_select(nxt, 1)),
+                                 nxt.eq(rest_e), has_nxt.eq(rest != 0),
+                                 rest.eq(without_lowest(rest))]
                 with m.Else():
                     m.d.sync += generating.eq(0)
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
 
-        # the read-out ends when the generator is done and the output register is empty (or
-        # its beat leaves); the counters are cleared for the next layer then
-        with m.If(reading & ~generating & (~self.o.valid | self.o.ready)):
+        # the read-out ends when the generator is done and the last beat leaves ``o`` (from
+        # the output register or the skid buffer); the counters are cleared for the next layer
+        beats = Cat(out.valid, ~out.ready)           # output register, skid buffer full
+        with m.If(reading & ~generating &
+                  ((beats == 0) | ((beats != 0b11) & self.o.ready))):
             m.d.sync += reading.eq(0)
             m.d.sync += [c.eq(0) for c in counts]
+            m.d.sync += [nonempty.eq(0), single.eq(0)]
         return m
