@@ -99,6 +99,10 @@ class HostBridge(wiring.Component):
         set_len = Cat(args[1], args[2])   # LENGTH word count
         stage = Signal(8 * max_wb)        # WRITE data: bytes shift in from the top
         byte_idx = Signal(range(max_wb + 1))
+        # Registered look-aheads keep comparators off the frame FSM's byte path:
+        word_end = Signal()               # byte_idx + 1 == p_wb (the next data byte ends a word)
+        addr_hi_next = Signal()           # received == 2 (the next byte is the address' high byte)
+        data_phase = Signal()             # received >= 3 (WRITE data bytes)
         waddr = Signal(17)
         wpending = Signal()
         bad_write = Signal()
@@ -332,10 +336,12 @@ class HostBridge(wiring.Component):
             m.d.sync += idle.eq(0)
         m.d.sync += [start.eq(0), abort.eq(0)]
 
+        m.d.sync += word_end.eq(byte_idx + 1 == p_wb)     # overridden when a data byte arrives
         with m.FSM(name="frame"):
             with m.State("SYNC"):
                 with m.If(got & (byte == SYNC_REQUEST)):
-                    m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0)]
+                    m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0),
+                                 addr_hi_next.eq(0), data_phase.eq(0)]
                     m.next = "CODE"
             for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
                                       ("LEN1", None, length[8:])):
@@ -359,14 +365,17 @@ class HostBridge(wiring.Component):
                         for i in range(ARG_BYTES):
                             with m.Case(i):
                                 m.d.sync += args[i].eq(byte)
-                    with m.If(received == 2):
+                    m.d.sync += [addr_hi_next.eq(received == 1),
+                                 data_phase.eq(data_phase | addr_hi_next)]
+                    with m.If(addr_hi_next):
                         m.d.sync += waddr.eq(Cat(args[1], byte))
-                    with m.If((op == Op.WRITE) & (received >= 3)):
+                    with m.If((op == Op.WRITE) & data_phase):
                         m.d.sync += stage.eq(Cat(stage[8:], byte))
-                        with m.If(byte_idx + 1 == p_wb):
-                            m.d.sync += [byte_idx.eq(0), wpending.eq(1)]
+                        with m.If(word_end):
+                            m.d.sync += [byte_idx.eq(0), wpending.eq(1), word_end.eq(p_wb == 1)]
                         with m.Else():
-                            m.d.sync += byte_idx.eq(byte_idx + 1)
+                            m.d.sync += [byte_idx.eq(byte_idx + 1),
+                                         word_end.eq(byte_idx + 2 == p_wb)]
                     with m.If(received + 1 == length):
                         m.next = "CHECK"
                 with m.If(idle == self.frame_timeout):
