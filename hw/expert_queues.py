@@ -130,6 +130,10 @@ class ExpertQueues(wiring.Component):
         counts = Array(Signal(range(cap + 1), name=f"count{e}") for e in range(n_exp))
         nonempty = Signal(n_exp)                        # counts[e] != 0
         single = Signal(n_exp)                          # counts[e] == 1
+        full = Signal(n_exp)                            # counts[e] == cap
+        # the two lowest non-empty experts, kept up to date by the writes (for the read-out)
+        first, second = Signal(range(n_exp)), Signal(range(n_exp))
+        has_first, has_second = Signal(), Signal()
         token = Signal(range(model.tokens + 1))
         slots = status_layout(self.cfg)
         dropped = Signal(slots["dropped"].shape)
@@ -138,18 +142,25 @@ class ExpertQueues(wiring.Component):
         m.d.comb += self.busy.eq(reading)
 
         # ---- writing (two stages) ----------------------------------------------------------
-        # 1: the accepted slot is registered; 2: the write at Cat(count, expert), the counters
+        # 1: the accepted slot is registered (its expert also one-hot); 2: the write at
+        #    Cat(count, expert) and the counters, each expert's flags and count updated on its
+        #    own (no multiplexer in front of a counter)
         s = self.i.payload
         accept = self.i.valid & self.i.ready
         pend = Signal()                                  # stage 2 holds a slot
         p_expert = Signal.like(s.expert)
+        p_hot = Signal(n_exp)                            # one-hot p_expert (0: null expert)
         p_gate = Signal.like(s.gate)
         p_last, p_null = Signal(), Signal()
         m.d.comb += self.i.ready.eq(~reading)
         m.d.sync += [pend.eq(accept), p_expert.eq(s.expert), p_gate.eq(s.gate),
                      p_last.eq(s.last), p_null.eq(s.expert >= n_exp)]
+        m.d.sync += [p_hot[e].eq(s.expert == e) for e in range(n_exp)]
         count = counts[p_expert]
+        write = Signal()
         m.d.comb += [
+            write.eq(pend & ~p_null & ((full & p_hot) == 0)),
+            wr.en.eq(write),
             wr.addr.eq(Cat(count[:abits], p_expert)),
             wr.data.token.eq(token),
             wr.data.gate.eq(p_gate),
@@ -157,16 +168,22 @@ class ExpertQueues(wiring.Component):
         with m.If(pend):
             with m.If(p_null):
                 m.d.sync += nulls.eq(nulls + 1)
-            with m.Elif(count == cap):
+            with m.Elif(~write):
                 m.d.sync += dropped.eq(dropped + 1)
-            with m.Else():
-                m.d.comb += wr.en.eq(1)
-                m.d.sync += count.eq(count + 1)
-                for e in range(n_exp):
-                    with m.If(p_expert == e):
-                        m.d.sync += [nonempty[e].eq(1), single[e].eq(~nonempty[e])]
             with m.If(p_last):
                 m.d.sync += token.eq(token + 1)
+        for e in range(n_exp):
+            with m.If(write & p_hot[e]):
+                m.d.sync += [counts[e].eq(counts[e] + 1), nonempty[e].eq(1),
+                             single[e].eq(~nonempty[e]), full[e].eq(counts[e] == cap - 1)]
+        # an expert's first entry: it may become the first or second non-empty expert (a full
+        # expert is non-empty, so this does not wait for the capacity check)
+        with m.If(pend & ~p_null & ((nonempty & p_hot) == 0)):
+            with m.If(~has_first | (p_expert < first)):
+                m.d.sync += [first.eq(p_expert), has_first.eq(1),
+                             second.eq(first), has_second.eq(has_first)]
+            with m.Elif(~has_second | (p_expert < second)):
+                m.d.sync += [second.eq(p_expert), has_second.eq(1)]
 
         # ---- read-out --------------------------------------------------------------------
         # Generator: the entry (expert, index) read in this cycle and everything its output
@@ -193,20 +210,15 @@ class ExpertQueues(wiring.Component):
                     m.d.comb += found.eq(e)
             return found
 
-        def without_lowest(mask):
-            return mask & (mask - 1)
-
-        second = Signal(n_exp)                          # non-empty experts but the first
-        m.d.comb += second.eq(without_lowest(nonempty))
-        first_e, second_e, rest_e = lowest(nonempty), lowest(second), lowest(rest)
-
+        rest_e = lowest(rest)
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [
-                reading.eq(1), generating.eq((nonempty != 0) & ~self.flush.payload.discard),
-                expert.eq(first_e), index.eq(0), length.eq(counts[first_e]),
-                left.eq(counts[first_e]), is_last.eq(single.bit_select(first_e, 1)),
-                nxt.eq(second_e), has_nxt.eq(second != 0), rest.eq(without_lowest(second)),
+                reading.eq(1), generating.eq(has_first & ~self.flush.payload.discard),
+                expert.eq(first), index.eq(0), length.eq(counts[first]),
+                left.eq(counts[first]), is_last.eq(single.bit_select(first, 1)),
+                nxt.eq(second), has_nxt.eq(has_second),
+                rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp))),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
                 self.status.null_slots.eq(nulls),
                 token.eq(0), dropped.eq(0), nulls.eq(0),
@@ -231,7 +243,7 @@ class ExpertQueues(wiring.Component):
                     m.d.sync += [expert.eq(nxt), index.eq(0), length.eq(counts[nxt]),
                                  left.eq(counts[nxt]), is_last.eq(single.bit_select(nxt, 1)),
                                  nxt.eq(rest_e), has_nxt.eq(rest != 0),
-                                 rest.eq(without_lowest(rest))]
+                                 rest.eq(rest & (rest - 1))]
                 with m.Else():
                     m.d.sync += generating.eq(0)
         wiring.connect(m, skid.o, wiring.flipped(self.o))
@@ -243,5 +255,6 @@ class ExpertQueues(wiring.Component):
                   ((beats == 0) | ((beats != 0b11) & self.o.ready))):
             m.d.sync += reading.eq(0)
             m.d.sync += [c.eq(0) for c in counts]
-            m.d.sync += [nonempty.eq(0), single.eq(0)]
+            m.d.sync += [nonempty.eq(0), single.eq(0), full.eq(0),
+                         has_first.eq(0), has_second.eq(0)]
         return m
