@@ -3,7 +3,7 @@ ids in, the array's ``act`` stream out (:func:`golden.linear.gather`)."""
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -128,15 +128,16 @@ class Gather(wiring.Component):
         fill_row = Signal(range(rows))
         ids_left = Signal.like(command.m)
         take_id = Signal()
+        row_base = Signal(addr_shape)
         m.d.comb += [take_id.eq(busy & (ids_left != 0) & ~full.bit_select(fill_bank, 1)),
-                     self.token.ready.eq(take_id)]
+                     self.token.ready.eq(take_id), row_base.eq(self.token.p * command.k)]
         tile_full = (fill_row == rows - 1) | (ids_left == 1)
         set_full = Signal(2)
         with m.If(take_id & self.token.valid):
             for b in range(2):
                 for r in range(rows):
                     with m.If((fill_bank == b) & (fill_row == r)):
-                        m.d.sync += base[b][r].eq(self.token.p * command.k)
+                        m.d.sync += base[b][r].eq(row_base)
             m.d.sync += ids_left.eq(ids_left - 1)
             with m.If(tile_full):
                 m.d.comb += set_full.eq(1 << fill_bank)
@@ -147,6 +148,7 @@ class Gather(wiring.Component):
         # streamer: bank `play_bank` -> one read per act beat
         play_bank = Signal()
         kk = Signal.like(command.k)
+        k_last = Signal.like(command.k)  # command.k - 1, registered with the command
         cols_left = Signal.like(command.n)
         rows_left = Signal.like(command.m)
         advance = Signal()
@@ -154,7 +156,7 @@ class Gather(wiring.Component):
         clear_full = Signal(2)
         m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
                      issue.eq(advance & busy & full.bit_select(play_bank, 1))]
-        last_step = kk == command.k - 1
+        last_step = kk == k_last
         last_col_tile = cols_left <= cu.cols
         with m.If(issue):
             with m.If(~last_step):
@@ -171,6 +173,16 @@ class Gather(wiring.Component):
                         m.d.sync += busy.eq(0)
         m.d.sync += full.eq((full | set_full) & ~clear_full)
 
+        # read address `base[play_bank][r] + kk` kept in a register one cycle ahead (no add or
+        # bank mux before the block RAMs' address pins): +1 after a beat that is not its tile
+        # row's last step, else reloaded with the row base of the bank played next cycle
+        accept = Signal()
+        restart = Signal()  # kk is 0 next cycle
+        next_bank = Signal()
+        m.d.comb += [accept.eq(self.cmd.valid & self.cmd.ready),
+                     restart.eq(accept | Mux(issue, last_step, kk == 0)),
+                     next_bank.eq(~accept & (play_bank ^ (issue & last_step & last_col_tile)))]
+
         # read stages: `rows` read ports (1), each word registered (2), the lane's element
         # picked from the registered word
         valid1 = Signal()
@@ -179,9 +191,11 @@ class Gather(wiring.Component):
         for r in range(rows):
             port = memory.read_port()
             addr = Signal(addr_shape, name=f"addr{r}")
-            m.d.comb += addr.eq(base[0][r] + kk)
-            with m.If(play_bank):
-                m.d.comb += addr.eq(base[1][r] + kk)
+            written = take_id & self.token.valid & (fill_bank == next_bank) & (fill_row == r)
+            with m.If(issue & ~last_step):
+                m.d.sync += addr.eq(addr + 1)
+            with m.Elif(restart):
+                m.d.sync += addr.eq(Mux(written, row_base, Mux(next_bank, base[1][r], base[0][r])))
             lane1 = Signal(range(lanes), name=f"lane1_{r}")
             lane2 = Signal(range(lanes), name=f"lane2_{r}")
             word2 = Signal(memory.shape, name=f"word2_{r}", reset_less=True)
@@ -192,8 +206,8 @@ class Gather(wiring.Component):
             m.d.comb += self.act.p[r].eq(word2[lane2])
 
         m.d.comb += self.cmd.ready.eq(~busy)
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(accept):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), ids_left.eq(self.cmd.p.m),
-                         kk.eq(0), cols_left.eq(self.cmd.p.n), rows_left.eq(self.cmd.p.m),
+                         kk.eq(0), k_last.eq(self.cmd.p.k - 1), cols_left.eq(self.cmd.p.n), rows_left.eq(self.cmd.p.m),
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m
