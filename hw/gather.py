@@ -73,12 +73,14 @@ class Gather(wiring.Component):
     read word's register. A write never targets a word being read (above), so read-during-write
     collisions are left undefined and Yosys adds no forwarding logic either. Token ids are turned
     into row bases ``id * k`` by one multiplier as they arrive. Size (ulx3s: 1 read port, YoWASP
-    Yosys ``synth_ecp5`` of the block alone): 301 LUT4, 253 FF, 1 MULT18X18D and 32 DP16KD.
+    Yosys ``synth_ecp5`` of the block alone): 431 LUT4, 282 FF, 1 MULT18X18D and 32 DP16KD.
 
     Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
     command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
     bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
-    after the first tile's ids (``latency``). ``READ_STAGES`` = 2 read stages: the synchronous
+    after the first tile's ids (``latency``). The read address of the next beat is a register
+    (stepped or reloaded a cycle ahead), not an add before the RAMs. ``READ_STAGES`` = 2 read
+    stages: the synchronous
     memory read, then the read word registered (so the block RAM's clock-to-out ends at a
     register); the lane's element is picked from the registered word by a multiplexer on the
     ``act`` payload. Back-pressure stalls both stages together. The next command is accepted
