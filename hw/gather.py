@@ -80,9 +80,8 @@ class Gather(wiring.Component):
     bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
     after the first tile's ids (``latency``). The read address of the next beat is a register
     (stepped or reloaded a cycle ahead), not an add before the RAMs. ``READ_STAGES`` = 2 read
-    stages: the synchronous
-    memory read, then the read word registered (so the block RAM's clock-to-out ends at a
-    register); the lane's element is picked from the registered word by a multiplexer on the
+    stages: the synchronous memory read, then the read word registered (so the block RAM's
+    clock-to-out ends at a register); the lane's element is picked from the registered word by a multiplexer on the
     ``act`` payload. Back-pressure stalls both stages together. The next command is accepted
     the cycle after the last act beat was issued to the read stages.
 
