@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from hw.activation import FusedActivation
 from hw.compute_unit_layouts import Layouts
 from hw.credit_buffer import CreditBuffer, full_rate_depth
+from hw.register_slice import RegisterSlice
 from hw.mac_array import MacArray
 from hw.requantise import Requantiser
 from moeaccel.config import DesignConfig
@@ -55,7 +56,8 @@ class ComputeUnit(wiring.Component):
     output FIFO, ``full_rate_depth`` entries: every row in flight plus the credit's round trip),
     and the shadow bank drains a row only while the buffer's registered ``credit`` is high. So
     ``out.ready`` reaches the FIFO's pointers and the credit counter only, never a pipeline
-    register's enable; with ``out`` always ready no row ever waits for a credit. The MoE front and back ends are
+    register's enable; a :class:`hw.register_slice.RegisterSlice` (one cycle, part of
+    ``latency``) after the FIFO makes ``out``'s valid and payload flip-flops; with ``out`` always ready no row ever waits for a credit. The MoE front and back ends are
     separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
     expert queue token ids) and :class:`hw.scatter.ScatterAccumulate` (``out[token] += gate *
     y``).
@@ -99,7 +101,11 @@ class ComputeUnit(wiring.Component):
         ]
         wiring.connect(m, requantiser.o, activation.i)
         wiring.connect(m, activation.o, buffer.i)
-        wiring.connect(m, buffer.o, wiring.flipped(self.out))
+        # the consumers see registers, not the FIFO's asynchronous LUT-RAM read
+        assert timing.OUTPUT_STAGES == 1
+        m.submodules.output = output = RegisterSlice(self.layouts.out)
+        wiring.connect(m, buffer.o, output.i)
+        wiring.connect(m, output.o, wiring.flipped(self.out))
 
         # the running command and the position of the next array step
         busy = Signal()

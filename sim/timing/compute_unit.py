@@ -17,7 +17,9 @@ Pipeline (all registered):
   constant -> arithmetic shift -> saturation into the output register;
 * ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
   requantiser, whose last register is the output FIFO of :class:`hw.credit_buffer.CreditBuffer`),
-  taken by every row whether the command asks for GELU or not.
+  taken by every row whether the command asks for GELU or not;
+* ``OUTPUT_STAGES``: a register slice after the FIFO (:class:`hw.register_slice.RegisterSlice`), so
+  the consumers' logic starts at flip-flops, not at the FIFO's asynchronously read LUT RAM.
 
 These stages never stall: a shadow-bank row drains only while the output FIFO has a credit for it
 (registered), and the FIFO is deep enough (``hw.credit_buffer.full_rate_depth``) that with the
@@ -49,6 +51,8 @@ ARRAY_STAGES = 3
 REQUANT_STAGES = 4
 #: register stages of the fused activation: GELU, then a second requantiser
 ACTIVATION_STAGES = gelu.PIPELINE_STAGES + REQUANT_STAGES
+#: register stages between the output FIFO and ``out``
+OUTPUT_STAGES = 1
 
 
 def _check(m: int, k: int, n: int) -> None:
@@ -65,9 +69,9 @@ def tiles(cfg: DesignConfig, m: int, n: int) -> int:
 
 def latency(cfg: DesignConfig) -> int:
     """Cycles from the handshake of a tile's last array step to its first output beat being valid
-    (shadow bank, first drained row, requantiser, fused activation). For ``k = 1`` this is also
-    the latency from the first input to the first output."""
-    return ARRAY_STAGES + REQUANT_STAGES + ACTIVATION_STAGES
+    (shadow bank, first drained row, requantiser, fused activation, output register). For
+    ``k = 1`` this is also the latency from the first input to the first output."""
+    return ARRAY_STAGES + REQUANT_STAGES + ACTIVATION_STAGES + OUTPUT_STAGES
 
 
 def tile_period(cfg: DesignConfig, k: int, prev_rows: int) -> int:

@@ -1,8 +1,9 @@
-"""hw/skid_buffer.py in Amaranth's simulator: the stream passes unchanged at zero latency,
-``i.ready`` never follows ``o.ready`` within a cycle, and random valid/ready with long stalls
-loses, duplicates or reorders nothing.
+"""hw/skid_buffer.py and hw/register_slice.py in Amaranth's simulator: the skid buffer passes the
+stream at zero latency and ``i.ready`` never follows ``o.ready`` within a cycle; the register
+slice adds exactly one cycle and its ``o`` never follows ``i`` within a cycle; under random
+valid/ready with long stalls neither loses, duplicates or reorders anything.
 
-Run: ``python -m pytest tests/hw/test_skid_buffer.py -q``.
+Run: ``python -m pytest tests/hw/test_stream_stages.py -q``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from hw.register_slice import RegisterSlice
 from hw.skid_buffer import SkidBuffer
 
 WIDTH = 10
 
 
-def run(valid_p: float, ready_p: float, n: int, seed: int) -> tuple[list[int], list[tuple]]:
-    """Send ``0..n-1``; return what ``o`` delivered and a per-cycle trace (i.valid, i.ready,
-    o.valid, o.ready)."""
-    dut = SkidBuffer(WIDTH)
+def run(valid_p: float, ready_p: float, n: int, seed: int,
+        stage: type = SkidBuffer) -> tuple[list[int], list[tuple]]:
+    """Send ``0..n-1`` through ``stage``; return what ``o`` delivered and a per-cycle trace
+    (i.valid, i.ready, o.valid, o.ready)."""
+    dut = stage(WIDTH)
     rng = random.Random(seed)
     got: list[int] = []
     trace: list[tuple] = []
@@ -62,11 +65,12 @@ def run(valid_p: float, ready_p: float, n: int, seed: int) -> tuple[list[int], l
     return got, trace
 
 
+@pytest.mark.parametrize("stage", [SkidBuffer, RegisterSlice])
 @pytest.mark.parametrize("seed", range(4))
-def test_random_back_pressure_with_long_stalls_keeps_every_beat_in_order(seed):
-    got, trace = run(valid_p=0.7, ready_p=0.6, n=600, seed=seed)
+def test_random_back_pressure_with_long_stalls_keeps_every_beat_in_order(seed, stage):
+    got, trace = run(valid_p=0.7, ready_p=0.6, n=600, seed=seed, stage=stage)
     assert got == list(range(600))
-    assert any(not r for _, r, _, _ in trace)       # the skid register was used
+    assert any(not r for _, r, _, _ in trace)       # back-pressure reached the input
 
 
 def test_zero_latency_and_full_rate_when_never_stalled():
@@ -90,6 +94,35 @@ def test_ready_is_registered():
             await ctx.delay(1e-9)
             assert ctx.get(dut.i.ready) == before
             ctx.set(dut.o.ready, oready)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_register_slice_adds_one_cycle_at_full_rate():
+    got, trace = run(valid_p=1.0, ready_p=1.0, n=200, seed=0, stage=RegisterSlice)
+    assert got == list(range(200))
+    assert len(trace) == 201                        # one beat per cycle, one cycle late
+    assert not trace[0][2] and all(ov for _, _, ov, _ in trace[1:])
+
+
+def test_register_slice_output_is_registered():
+    """o.valid only changes on a clock edge: within a cycle it does not follow i.valid."""
+    dut = RegisterSlice(WIDTH)
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for ivalid in (1, 0, 1, 1, 0):
+            ctx.set(dut.i.valid, ivalid)
+            await ctx.delay(1e-9)
+            before = ctx.get(dut.o.valid)
+            ctx.set(dut.i.valid, 1 - ivalid)
+            await ctx.delay(1e-9)
+            assert ctx.get(dut.o.valid) == before
+            ctx.set(dut.i.valid, ivalid)
             await ctx.tick()
 
     sim = Simulator(dut)

@@ -1,0 +1,35 @@
+"""A register slice: a stream stage whose ``valid`` and payload come from flip-flops."""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.hdl import ShapeLike
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class RegisterSlice(wiring.Component):
+    """Passes ``i`` to ``o`` one cycle later, with ``o.valid`` and ``o.payload`` registered, so
+    the consumer's logic starts at flip-flops rather than at the producer's (e.g. an
+    asynchronously read LUT-RAM FIFO's) outputs. The complement of
+    :class:`hw.skid_buffer.SkidBuffer`, which registers ``ready``.
+
+    ``i.ready = ~o.valid | o.ready`` (combinational): the slice takes a beat whenever it is empty
+    or its beat leaves in the same cycle. Latency 1 cycle; one beat per cycle with ``o`` always
+    ready; nothing lost, duplicated or reordered under any ``ready`` pattern.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+    """
+
+    def __init__(self, shape: ShapeLike):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.ready):
+            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        return m
