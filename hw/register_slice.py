@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from amaranth import Module
-from amaranth.hdl import ShapeLike
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+
+from hw.stream_stage import StreamStage
 
 
-class RegisterSlice(wiring.Component):
+class RegisterSlice(StreamStage):
     """Passes ``i`` to ``o`` one cycle later, with ``o.valid`` and ``o.payload`` registered, so
     the consumer's logic starts at flip-flops rather than at the producer's (e.g. an
     asynchronously read LUT-RAM FIFO's) outputs. The complement of
@@ -18,14 +17,8 @@ class RegisterSlice(wiring.Component):
     or its beat leaves in the same cycle. Latency 1 cycle; one beat per cycle with ``o`` always
     ready; nothing lost, duplicated or reordered under any ``ready`` pattern.
 
-    Members
-    -------
-    i : In(stream.Signature(shape))
-    o : Out(stream.Signature(shape))
+    Members: ``i`` and ``o`` (:class:`hw.stream_stage.StreamStage`).
     """
-
-    def __init__(self, shape: ShapeLike):
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform) -> Module:
         m = Module()

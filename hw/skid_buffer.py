@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.hdl import ShapeLike
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+
+from hw.stream_stage import StreamStage
 
 
-class SkidBuffer(wiring.Component):
+class SkidBuffer(StreamStage):
     """Passes ``i`` to ``o`` unchanged, but ``i.ready`` comes from a flip-flop, so a consumer's
     ``ready`` logic never reaches the producer's registers combinationally.
 
@@ -19,14 +18,8 @@ class SkidBuffer(wiring.Component):
     and then the producer's next beats, so it sees the same sequence in the same cycles as without
     the buffer (the producer may run one beat ahead). Nothing is lost, duplicated or reordered.
 
-    Members
-    -------
-    i : In(stream.Signature(shape))
-    o : Out(stream.Signature(shape))
+    Members: ``i`` and ``o`` (:class:`hw.stream_stage.StreamStage`).
     """
-
-    def __init__(self, shape: ShapeLike):
-        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
