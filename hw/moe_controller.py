@@ -84,10 +84,17 @@ class MoeController(Elaboratable):
         f_addr = Mux(is_gate, task * img.gate.bytes,
                      img.expert_base + expert_record(f_x) * img.expert_bytes
                      + Mux(f_second, img.w1.bytes, 0))
+        # The address is registered (it has a table mux and a multiply by the expert's size): its
+        # inputs are stable for at least a cycle before every fetch command, since the fetcher is
+        # busy the cycle after each command and the queue table is final before ``known`` grows;
+        # the first command of a layer (the gate matrix) comes the cycle after ``start``, so the
+        # start handshake loads that address directly.
+        f_addr_r = Signal.like(fcmd.p.addr)
+        m.d.sync += f_addr_r.eq(f_addr)
         m.d.comb += [
             fcmd.valid.eq(running & (fetch_n < known) & (fetch_n < used + slots)
                           & ~e.weights.fetch_busy),
-            fcmd.p.addr.eq(f_addr),
+            fcmd.p.addr.eq(f_addr_r),
             fcmd.p.slot.eq(fetch_n[0] if slots == 2 else 0),
             fcmd.p.wide.eq(Mux(is_gate, img.gate.wide_words,
                                Mux(f_second, img.w2.wide_words, img.w1.wide_words))),
@@ -197,6 +204,7 @@ class MoeController(Elaboratable):
                 m.d.comb += e.start.ready.eq(1)
                 with m.If(e.start.valid):
                     m.d.sync += [running.eq(1), task.eq(e.start.p.task),
+                                 f_addr_r.eq(e.start.p.task * img.gate.bytes),
                                  discard.eq(e.start.p.clear),
                                  st.cycles.eq(0), st.mac_steps.eq(0), st.ffn_cycles.eq(0),
                                  st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
