@@ -3,7 +3,7 @@ that synthesis never cascades block RAMs in depth (no multiplexer after the RAMs
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Shape, Signal, unsigned
+from amaranth import Elaboratable, Module, Shape, Signal, Value, unsigned
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.utils import ceil_log2
 
@@ -48,14 +48,20 @@ class SlicedMemory(Elaboratable):
         and an address compare and a multiplexer between the RAM's read data and the register
         that follows it. Simulation (Amaranth, Verilator) always returns the old word.
 
+    The slicing is a mapping for synthesis: it is elaborated only for a platform (a board or
+    vendor build; ``sliced=None``, the default) or when ``sliced=True``. Without a platform
+    (Verilog for simulation) the memory is one :class:`~amaranth.lib.memory.Memory` with the same
+    behaviour, since hundreds of slices times ``rows`` read ports multiply the Verilog, and
+    Verilator's compile time, by twenty for a 16x16 array.
+
     Ports are requested before elaboration, as for :class:`~amaranth.lib.memory.Memory`:
     :meth:`read_port` and :meth:`write_port` return the port interface (``addr``, ``data``,
     ``en``) to drive.
     """
 
     def __init__(self, *, shape, depth: int, slice_bits: int | None = None,
-                 collisions_undefined: bool = False):
-        self.shape, self.depth = shape, depth
+                 collisions_undefined: bool = False, sliced: bool | None = None):
+        self.shape, self.depth, self.sliced = shape, depth, sliced
         self.slice_bits = slice_bits or block_ram_slice_bits(depth)
         self.attrs = {"no_rw_check": 1} if collisions_undefined else None
         self._read_ports: list[ReadPort] = []
@@ -76,17 +82,19 @@ class SlicedMemory(Elaboratable):
     def elaborate(self, platform) -> Module:
         m = Module()
         width = Shape.cast(self.shape).width
-        for i, low in enumerate(range(0, width, self.slice_bits)):
-            high = min(low + self.slice_bits, width)
+        sliced = platform is not None if self.sliced is None else self.sliced
+        slice_bits = self.slice_bits if sliced else width
+        for i, low in enumerate(range(0, width, slice_bits)):
+            high = min(low + slice_bits, width)
             piece = Memory(shape=unsigned(high - low), depth=self.depth, init=[],
                            attrs=self.attrs)
             m.submodules[f"slice{i}"] = piece
             for port in self._write_ports:
                 ours = piece.write_port()
                 m.d.comb += [ours.addr.eq(port.addr), ours.en.eq(port.en),
-                             ours.data.eq(port.data.as_value()[low:high])]
+                             ours.data.eq(Value.cast(port.data)[low:high])]
             for j, port in enumerate(self._read_ports):
-                data = port.data.as_value()[low:high]
+                data = Value.cast(port.data)[low:high]
                 if self.attrs is None:
                     ours = piece.read_port()
                     m.d.comb += [ours.addr.eq(port.addr), ours.en.eq(port.en), data.eq(ours.data)]
