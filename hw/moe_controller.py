@@ -5,7 +5,7 @@ See :mod:`hw.moe_engine` for the schedule it implements and the counters it keep
 
 from __future__ import annotations
 
-from amaranth import Array, Elaboratable, Module, Mux, Signal, unsigned
+from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import data
 from amaranth.utils import bits_for
 
@@ -81,10 +81,15 @@ class MoeController(Elaboratable):
 
         fcmd = e.weights.fetch_cmd
         is_gate = fetch_n == 0
+        # every matrix address is a constant: a table indexed by (record, W2?) instead of a
+        # multiply by the expert's size and two adds
+        addr_width = len(fcmd.p.addr)
+        matrix_addr = Array(Const(img.expert_base + r * img.expert_bytes + w2 * img.w1.bytes,
+                                  addr_width)
+                            for r in range(E + S) for w2 in (0, 1))
         f_addr = Mux(is_gate, task * img.gate.bytes,
-                     img.expert_base + expert_record(f_x) * img.expert_bytes
-                     + Mux(f_second, img.w1.bytes, 0))
-        # The address is registered (it has a table mux and a multiply by the expert's size): its
+                     matrix_addr[Cat(f_second, expert_record(f_x))])
+        # The address is registered (it has the table mux and the address table): its
         # inputs are stable for at least a cycle before every fetch command, since the fetcher is
         # busy the cycle after each command and the queue table is final before ``known`` grows;
         # the first command of a layer (the gate matrix) comes the cycle after ``start``, so the
