@@ -11,6 +11,7 @@ from hw.activation import FusedActivation
 from hw.compute_unit_layouts import Layouts
 from hw.credit_buffer import CreditBuffer, full_rate_depth
 from hw.register_slice import RegisterSlice
+from hw.skid_buffer import SkidBuffer
 from hw.mac_array import MacArray
 from hw.requantise import Requantiser
 from moeaccel.config import DesignConfig
@@ -55,10 +56,12 @@ class ComputeUnit(wiring.Component):
     always advances; its last stage writes into a :class:`hw.credit_buffer.CreditBuffer` (the
     output FIFO, ``full_rate_depth`` entries: every row in flight plus the credit's round trip),
     and the shadow bank drains a row only while the buffer's registered ``credit`` is high. So
-    ``out.ready`` reaches the FIFO's pointers and the credit counter only, never a pipeline
-    register's enable; a :class:`hw.register_slice.RegisterSlice` (one cycle, part of
-    ``latency``) after the FIFO makes ``out``'s valid and payload flip-flops; with ``out`` always ready no row ever waits for a credit. The MoE front and back ends are
-    separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
+    ``out.ready`` never reaches a pipeline register's enable. After the FIFO, a
+    :class:`hw.register_slice.RegisterSlice` (one cycle, part of ``latency``) makes ``out``'s
+    valid and payload flip-flops, and a :class:`hw.skid_buffer.SkidBuffer` (no cycle) makes the
+    ready the FIFO sees one. With ``out`` always ready no row ever waits for a credit.
+
+    The MoE front and back ends are separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
     expert queue token ids) and :class:`hw.scatter.ScatterAccumulate` (``out[token] += gate *
     y``).
 
@@ -104,8 +107,11 @@ class ComputeUnit(wiring.Component):
         # the consumers see registers, not the FIFO's asynchronous LUT-RAM read
         assert timing.OUTPUT_STAGES == 1
         m.submodules.output = output = RegisterSlice(self.layouts.out)
+        # and a skid buffer, so the consumers' ready reaches the FIFO through a flip-flop
+        m.submodules.output_skid = output_skid = SkidBuffer(self.layouts.out)
         wiring.connect(m, buffer.o, output.i)
-        wiring.connect(m, output.o, wiring.flipped(self.out))
+        wiring.connect(m, output.o, output_skid.i)
+        wiring.connect(m, output_skid.o, wiring.flipped(self.out))
 
         # the running command and the position of the next array step
         busy = Signal()
