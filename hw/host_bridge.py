@@ -260,6 +260,10 @@ class HostBridge(wiring.Component):
                 m.d.comb += args_ok.eq((length == 1) & blk_ok)
         known_op = Signal()
         m.d.comb += known_op.eq(Cat(*[op == o for o in Op]).any())
+        # VALIDATE reads them registered: the arguments are final from the cycle the checksum
+        # byte is taken (CHECK), one cycle before VALIDATE, and the compares stay off `status`
+        args_ok_r, known_op_r = Signal(), Signal()
+        m.d.sync += [args_ok_r.eq(args_ok), known_op_r.eq(known_op)]
 
         # ---- response fields ----------------------------------------------------------------------
         status = Signal(8)
@@ -391,9 +395,9 @@ class HostBridge(wiring.Component):
             with m.State("VALIDATE"):
                 with m.If(~sum_ok):
                     m.d.sync += status.eq(Status.BAD_CHECKSUM)
-                with m.Elif(~known_op):
+                with m.Elif(~known_op_r):
                     m.d.sync += status.eq(Status.BAD_OPCODE)
-                with m.Elif(~args_ok):
+                with m.Elif(~args_ok_r):
                     m.d.sync += status.eq(Status.BAD_ARGUMENT)
                 with m.Elif(busy):
                     m.d.sync += status.eq(Status.BUSY)
