@@ -65,6 +65,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw.credit_buffer import CreditBuffer
 from golden.softmax import Formats, exp2_table, table_field_bits
 from moeaccel.config import DesignConfig, SoftmaxConfig
 from moeaccel.errors import ConfigError
@@ -321,22 +322,14 @@ class Softmax(wiring.Component):
         row_recip = Signal(fm.recip_bits)
 
         # The pipeline never stalls: a read is issued only while the output queue has room for
-        # it and for every read in flight (a credit counter), so no ready reaches its stages.
-        depth = timing.OUTPUT_QUEUE
-        m.submodules.out = out = SyncFIFO(width=len(self.o.payload.as_value()), depth=depth)
-        credits = Signal(range(depth + 1))               # reads in flight plus beats queued
-        room = Signal(init=1)                            # credits < depth (registered)
+        # it and for every read in flight (a registered credit), so no ready reaches its stages.
+        m.submodules.out = out = CreditBuffer(self.o.payload.shape(), timing.OUTPUT_QUEUE)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         one_left = Signal()                              # remaining == 1 (registered)
-        issue = active & room
+        issue = active & out.credit
         final = issue & one_left
         take = result.valid & result.ready
-        popped = self.o.valid & self.o.ready
-        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp),
-                     self.o.valid.eq(out.r_rdy), self.o.payload.eq(out.r_data),
-                     out.r_en.eq(self.o.ready)]
-        credits_next = Signal.like(credits)
-        m.d.comb += credits_next.eq(credits + issue - popped)
-        m.d.sync += [credits.eq(credits_next), room.eq(credits_next < depth)]
+        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp), out.take.eq(issue)]
         with m.If(issue):
             m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1), one_left.eq(remaining == 2)]
             with m.If(final):
@@ -375,4 +368,4 @@ class Softmax(wiring.Component):
         beat = Signal(self.o.payload.shape())
         m.d.comb += [beat.last.eq(s5.last), beat.max.eq(s5.max), beat.recip.eq(s5.recip),
                      beat.prob.eq(Mux(rounded > one, one, rounded)),
-                     out.w_en.eq(s5.valid), out.w_data.eq(beat)]
+                     out.i.valid.eq(s5.valid), out.i.payload.eq(beat)]
