@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from moeaccel import config
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError, UserError
+from moeaccel.yaml_files import read_yaml
 
 from . import build
 from .boards import ulx3s
@@ -55,10 +54,7 @@ class Point:
 def load(path: str | Path) -> list[Point]:
     """The sweep file's points, each checked (config loads, blocks exist); one-line errors."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: cannot read the FPGA sweep file: {err}".splitlines()[0]) from None
+    data = read_yaml(path, "FPGA sweep file")
     if not isinstance(data, dict) or not isinstance(data.get("points"), list) or not data["points"]:
         raise ConfigError(f"{path}: points", "must be a non-empty list of design points")
     points = []

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import ConfigError
+from .yaml_files import read_yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -305,19 +306,10 @@ def _read_resolved(name_or_path: str, seen: tuple[str, ...]) -> dict[str, Any]:
         path = PRESET_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise ConfigError(name_or_path, f"no such preset or file (presets: {', '.join(presets())})")
-    if not path.exists():
-        raise ConfigError(str(path), "no such file")
     key = str(path.resolve())
     if key in seen:
         raise ConfigError(str(path), "'base' chain loops back to itself")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(where, f"not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, "file", ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), "top level must be a mapping")
     base = data.pop("base", None)

@@ -26,11 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from moeaccel import config
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError, UserError
+from moeaccel.yaml_files import read_yaml
 
 from . import buffers, simulator, workloads
 from .report import SimResult
@@ -84,14 +83,7 @@ class Sweep:
 def load(path: str | Path) -> Sweep:
     """Read and check a sweep file (keys, lists, and that every point builds)."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such sweep file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, "sweep file")
     if not isinstance(data, dict):
         raise UserError(f"{path}: top level must be a mapping with keys {', '.join(SWEEP_KEYS)}")
     for key in data:

@@ -15,6 +15,7 @@ import yaml
 
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError, UserError
+from moeaccel.yaml_files import read_yaml
 
 BUILTIN_FILE = Path(__file__).parent / "builtin.yaml"
 SCOPES = ("model", "layer")
@@ -99,14 +100,7 @@ def load(name_or_path: str | Path) -> WorkloadSpec:
 
 
 def _load_yaml(path: Path) -> WorkloadSpec:
-    if not path.exists():
-        raise UserError(f"{path}: no such workload file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path, "workload file") or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: top level must be a mapping of workload keys")
     base = data.pop("base", None)

@@ -34,7 +34,7 @@ def test_default_sweep_has_three_engine_configurations():
      "points[0]: hardware.compute_unit.rows"),
     ("points:\n  - {config: tiny, blocks: [nosuch]}\n", "unknown block"),
     ("points:\n  - {config: tiny, blocks: []}\n", "points[0].blocks: must be a non-empty list"),
-    ("points: [\n", "cannot read the FPGA sweep file"),
+    ("points: [\n", "not valid YAML"),
 ])
 def test_bad_sweep_file_is_one_line_naming_the_problem(tmp_path, text, message):
     path = tmp_path / "sweep.yaml"
@@ -59,3 +59,8 @@ def test_table_has_a_row_per_point_with_the_measured_figures():
     assert f"| {fmax:.1f} |" in table[0] and "| PASS | 30 |" in table[0]
     assert f"| {r.resources['lut4'].used} (" in table[1]
     assert "budget (10% of the part each): **met** (largest: gelu, 0.62%)" in text
+
+
+def test_missing_sweep_file_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"nosuch\.yaml: no such FPGA sweep file$"):
+        sweep.load(tmp_path / "nosuch.yaml")
