@@ -37,8 +37,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.fixed import smax, smin
 from golden.gelu import gelu_table, segmentation, table_field_bits
+from hw.saturate import saturate
 from moeaccel.config import DesignConfig, GeluConfig
 
 
@@ -158,8 +158,6 @@ class Gelu(wiring.Component):
             # Stage 4: subtract, round (shift), saturate.
             acc = base3 - prod3
             y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
-            lo, hi = smin(ge.output_bits), smax(ge.output_bits)
             with m.If(advance):
-                m.d.sync += self.o.payload.data[lane].eq(
-                    Mux(y > hi, hi, Mux(y < lo, lo, y)))
+                m.d.sync += self.o.payload.data[lane].eq(saturate(y, ge.output_bits))
         return m

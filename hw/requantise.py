@@ -6,8 +6,8 @@ from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.fixed import smax, smin
 from hw.compute_unit_layouts import Layouts, out_bits
+from hw.saturate import saturate
 from moeaccel.config import DesignConfig
 from sim.timing import compute_unit as timing
 
@@ -106,10 +106,6 @@ class Requantiser(wiring.Component):
                 self.o.p.act_multiplier.eq(meta2.act_multiplier),
                 self.o.p.act_shift.eq(meta2.act_shift)]
         for c in range(cols):
-            top_narrow, top_wide = shifted[c][narrow - 1:], shifted[c][wide - 1:]
-            fits = Mux(meta2.wide, top_wide.all() | ~top_wide.any(),
-                       top_narrow.all() | ~top_narrow.any())
-            clamp = Mux(shifted[c][-1], Mux(meta2.wide, smin(wide), smin(narrow)),
-                        Mux(meta2.wide, smax(wide), smax(narrow)))
-            out += self.o.p.data[c].eq(Mux(fits, shifted[c][:wide].as_signed(), clamp))
+            out += self.o.p.data[c].eq(Mux(meta2.wide, saturate(shifted[c], wide),
+                                           saturate(shifted[c], narrow)))
         return m

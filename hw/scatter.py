@@ -4,13 +4,13 @@ output accumulator memory, and the finalised result read out as a stream
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.fixed import smax, smin
 from hw.compute_unit_layouts import Layouts
+from hw.saturate import saturate
 from moeaccel.config import DesignConfig
 from sim.timing import scatter as timing
 
@@ -19,16 +19,6 @@ def memory_words(cfg: DesignConfig) -> int:
     """Words of the output memory: ``output_bytes`` of ``cols`` accumulators each."""
     cu = cfg.hardware.compute_unit
     return cfg.hardware.buffers.output_bytes * 8 // (cu.accumulator_bits * cu.cols)
-
-
-def saturate(value: Value, bits: int) -> Value:
-    """``value`` (signed) saturated to signed ``bits``: the bits above ``bits - 1`` all equal
-    the sign or the result is the limit of the sign (one LUT level, no comparator)."""
-    top = value[bits - 1:]
-    if len(top) <= 1:
-        return value[:bits].as_signed()
-    fits = (top == 0) | (top == (1 << len(top)) - 1)
-    return Mux(fits, value[:bits].as_signed(), Mux(value[-1], smin(bits), smax(bits)))
 
 
 class ScatterLayouts:
