@@ -15,8 +15,9 @@ from moeaccel.config import DesignConfig
 
 
 def gelu_config(cfg: DesignConfig) -> DesignConfig:
-    """``cfg`` with one GELU lane per array column, so a whole output row is one GELU beat."""
-    return cfg.replace({"hardware.gelu.lanes": cfg.hardware.compute_unit.cols})
+    """``cfg`` with one GELU lane per output-pipeline lane (``compute_unit.lanes_out``), so one
+    beat of the unit's output pipeline is one GELU beat."""
+    return cfg.replace({"hardware.gelu.lanes": cfg.hardware.compute_unit.lanes_out})
 
 
 class FusedActivation(wiring.Component):
@@ -25,15 +26,14 @@ class FusedActivation(wiring.Component):
     leave unchanged. Every row takes the same path, so rows of consecutive GEMMs stay in order.
 
     Input rows of a GELU GEMM are in GELU's input format (the unit's wide output, signed
-    ``gelu.input_bits`` with ``input_frac_bits``). GELU runs on ``cols`` lanes (one ROM, one
-    small multiplier per lane: ``cols`` times the 1-lane block) so a row per cycle keeps up with
-    the array's drain; serialising one lane would make a row take ``cols`` cycles and stall the
-    array ``cols`` times per drained row. The row itself rides along as GELU's tag (the
-    bypass), and the second :class:`hw.requantise.Requantiser` (multiplier 1, shift 0 for
-    bypassed rows, which already fit) produces the output.
+    ``gelu.input_bits`` with ``input_frac_bits``). A beat is one group of
+    ``compute_unit.lanes_out`` lanes of a row (the whole row unless ``output_lanes`` is set);
+    GELU runs on that many lanes (one ROM, one small multiplier per lane). The beat itself rides
+    along as GELU's tag (the bypass), and the second :class:`hw.requantise.Requantiser`
+    (multiplier 1, shift 0 for bypassed rows, which already fit) produces the output.
 
     Timing: ``sim.timing.gelu.PIPELINE_STAGES + sim.timing.compute_unit.REQUANT_STAGES - 1``
-    register stages, one row per cycle, always advancing (no back-pressure: the compute unit
+    register stages, one beat per cycle, always advancing (no back-pressure: the compute unit
     reserves room for every row in its output buffer before the row enters). The second
     requantiser's output is combinational (``registered_output=False``): the unit's
     :class:`hw.credit_buffer.CreditBuffer` FIFO is its last register.
@@ -46,7 +46,7 @@ class FusedActivation(wiring.Component):
 
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
-        self.layouts = lay = Layouts(cfg)
+        self.layouts = lay = Layouts(cfg, cfg.hardware.compute_unit.lanes_out)
         ge = cfg.hardware.gelu
         if ge.input_bits < cfg.hardware.compute_unit.operand_bits:
             raise ValueError("the fused GELU needs gelu.input_bits >= operand_bits (its input is "
@@ -58,14 +58,15 @@ class FusedActivation(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        cols, lay = self.cfg.hardware.compute_unit.cols, self.layouts
+        lanes, lay = self.cfg.hardware.compute_unit.lanes_out, self.layouts
         m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=lay.requantised.size)
-        m.submodules.requantiser = requantiser = Requantiser(self.cfg, registered_output=False)
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=lanes,
+                                                             registered_output=False)
 
         # GELU never sees back-pressure: its pipeline enables are constant 1
         m.d.comb += [gelu.i.valid.eq(self.i.valid), gelu.o.ready.eq(1),
                      gelu.i.p.tag.eq(self.i.p.as_value())]
-        for c in range(cols):
+        for c in range(lanes):
             m.d.comb += gelu.i.p.data[c].eq(self.i.p.data[c])
 
         row = Signal(lay.requantised)
@@ -78,7 +79,7 @@ class FusedActivation(wiring.Component):
             r.p.shift.eq(Mux(row.gelu, row.act_shift, 0)),
             r.p.wide.eq(~row.gelu),
         ]
-        for c in range(cols):
+        for c in range(lanes):
             m.d.comb += r.p.acc[c].eq(Mux(row.gelu, gelu.o.p.data[c], row.data[c]))
 
         m.d.comb += [self.o.valid.eq(requantiser.o.valid),

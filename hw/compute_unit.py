@@ -3,7 +3,7 @@ with its dimensions set per command, so one instance serves every linear layer o
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,10 +38,11 @@ class ComputeUnit(wiring.Component):
       ``y[row, j*cols + c]`` (lanes past ``n`` are don't-care), ``last`` on the GEMM's final beat.
 
     Timing (equal to :mod:`sim.timing.compute_unit`, asserted by ``tests/hw``): one array step per
-    cycle when fed; a tile's results drain (one row per cycle) while the next tile accumulates, so
-    with ``k >= rows + 3`` the array never waits; the last output of a tile is valid
-    ``latency(cfg) + rows - 1`` cycles after its last step; a GEMM takes ``gemm_cycles(cfg, m, k,
-    n)`` from the command handshake to its last output. A new command is accepted the cycle after
+    cycle when fed; a tile's results drain (one row per ``row_cycles = cols / output_lanes``
+    cycles, 1 by default) while the next tile accumulates, so with ``k >= rows * row_cycles + 3``
+    the array never waits; the last output of a tile is valid ``latency(cfg) + (rows - 1) *
+    row_cycles`` cycles after its last step; a GEMM takes ``gemm_cycles(cfg, m, k, n)`` from the
+    command handshake to its last output. A new command is accepted the cycle after
     the previous GEMM's last step, while its results still drain.
 
     With the command's ``gelu`` flag the output rows go through the fused activation
@@ -59,7 +60,10 @@ class ComputeUnit(wiring.Component):
     ``out.ready`` never reaches a pipeline register's enable. After the FIFO, a
     :class:`hw.register_slice.RegisterSlice` (one cycle, part of ``latency``) makes ``out``'s
     valid and payload flip-flops, and a :class:`hw.skid_buffer.SkidBuffer` (no cycle) makes the
-    ready the FIFO sees one. With ``out`` always ready no row ever waits for a credit.
+    ready the FIFO sees one. With ``out`` always ready no row ever waits for a credit. With
+    ``compute_unit.output_lanes`` set, the pipeline carries a row as ``row_cycles`` beats of
+    ``output_lanes`` lanes (fewer GELU tables and requantiser multipliers) and reassembles it
+    before the FIFO.
 
     The MoE front and back ends are separate blocks wired to ``act`` and ``out``: :class:`hw.gather.Gather` (activation memory +
     expert queue token ids) and :class:`hw.scatter.ScatterAccumulate` (``out[token] += gate *
@@ -89,21 +93,7 @@ class ComputeUnit(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         m.submodules.array = array = MacArray(self.cfg)
-        m.submodules.requantiser = requantiser = Requantiser(self.cfg)
-        m.submodules.activation = activation = FusedActivation(self.cfg)
-        # a row drained in cycle t is written into the buffer in cycle t + in_flight
-        in_flight = timing.REQUANT_STAGES + timing.ACTIVATION_STAGES - 1
-        m.submodules.buffer = buffer = CreditBuffer(self.layouts.out, full_rate_depth(in_flight))
-        drain = Signal()
-        m.d.comb += [
-            drain.eq(array.drain.valid & buffer.credit),
-            array.drain.ready.eq(buffer.credit),
-            buffer.take.eq(drain),
-            requantiser.i.valid.eq(drain),
-            requantiser.i.p.eq(array.drain.p),
-        ]
-        wiring.connect(m, requantiser.o, activation.i)
-        wiring.connect(m, activation.o, buffer.i)
+        m.submodules.buffer = buffer = self._output_pipeline(m, array.drain)
         # the consumers see registers, not the FIFO's asynchronous LUT-RAM read
         assert timing.OUTPUT_STAGES == 1
         m.submodules.output = output = RegisterSlice(self.layouts.out)
@@ -171,3 +161,54 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += [rows_left.eq(rows_left - cu.rows),
                                      row_base.eq(row_base + cu.rows)]
         return m
+
+    def _output_pipeline(self, m: Module, drain: stream.Interface) -> CreditBuffer:
+        """Requantiser -> fused activation -> output FIFO for the shadow bank's rows on ``drain``.
+
+        With ``row_cycles`` G > 1 a row leaves the shadow bank in G beats of ``lanes_out``
+        lanes (group g = lanes ``g*lanes_out ..``), the first when the FIFO has a credit for
+        the row, the others in the next cycles; the row is acknowledged with its last beat. At
+        the end the first G - 1 groups wait in registers and the whole row is written into the
+        FIFO with the last one. Rows and beats never stall inside."""
+        cu = self.cfg.hardware.compute_unit
+        groups, lanes = cu.row_cycles, cu.lanes_out
+        narrow = Layouts(self.cfg, lanes)
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=lanes)
+        m.submodules.activation = activation = FusedActivation(self.cfg)
+        # a row taken in cycle t is written into the FIFO in cycle t + in_flight
+        in_flight = timing.REQUANT_STAGES + timing.ACTIVATION_STAGES - 1 + groups - 1
+        buffer = CreditBuffer(self.layouts.out, full_rate_depth(in_flight))
+
+        # serialise: a beat per cycle from the first group on
+        group = Signal(range(groups))
+        first_group, last_group = group == 0, group == groups - 1
+        beat = Signal()
+        acc_bits = cu.accumulator_bits * lanes
+        m.d.comb += [
+            beat.eq(drain.valid & (~first_group | buffer.credit)),
+            drain.ready.eq(last_group & (~first_group | buffer.credit)),
+            buffer.take.eq(beat & first_group),
+            requantiser.i.valid.eq(beat),
+            requantiser.i.p.acc.eq(drain.p.acc.as_value().word_select(group, acc_bits)),
+        ]
+        m.d.comb += [getattr(requantiser.i.p, name).eq(getattr(drain.p, name))
+                     for name, _ in narrow.drain if name != "acc"]
+        if groups > 1:
+            with m.If(beat):
+                m.d.sync += group.eq(Mux(last_group, 0, group + 1))
+        wiring.connect(m, requantiser.o, activation.i)
+
+        # deserialise: hold groups 0..G-2, write the row with the last one
+        done = activation.o
+        m.d.comb += [buffer.i.p.row.eq(done.p.row), buffer.i.p.last.eq(done.p.last)]
+        if groups == 1:
+            m.d.comb += [buffer.i.valid.eq(done.valid), buffer.i.p.data.eq(done.p.data)]
+            return buffer
+        out_group = Signal(range(groups))
+        held = Signal(len(done.p.data.as_value()) * (groups - 1))
+        with m.If(done.valid):
+            m.d.sync += out_group.eq(Mux(out_group == groups - 1, 0, out_group + 1))
+            m.d.sync += held.word_select(out_group, len(done.p.data.as_value())).eq(done.p.data)
+        m.d.comb += [buffer.i.valid.eq(done.valid & (out_group == groups - 1)),
+                     buffer.i.p.data.eq(Cat(held, done.p.data))]
+        return buffer

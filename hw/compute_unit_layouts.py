@@ -38,10 +38,15 @@ class Layouts:
       and the activation settings);
     * ``out``: one output row: token index ``row`` (0..m-1), ``cols`` lanes of signed
       :func:`out_bits`, ``last`` on the GEMM's final beat.
+
+    ``lanes`` (default ``cols``) narrows the lane arrays of ``drain``, ``requantised`` and
+    ``out`` to one group of a row, as the output pipeline carries them when
+    ``compute_unit.output_lanes`` is set.
     """
 
-    def __init__(self, cfg: DesignConfig):
+    def __init__(self, cfg: DesignConfig, lanes: int | None = None):
         cu = cfg.hardware.compute_unit
+        lanes = cu.cols if lanes is None else lanes
         dim = unsigned(bits_for(cu.max_dim))
         mult = unsigned(cu.requant_multiplier_bits)
         shift = unsigned(bits_for(cu.requant_max_shift))
@@ -59,11 +64,11 @@ class Layouts:
             "shift": shift, "wide": 1, "last": 1, **activation,
         })
         self.drain = data.StructLayout({
-            "acc": data.ArrayLayout(acc, cu.cols), "row": dim, "multiplier": mult,
+            "acc": data.ArrayLayout(acc, lanes), "row": dim, "multiplier": mult,
             "shift": shift, "wide": 1, "last": 1, **activation,
         })
         self.out = data.StructLayout({
-            "data": data.ArrayLayout(signed(out_bits(cfg)), cu.cols), "row": dim, "last": 1,
+            "data": data.ArrayLayout(signed(out_bits(cfg)), lanes), "row": dim, "last": 1,
         })
         out_fields = {name: field.shape for name, field in self.out}
         self.requantised = data.StructLayout({**out_fields, **activation})

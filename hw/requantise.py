@@ -1,4 +1,5 @@
-"""The compute unit's output stage: requantise ``cols`` accumulators per beat."""
+"""The compute unit's output stage: requantise one beat of accumulators (``cols`` lanes, or
+``compute_unit.output_lanes``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Requantiser(wiring.Component):
        register).
 
     One beat per cycle, latency 4 cycles from ``i`` to ``o`` (3 with ``registered_output=False``).
+    A beat has ``lanes`` lanes (default ``cols``), each with its own partial-product multipliers.
 
     Members
     -------
@@ -45,10 +47,12 @@ class Requantiser(wiring.Component):
         settings passed through
     """
 
-    def __init__(self, cfg: DesignConfig, *, registered_output: bool = True):
+    def __init__(self, cfg: DesignConfig, *, lanes: int | None = None,
+                 registered_output: bool = True):
         self.cfg = cfg
         self.registered_output = registered_output
-        lay = Layouts(cfg)
+        lay = Layouts(cfg, lanes)
+        self.lanes = lay.drain["acc"].shape.length
         super().__init__({
             "i": In(stream.Signature(lay.drain, always_ready=True)),
             "o": Out(stream.Signature(lay.requantised, always_ready=True)),
@@ -57,7 +61,7 @@ class Requantiser(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cu = self.cfg.hardware.compute_unit
-        cols = cu.cols
+        cols = self.lanes
         assert timing.REQUANT_STAGES == 4
         prod_shape = signed(cu.accumulator_bits + cu.requant_multiplier_bits + 1)
         sum_shape = signed(prod_shape.width + 1)

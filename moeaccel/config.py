@@ -63,6 +63,21 @@ class ComputeUnitConfig:
     #: largest run-time GEMM dimension (m, k or n) a command may ask for; sizes the counters and
     #: bounds the reduction so the accumulator cannot overflow (see ``validate``)
     max_dim: int = 4096
+    #: lanes of the requantisers and fused GELU after the array: 0 (default) means ``cols``, a
+    #: whole output row per cycle; a divisor of ``cols`` takes ``cols / output_lanes`` cycles
+    #: per row and builds only ``output_lanes`` GELU tables and requantiser multipliers (the
+    #: drain hides behind the next tile's ``k`` steps when ``k >= rows * row_cycles + 3``)
+    output_lanes: int = 0
+
+    @property
+    def lanes_out(self) -> int:
+        """Lanes of the output pipeline (``output_lanes``, or ``cols`` when it is 0)."""
+        return self.output_lanes or self.cols
+
+    @property
+    def row_cycles(self) -> int:
+        """Cycles one output row takes through the output pipeline: ``cols / lanes_out``."""
+        return self.cols // self.lanes_out
 
 
 @dataclass(frozen=True)
@@ -422,6 +437,10 @@ def validate(cfg: DesignConfig) -> None:
              f"must be >= 2 * operand_bits ({2 * cu.operand_bits}), got {cu.accumulator_bits}")
     _require(cu.accumulator_bits <= 48, "hardware.compute_unit.accumulator_bits",
              f"must be <= 48, got {cu.accumulator_bits}")
+    _require(cu.output_lanes == 0 or (1 <= cu.output_lanes <= cu.cols
+                                      and cu.cols % cu.output_lanes == 0),
+             "hardware.compute_unit.output_lanes",
+             f"must be 0 (all {cu.cols} cols) or a divisor of cols, got {cu.output_lanes}")
     _require(cu.rounding in ROUNDING_MODES, "hardware.compute_unit.rounding",
              f"must be one of {', '.join(ROUNDING_MODES)}, got {cu.rounding!r}")
     _require(2 <= cu.requant_multiplier_bits <= 32, "hardware.compute_unit.requant_multiplier_bits",

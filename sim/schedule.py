@@ -381,7 +381,8 @@ class ScheduleBuilder:
         step.gap = moe_controller.GEMM_GAP
         step.slots = buffers.engine_slots(cfg)
         # the slot is free the cycle after the last weight beat (the last array step)
-        step.release = cycles - compute_unit.latency(cfg) - last_rows + 1
+        step.release = (cycles - compute_unit.latency(cfg)
+                        - compute_unit.output_span(cfg, last_rows) + 1)
         step.fetch_overhead = weight_fetch.CMD_CYCLES + weight_fetch.DONE_CYCLES - 1
         step.fetch_after = moe_controller.FETCHED_TO_COMMAND
         return step

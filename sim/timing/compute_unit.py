@@ -12,7 +12,10 @@ Pipeline (all registered):
 * ``CMD_CYCLES``: the command header is accepted; the first step can be accepted the cycle after;
 * ``ARRAY_STAGES``: operand registers -> product registers -> accumulate (the last step of a tile
   lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
-* drain: one row of the shadow bank per cycle (only the tile's valid rows, ``min(rows, m - i*rows)``);
+* drain: one row of the shadow bank every ``row_cycles`` cycles (only the tile's valid rows,
+  ``min(rows, m - i*rows)``); a row leaves in ``row_cycles = cols / output_lanes`` beats of
+  ``output_lanes`` lanes (1 beat when ``output_lanes`` is 0), and is whole again after the last
+  stage, ``row_cycles - 1`` cycles after its first beat;
 * ``REQUANT_STAGES``: partial products with the requant multiplier -> their sum plus the rounding
   constant -> arithmetic shift -> saturation into the output register;
 * ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
@@ -27,9 +30,10 @@ output always ready no row waits, so the cycle counts below are those of the uns
 Under back-pressure the drain sees a full FIFO one cycle late, through the registered credit.
 
 A tile's last step is accepted only when the shadow bank is free, i.e. the previous tile's rows
-have all been drained. So in steady state a tile takes ``max(k, R_prev + ARRAY_STAGES)`` cycles
-where ``R_prev`` is the number of rows the previous tile drains: for ``k >= rows + ARRAY_STAGES``
-the array completes one step per cycle and drain is completely hidden.
+have all been drained. So in steady state a tile takes ``max(k, R_prev * row_cycles +
+ARRAY_STAGES)`` cycles where ``R_prev`` is the number of rows the previous tile drains: for
+``k >= rows * row_cycles + ARRAY_STAGES`` the array completes one step per cycle and drain is
+completely hidden.
 
 Cycle convention (asserted against the RTL by ``tests/hw/test_compute_unit.py``): the command
 handshake is cycle 0; with every input always valid and the output always ready, the last output
@@ -69,15 +73,22 @@ def tiles(cfg: DesignConfig, m: int, n: int) -> int:
 
 def latency(cfg: DesignConfig) -> int:
     """Cycles from the handshake of a tile's last array step to its first output beat being valid
-    (shadow bank, first drained row, requantiser, fused activation, output register). For
-    ``k = 1`` this is also the latency from the first input to the first output."""
-    return ARRAY_STAGES + REQUANT_STAGES + ACTIVATION_STAGES + OUTPUT_STAGES
+    (shadow bank, first drained row's beats, requantiser, fused activation, output register).
+    For ``k = 1`` this is also the latency from the first input to the first output."""
+    row_cycles = cfg.hardware.compute_unit.row_cycles
+    return ARRAY_STAGES + REQUANT_STAGES + ACTIVATION_STAGES + OUTPUT_STAGES + row_cycles - 1
+
+
+def output_span(cfg: DesignConfig, rows: int) -> int:
+    """Cycles from a tile's first output row being valid to just after its last one, for a tile
+    of ``rows`` rows (one row every ``row_cycles`` cycles)."""
+    return (rows - 1) * cfg.hardware.compute_unit.row_cycles + 1
 
 
 def tile_period(cfg: DesignConfig, k: int, prev_rows: int) -> int:
     """Cycles between the last-step handshakes of two consecutive tiles (no stalls), when the
     earlier one drains ``prev_rows`` rows."""
-    return max(k, prev_rows + ARRAY_STAGES)
+    return max(k, prev_rows * cfg.hardware.compute_unit.row_cycles + ARRAY_STAGES)
 
 
 def gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
@@ -95,7 +106,7 @@ def gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
     last_step = (CMD_CYCLES + k - 1
                  + full_followed * tile_period(cfg, k, cu.rows)
                  + partial_followed * tile_period(cfg, k, last_rows))
-    return last_step + latency(cfg) + last_rows
+    return last_step + latency(cfg) + output_span(cfg, last_rows)
 
 
 def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:

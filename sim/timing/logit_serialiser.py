@@ -30,7 +30,8 @@ def row_cycles(cfg: DesignConfig, m: int, k: int, offset: int = 0) -> list[int]:
         if t:
             last_step += compute_unit.tile_period(cfg, k, tile_rows[t - 1])
         first = last_step + compute_unit.latency(cfg) + offset
-        out += range(first, first + r)
+        out += range(first, first + r * cfg.hardware.compute_unit.row_cycles,
+                     cfg.hardware.compute_unit.row_cycles)
     return out
 
 
