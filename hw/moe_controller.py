@@ -118,12 +118,28 @@ class MoeController(Elaboratable):
             m.d.sync += used.eq(used + 1)
 
         # ---- the current GEMM's parameters -------------------------------------------------
+        # The expert's token count and queue start are registers, so the queue table's mux is
+        # never in front of a command: refreshed every cycle from ``x`` (the table is final the
+        # cycle the router drains, before the first expert GEMM), and loaded with the next
+        # expert's values (registered from ``x + 1``, stable for the whole GEMM) the cycle ``x``
+        # advances, so they are right in the first cycle of every WAIT_WEIGHTS.
         shared = x < S
-        row = Array(table[i] for i in range(E))[(x - S)[:bits_for(E)]]
-        count = Signal(range(T * model.top_k + 1))
-        start = Signal.like(count)
-        m.d.comb += [count.eq(Mux(shared, T, row.count) if S else row.count),
-                     start.eq(Mux(shared, 0, row.start) if S else row.start)]
+        count_width = range(T * model.top_k + 1)
+
+        def queue_of(index):                      # (tokens, queue start) of expert `index`
+            row = Array(table[i] for i in range(E))[(index - S)[:bits_for(E)]]
+            if not S:
+                return row.count, row.start
+            return Mux(index < S, T, row.count), Mux(index < S, 0, row.start)
+
+        count, start = Signal(count_width), Signal(count_width)
+        next_count, next_start = Signal(count_width), Signal(count_width)
+        advance = Signal()                        # x advances this cycle
+        m.d.sync += [next_count.eq(queue_of(x + 1)[0]), next_start.eq(queue_of(x + 1)[1])]
+        with m.If(advance):
+            m.d.sync += [count.eq(next_count), start.eq(next_start)]
+        with m.Else():
+            m.d.sync += [count.eq(queue_of(x)[0]), start.eq(queue_of(x)[1])]
         router_gemm = g == 0
         second = ~g[0]                              # W2: matrices 2, 4, ...
         g_slot = g[0] if slots == 2 else 0
@@ -251,6 +267,7 @@ class MoeController(Elaboratable):
                         m.next = "FLUSH"
                     with m.Elif(second):
                         m.d.sync += x.eq(x + 1)
+                        m.d.comb += advance.eq(1)
                         with m.If(x + 1 == experts):
                             m.d.sync += [readout.eq(1), p_scatter.eq(1)]
                             m.next = "READOUT"
