@@ -34,6 +34,7 @@ def test_m3vit_tiny_is_the_reference_model() -> None:
 def test_ulx3s_array_fits_the_ecp5_85f_multipliers() -> None:
     cu = config.load("ulx3s").hardware.compute_unit
     assert cu.rows * cu.cols <= 156
+    assert (cu.lanes_out, cu.row_cycles) == (4, 4)          # output pipeline: a row in 4 beats
 
 
 def test_base_inherits_and_overrides(tmp_path: Path) -> None:
@@ -73,6 +74,8 @@ def test_expert_capacity() -> None:
     ({"hardware.compute_unit.rows": -1}, "hardware.compute_unit.rows", ">= 1"),
     ({"hardware.compute_unit.cols": 64}, "hardware.compute_unit.cols", "exceed"),
     ({"hardware.compute_unit.rows": 17}, "hardware.compute_unit.rows", "exceed"),
+    ({"hardware.compute_unit.output_lanes": 3}, "hardware.compute_unit.output_lanes", "divisor"),
+    ({"hardware.compute_unit.output_lanes": -2}, "hardware.compute_unit.output_lanes", "divisor"),
     ({"hardware.gelu.table_entries": 100}, "hardware.gelu.table_entries", "power of two"),
     ({"hardware.softmax.exp_table_entries": 0}, "hardware.softmax.exp_table_entries", "power of two"),
     ({"hardware.compute_unit.rounding": "nearest"}, "hardware.compute_unit.rounding", "one of"),
