@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
 from hw.gather import GatherLayouts, write_lanes
+from hw.register_slice import RegisterSlice
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError
 
@@ -21,6 +22,11 @@ class HiddenWriter(wiring.Component):
     output tile is tracked as the compute unit emits (token tiles outer, output tiles inner).
     ``start`` (pulse, with ``m``) arms it; every row is taken the cycle it is valid; ``done``
     pulses with the final row (``last``).
+
+    Timing: ``write`` leaves a :class:`hw.register_slice.RegisterSlice`, one cycle after its row
+    is taken (the unit's output logic does not reach the memory's 32 write ports in the same
+    cycle); ``done`` pulses with the take, so the last word lands the cycle after ``done``, long
+    before GEMM2's first read (the controller's next command is at least two cycles later).
 
     Members: ``start`` In(1), ``m`` In, ``y`` In(stream of ``Layouts.out``), ``write``
     Out(stream of ``GatherLayouts.write``), ``done`` Out(1).
@@ -46,19 +52,24 @@ class HiddenWriter(wiring.Component):
         rows, ops, tiles = cu.rows, cu.operand_bits, self.cfg.model.expert_hidden // cu.cols
         count = Signal.like(self.m)
         tile_row = Signal.like(self.m)
+        tile_last_row = Signal.like(self.m)        # min(count, tile_row + rows) - 1, registered
         col = Signal(range(tiles))
         y = self.y.p
         take = self.y.valid & self.y.ready
-        m.d.comb += [self.y.ready.eq(self.write.ready), self.write.valid.eq(self.y.valid),
-                     self.write.p.addr.eq(y.row * tiles + col), self.done.eq(take & y.last)]
+        m.submodules.output = output = RegisterSlice(GatherLayouts(self.cfg).write)
+        wiring.connect(m, output.o, wiring.flipped(self.write))
+        m.d.comb += [self.y.ready.eq(output.i.ready), output.i.valid.eq(self.y.valid),
+                     output.i.p.addr.eq(y.row * tiles + col), self.done.eq(take & y.last)]
         for c in range(cu.cols):
-            m.d.comb += self.write.p.data[c].eq(y.data[c][:ops])
-        tile_last_row = Mux(count <= tile_row + rows, count, tile_row + rows) - 1
+            m.d.comb += output.i.p.data[c].eq(y.data[c][:ops])
         with m.If(take & (y.row == tile_last_row)):
             with m.If(col == tiles - 1):
-                m.d.sync += [col.eq(0), tile_row.eq(tile_row + rows)]
+                next_end = tile_row + 2 * rows
+                m.d.sync += [col.eq(0), tile_row.eq(tile_row + rows),
+                             tile_last_row.eq(Mux(count <= next_end, count, next_end) - 1)]
             with m.Else():
                 m.d.sync += col.eq(col + 1)
         with m.If(self.start):
-            m.d.sync += [count.eq(self.m), tile_row.eq(0), col.eq(0)]
+            m.d.sync += [count.eq(self.m), tile_row.eq(0), col.eq(0),
+                         tile_last_row.eq(Mux(self.m <= rows, self.m, rows) - 1)]
         return m
