@@ -46,11 +46,14 @@ class UartTx(wiring.Component):
         bits = Signal(range(11))
         timer = Signal(range(self.divisor))
 
-        m.d.comb += self.data.ready.eq(bits == 0)
-        with m.If(bits == 0):
+        # ``ready`` is a register (equal to ``bits == 0``): the host bridge loads its response
+        # register and read-out word on it, so it should start at a flip-flop
+        idle = Signal(init=1)
+        m.d.comb += self.data.ready.eq(idle)
+        with m.If(idle):
             with m.If(self.data.valid):
                 m.d.sync += [shift.eq((1 << 9) | (self.data.payload << 1)), bits.eq(10),
-                             timer.eq(0)]
+                             timer.eq(0), idle.eq(0)]
         with m.Else():
             # A bit period is the cycle with timer == 0 (which drives the next bit) plus
             # divisor - 1 countdown cycles; the last of them retires the bit.
@@ -61,6 +64,8 @@ class UartTx(wiring.Component):
                 m.d.sync += timer.eq(timer - 1)
                 with m.If(timer == 1):
                     m.d.sync += bits.eq(bits - 1)
+                    with m.If(bits == 1):
+                        m.d.sync += idle.eq(1)
         return m
 
 
