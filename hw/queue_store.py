@@ -36,7 +36,9 @@ class QueueLayouts:
 
 class _Replay(wiring.Component):
     """One replay port: a ``cmd`` then ``count`` entries on ``o``, one per cycle when ready (one
-    memory read stage)."""
+    read stage: the store is read asynchronously at ``rd_addr`` and the entry registered, so
+    ``o`` starts at flip-flops, not at a block RAM's slow output: the gather's row-base
+    multiplier and the scatter's follow it)."""
 
     def __init__(self, cfg: DesignConfig, depth: int):
         self.cfg = cfg
@@ -44,7 +46,7 @@ class _Replay(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(lay.read)),
             "o": Out(stream.Signature(lay.entry)),
-            "rd_addr": Out(range(depth)), "rd_en": Out(1), "rd_data": In(lay.entry),
+            "rd_addr": Out(range(depth)), "rd_data": In(lay.entry),
         })
 
     def elaborate(self, platform) -> Module:
@@ -54,11 +56,10 @@ class _Replay(wiring.Component):
         busy = Signal()
         command = Signal.like(self.cmd.p)
         index = Signal.like(command.count)
-        queue_r, index_r = Signal(), Signal.like(index)
+        queue_r, index_r, data_r = Signal(), Signal.like(index), Signal.like(self.rd_data)
         advance = ~self.o.valid | self.o.ready
         issue = advance & busy
-        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_en.eq(advance),
-                     self.rd_addr.eq(command.start + index)]
+        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_addr.eq(command.start + index)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0)]
         with m.If(issue):
@@ -66,9 +67,10 @@ class _Replay(wiring.Component):
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(issue), queue_r.eq(command.queue), index_r.eq(index)]
-        m.d.comb += [self.o.p.token.eq(Mux(queue_r, self.rd_data.token, index_r)),
-                     self.o.p.gate.eq(Mux(queue_r, self.rd_data.gate, one))]
+            m.d.sync += [self.o.valid.eq(issue), queue_r.eq(command.queue), index_r.eq(index),
+                         data_r.eq(self.rd_data)]
+        m.d.comb += [self.o.p.token.eq(Mux(queue_r, data_r.token, index_r)),
+                     self.o.p.gate.eq(Mux(queue_r, data_r.gate, one))]
         return m
 
 
@@ -129,9 +131,8 @@ class QueueStore(wiring.Component):
         for name in ("tokens", "routes"):
             replay = _Replay(self.cfg, lay.entries)
             m.submodules[name] = replay
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(replay.rd_addr), rp.en.eq(replay.rd_en),
-                         replay.rd_data.eq(rp.data)]
+            rp = mem.read_port(domain="comb")        # LUT RAM: 2 read ports of T*top_k entries
+            m.d.comb += [rp.addr.eq(replay.rd_addr), replay.rd_data.eq(rp.data)]
             wiring.connect(m, wiring.flipped(getattr(self, f"{name}_cmd")), replay.cmd)
             wiring.connect(m, replay.o, wiring.flipped(getattr(self, name)))
         return m
