@@ -58,9 +58,10 @@ class ComputeUnit(wiring.Component):
     output FIFO, ``full_rate_depth`` entries: every row in flight plus the credit's round trip),
     and the shadow bank drains a row only while the buffer's registered ``credit`` is high. So
     ``out.ready`` never reaches a pipeline register's enable. After the FIFO, a
-    :class:`hw.register_slice.RegisterSlice` (one cycle, part of ``latency``) makes ``out``'s
-    valid and payload flip-flops, and a :class:`hw.skid_buffer.SkidBuffer` (no cycle) makes the
-    ready the FIFO sees one. With ``out`` always ready no row ever waits for a credit. With
+    :class:`hw.skid_buffer.SkidBuffer` (no cycle) makes the ready the FIFO sees a flip-flop, and
+    a :class:`hw.register_slice.RegisterSlice` (one cycle, part of ``latency``) makes ``out``'s
+    valid and payload flip-flops with no multiplexer after them (the skid buffer's kept-or-passed
+    choice is before the slice). With ``out`` always ready no row ever waits for a credit. With
     ``compute_unit.output_lanes`` set, the pipeline carries a row as ``row_cycles`` beats of
     ``output_lanes`` lanes (fewer GELU tables and requantiser multipliers) and reassembles it
     before the FIFO.
@@ -94,14 +95,15 @@ class ComputeUnit(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         m.submodules.array = array = MacArray(self.cfg)
         m.submodules.buffer = buffer = self._output_pipeline(m, array.drain)
-        # the consumers see registers, not the FIFO's asynchronous LUT-RAM read
+        # a skid buffer, so the consumers' ready reaches the FIFO through a flip-flop, then a
+        # register slice: the consumers see flip-flops, not the FIFO's asynchronous LUT-RAM read
+        # or the skid buffer's multiplexer
         assert timing.OUTPUT_STAGES == 1
-        m.submodules.output = output = RegisterSlice(self.layouts.out)
-        # and a skid buffer, so the consumers' ready reaches the FIFO through a flip-flop
         m.submodules.output_skid = output_skid = SkidBuffer(self.layouts.out)
-        wiring.connect(m, buffer.o, output.i)
-        wiring.connect(m, output.o, output_skid.i)
-        wiring.connect(m, output_skid.o, wiring.flipped(self.out))
+        m.submodules.output = output = RegisterSlice(self.layouts.out)
+        wiring.connect(m, buffer.o, output_skid.i)
+        wiring.connect(m, output_skid.o, output.i)
+        wiring.connect(m, output.o, wiring.flipped(self.out))
 
         # the running command and the position of the next array step
         busy = Signal()
