@@ -36,9 +36,9 @@ class QueueLayouts:
 
 class _Replay(wiring.Component):
     """One replay port: a ``cmd`` then ``count`` entries on ``o``, one per cycle when ready (one
-    read stage: the store is read asynchronously at ``rd_addr`` and the entry registered, so
-    ``o`` starts at flip-flops, not at a block RAM's slow output: the gather's row-base
-    multiplier and the scatter's follow it)."""
+    read stage: the store, a LUT RAM, is read asynchronously at ``rd_addr`` and the entry
+    registered, so ``o`` starts at flip-flops, not at a block RAM's slow unregistered output:
+    the gather's row-base multiplier and the scatter's follow it)."""
 
     def __init__(self, cfg: DesignConfig, depth: int):
         self.cfg = cfg
@@ -109,7 +109,10 @@ class QueueStore(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         lay, e = self.layouts, self.cfg.model.experts
-        m.submodules.mem = mem = Memory(shape=lay.entry, depth=lay.entries, init=[])
+        # LUT RAM (asked for: Yosys would otherwise fold the replays' entry registers into a block
+        # RAM's read ports, whose unregistered output is slow)
+        m.submodules.mem = mem = Memory(shape=lay.entry, depth=lay.entries, init=[],
+                                        attrs={"ram_style": "distributed"})
         wp = mem.write_port()
         written = Signal(range(lay.entries + 1))
         new_expert = Signal(init=1)            # the next entry starts an expert's queue
