@@ -114,8 +114,9 @@ class ComputeUnit(wiring.Component):
         cols_left = Signal.like(command.n)        # outputs from this tile on
         row_base = Signal.like(command.m)
 
-        first = kk == 0
-        last = kk == k_last
+        # kk == 0 and kk == k_last, kept as registers: the step decision (which fans out to the
+        # array and the input skid buffers) starts at flip-flops, not at a counter compare
+        first, last = Signal(), Signal()
         last_col_tile = cols_left <= cu.cols
         last_row_tile = rows_left <= cu.rows
         step = Signal()
@@ -146,13 +147,14 @@ class ComputeUnit(wiring.Component):
 
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), k_last.eq(self.cmd.p.k - 1),
-                         kk.eq(0), rows_left.eq(self.cmd.p.m), cols_left.eq(self.cmd.p.n),
+                         kk.eq(0), first.eq(1), last.eq(self.cmd.p.k == 1),
+                         rows_left.eq(self.cmd.p.m), cols_left.eq(self.cmd.p.n),
                          row_base.eq(0)]
         with m.If(step):
             with m.If(~last):
-                m.d.sync += kk.eq(kk + 1)
+                m.d.sync += [kk.eq(kk + 1), first.eq(0), last.eq(kk + 1 == k_last)]
             with m.Else():
-                m.d.sync += kk.eq(0)
+                m.d.sync += [kk.eq(0), first.eq(1), last.eq(k_last == 0)]
                 with m.If(~last_col_tile):
                     m.d.sync += cols_left.eq(cols_left - cu.cols)
                 with m.Else():
