@@ -20,8 +20,8 @@ from moeaccel.errors import UserError
 
 from . import report
 from .boards import ulx3s
-from .flow import (DoesNotFit, EcpResult, Usage, build_ecp5, estimate_xilinx, parse_yosys_stat,
-                   roms_to_logic, synthesise, _cached, _digest)
+from .flow import (ROUTER, DoesNotFit, EcpResult, Usage, build_ecp5, estimate_xilinx,
+                   parse_yosys_stat, roms_to_logic, synthesise, _cached, _digest)
 
 GOAL_MHZ = 150.0
 
@@ -57,7 +57,7 @@ def _tag(cfg: DesignConfig, blocks: Sequence[str]) -> str:
 
 def board(cfg: DesignConfig, blocks: Sequence[str] | None, out: Path, build_dir: Path,
           command: str, bitstream: bool = False, seed: int = 1,
-          baud: int | None = None) -> tuple[Path, EcpResult]:
+          baud: int | None = None, router: str = ROUTER) -> tuple[Path, EcpResult]:
     """Place and route the ULX3S top hosting ``blocks``; write ``out/ulx3s-<tag>.md``."""
     names = resolve_blocks(blocks)
     tag = _tag(cfg, names)
@@ -67,7 +67,7 @@ def board(cfg: DesignConfig, blocks: Sequence[str] | None, out: Path, build_dir:
     title = f"ULX3S (ECP5-85F) build: config `{cfg.name}`, blocks {', '.join(names)}"
     try:
         result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{tag}",
-                            bitstream=bitstream, seed=seed)
+                            bitstream=bitstream, seed=seed, router=router)
     except DoesNotFit as err:
         path.write_text(report.does_not_fit_markdown(title, err, command))
         raise UserError(f"{err} (report: {path})") from None

@@ -134,13 +134,16 @@ def _cached(stamp: Path, key: str) -> bool:
 # ------------------------------------------------------------------------------------------
 # ECP5: board top -> bitstream
 # ------------------------------------------------------------------------------------------
-#: nextpnr router: router1 (nextpnr-ecp5's default) had routed about a sixth of the ulx3s engine's
-#: arcs after 13 min (single-threaded WASM build); router2 is nextpnr's faster negotiated router
-ROUTER = "router2"
+#: nextpnr's routers. router2 (negotiated congestion, the flow's default) is the faster one and
+#: routes every sweep point; on the 1x16 ulx3s engine it stalls at ~3,300 overused wires after
+#: ~20 iterations and then diverges; router1 (nextpnr-ecp5's own default, arc by arc) is the
+#: alternative (``moeaccel fpga --router router1``)
+ROUTERS = ("router2", "router1")
+ROUTER = ROUTERS[0]
 
 
 def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int = 1,
-               name: str = "top", place: bool = True) -> EcpResult | None:
+               name: str = "top", place: bool = True, router: str = ROUTER) -> EcpResult | None:
     """Synthesise, place and route ``top`` for an amaranth-boards ECP5 ``platform``.
 
     The platform supplies the RTLIL, the Yosys script and the LPF constraints (pins, clocks);
@@ -174,7 +177,7 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
     pnr_args = [device, "--package", package, "--speed", str(platform.speed),
                 "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
                 "--report", "report.json", "--log", "pnr.log", "--seed", str(seed),
-                "--router", ROUTER,
+                "--router", router,
                 "--timing-allow-fail", "--quiet"]
     key_pnr = _digest(key_synth, *pnr_args)
     if not _cached(out_dir / "pnr.key", key_pnr):

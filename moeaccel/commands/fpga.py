@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from fpga.flow import ROUTERS
+
 from .. import config
 
 
@@ -36,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baud", type=_positive(int), default=None,
                    help="UART baud rate (default 115200)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                   help=f"nextpnr router (default {ROUTERS[0]}; try router1 where router2 stops "
+                   "converging)")
     p.add_argument("--out", type=Path, default=Path("reports/fpga"), help="report directory")
     p.add_argument("--build-dir", type=Path, default=Path("build/fpga"),
                    help="tool work directory (cached by design hash)")
@@ -75,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         path, _ = build.xilinx_estimate(cfg, blocks, args.out, args.build_dir, command)
     else:
         path, result = build.board(cfg, blocks, args.out, args.build_dir, command,
-                                   bitstream=args.bitstream, seed=args.seed, baud=args.baud)
+                                   bitstream=args.bitstream, seed=args.seed, baud=args.baud,
+                                   router=args.router)
         for c in result.clocks:
             print(f"{c.clock}: Fmax {c.fmax_mhz:.2f} MHz, target {c.target_mhz:g} MHz: "
                   f"{'PASS' if c.passed else 'FAIL'}")
@@ -89,6 +95,8 @@ def _describe(args: argparse.Namespace) -> str:
         v = getattr(args, name)
         if v is not None:
             parts.append(f"--{name.replace('_', '-')} {v}")
+    if args.router != ROUTERS[0]:
+        parts.append(f"--router {args.router}")
     if args.sweep is not None:
         parts.append(f"--sweep {args.sweep}".strip())
     if args.bitstream:

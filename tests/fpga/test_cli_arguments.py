@@ -1,4 +1,5 @@
-"""``moeaccel fpga`` rejects impossible numbers with one argparse error line before any tool runs."""
+"""``moeaccel fpga`` rejects impossible numbers and unknown routers with one argparse error line
+before any tool runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from moeaccel import cli
     (["--baud", "-9600"], "argument --baud: must be > 0, got -9600"),
     (["--clock-mhz", "0"], "argument --clock-mhz: must be > 0, got 0"),
     (["--clock-mhz", "fast"], "argument --clock-mhz: not a number: 'fast'"),
+    (["--router", "router3"], "argument --router: invalid choice: 'router3' (choose from "
+                              "'router2', 'router1')"),
 ])
 def test_non_positive_or_non_numeric_is_one_error(capsys, args, problem):
     with pytest.raises(SystemExit) as exit_:
