@@ -132,9 +132,10 @@ class ScatterAccumulate(wiring.Component):
         tile_row = Signal.like(command.m)         # first queue index of the token tile in use
         tile_slot = Signal(range(2 * rows))       # its ring slot (0 or rows)
         col_word = Signal.like(command.n)         # output tile j of the rows arriving now
+        # tile_row + 2 * rows, kept as a register so no adder sits before the compare
+        ring_end = Signal(range((1 << len(taken)) + 2 * rows))
         accumulating = busy & ~readout
-        m.d.comb += self.route.ready.eq(accumulating & (taken != command.m)
-                                        & (taken < tile_row + 2 * rows))
+        m.d.comb += self.route.ready.eq(accumulating & (taken != command.m) & (taken < ring_end))
         with m.If(self.route.valid & self.route.ready):
             for s in range(2 * rows):
                 with m.If(in_slot == s):
@@ -160,6 +161,7 @@ class ScatterAccumulate(wiring.Component):
         with m.If(take_y & (y.row == tile_last_row)):
             with m.If(col_word == words - 1):
                 m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
+                             ring_end.eq(ring_end + rows),
                              tile_last_row.eq(Mux(command.m <= next_tile_end, command.m,
                                                   next_tile_end) - 1),
                              tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
@@ -251,7 +253,8 @@ class ScatterAccumulate(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
                          words.eq((self.cmd.p.n + cols - 1) // cols),
-                         taken.eq(0), in_slot.eq(0), tile_row.eq(0), tile_slot.eq(0),
+                         taken.eq(0), in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows),
+                         tile_slot.eq(0),
                          tile_last_row.eq(Mux(self.cmd.p.m <= rows, self.cmd.p.m, rows) - 1),
                          col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
                          read_word.eq(0)]
