@@ -73,8 +73,8 @@ class ScatterAccumulate(wiring.Component):
     data and the multiplier each get a cycle of their own:
 
     * 0: the row's handshake issues the memory read (its address from registers: the ring
-      slot of the row expected next is counted, not derived from ``y.row``) and registers
-      ``gate`` and ``y``;
+      slot and queue index of the row expected next are counted, not derived from ``y.row``, so
+      ``y.ready`` does not depend on ``y``) and registers ``gate`` and ``y``;
     * 1: the read data is registered (the block RAM's output register), the ``cols`` products
       ``gate * y`` are computed and registered, and the forwarding choices are registered: the
       row one ahead (now in stage 2) if it has the same address, else the row two ahead
@@ -146,8 +146,12 @@ class ScatterAccumulate(wiring.Component):
 
         y = self.y.p
         take_y = Signal()
+        # the queue index of the row expected next: rows arrive in order, so it equals ``y.row``
+        # whenever ``y`` is valid, and ``y.ready`` (its route entry has been taken) compares two
+        # registers instead of starting at the compute unit's output
+        expected = Signal.like(command.m)
         m.d.comb += [take_y.eq(self.y.valid & self.y.ready),
-                     self.y.ready.eq(accumulating & (taken > y.row))]
+                     self.y.ready.eq(accumulating & (taken > expected))]
         slot = Signal(range(2 * rows))            # ring slot of the row expected next
         row_base = Signal(addr_shape)
         row_gate = Signal(lay.route["gate"].shape)
@@ -158,18 +162,18 @@ class ScatterAccumulate(wiring.Component):
         # the command and whenever tile_row advances) so no adder sits before the compare
         tile_last_row = Signal.like(command.m)
         next_tile_end = tile_row + 2 * rows
-        with m.If(take_y & (y.row == tile_last_row)):
+        with m.If(take_y & (expected == tile_last_row)):
             with m.If(col_word == words - 1):
                 m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
-                             ring_end.eq(ring_end + rows),
+                             expected.eq(tile_row + rows), ring_end.eq(ring_end + rows),
                              tile_last_row.eq(Mux(command.m <= next_tile_end, command.m,
                                                   next_tile_end) - 1),
                              tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
                              slot.eq(Mux(tile_slot == 0, rows, 0))]
             with m.Else():
-                m.d.sync += [col_word.eq(col_word + 1), slot.eq(tile_slot)]
+                m.d.sync += [col_word.eq(col_word + 1), slot.eq(tile_slot), expected.eq(tile_row)]
         with m.Elif(take_y):
-            m.d.sync += slot.eq(slot + 1)
+            m.d.sync += [slot.eq(slot + 1), expected.eq(expected + 1)]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
         acc_bits = cu.accumulator_bits
@@ -254,6 +258,7 @@ class ScatterAccumulate(wiring.Component):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
                          words.eq((self.cmd.p.n + cols - 1) // cols),
                          taken.eq(0), in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows),
+                         expected.eq(0),
                          tile_slot.eq(0),
                          tile_last_row.eq(Mux(self.cmd.p.m <= rows, self.cmd.p.m, rows) - 1),
                          col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
