@@ -106,12 +106,15 @@ class BlockSynth:
 
 def block_synth(block: str, cfg: DesignConfig, build_dir: Path) -> BlockSynth:
     """``synth_ecp5`` of one block alone; LUT4 counts each CCU2C carry cell as two LUT4s and
-    each distributed-RAM cell as the LUT4s it occupies (as nextpnr's TRELLIS_COMB does)."""
+    each distributed-RAM cell as the LUT4s it occupies (as nextpnr's TRELLIS_COMB does). The
+    block is elaborated for the ULX3S platform, so its memories map as on the board
+    (:class:`hw.sliced_memory.SlicedMemory` slices)."""
     from amaranth.back import rtlil
 
     work = build_dir / f"block-{cfg.name}-{block}"
     work.mkdir(parents=True, exist_ok=True)
-    il, _ = roms_to_logic(rtlil.convert(verilog.elaborate(block, cfg), name="top"))
+    il, _ = roms_to_logic(rtlil.convert(verilog.elaborate(block, cfg), name="top",
+                                        platform=ulx3s.platform()))
     (work / "top.il").write_text(il)
     script = "read_rtlil top.il\nsynth_ecp5 -top top\ntee -q -o stat.json stat -json\n"
     (work / "block.ys").write_text(script)
