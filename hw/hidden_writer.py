@@ -4,10 +4,11 @@ activation requant) written into the hidden-activation buffer, a second
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw import token_tiles
 from hw.compute_unit_layouts import Layouts
 from hw.gather import GatherLayouts, write_lanes
 from hw.register_slice import RegisterSlice
@@ -64,12 +65,11 @@ class HiddenWriter(wiring.Component):
             m.d.comb += output.i.p.data[c].eq(y.data[c][:ops])
         with m.If(take & (y.row == tile_last_row)):
             with m.If(col == tiles - 1):
-                next_end = tile_row + 2 * rows
                 m.d.sync += [col.eq(0), tile_row.eq(tile_row + rows),
-                             tile_last_row.eq(Mux(count <= next_end, count, next_end) - 1)]
+                             tile_last_row.eq(token_tiles.last_row(count, tile_row + 2 * rows))]
             with m.Else():
                 m.d.sync += col.eq(col + 1)
         with m.If(self.start):
             m.d.sync += [count.eq(self.m), tile_row.eq(0), col.eq(0),
-                         tile_last_row.eq(Mux(self.m <= rows, self.m, rows) - 1)]
+                         tile_last_row.eq(token_tiles.last_row(self.m, rows))]
         return m

@@ -10,6 +10,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
+from hw import token_tiles
 from hw.saturate import saturate
 from moeaccel.config import DesignConfig
 from sim.timing import scatter as timing
@@ -161,13 +162,11 @@ class ScatterAccumulate(wiring.Component):
         # the tile's last queue index, min(m, tile_row + rows) - 1, kept in a register (set by
         # the command and whenever tile_row advances) so no adder sits before the compare
         tile_last_row = Signal.like(command.m)
-        next_tile_end = tile_row + 2 * rows
         with m.If(take_y & (expected == tile_last_row)):
             with m.If(col_word == words - 1):
                 m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
                              expected.eq(tile_row + rows), ring_end.eq(ring_end + rows),
-                             tile_last_row.eq(Mux(command.m <= next_tile_end, command.m,
-                                                  next_tile_end) - 1),
+                             tile_last_row.eq(token_tiles.last_row(command.m, ring_end)),
                              tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
                              slot.eq(Mux(tile_slot == 0, rows, 0))]
             with m.Else():
@@ -260,7 +259,7 @@ class ScatterAccumulate(wiring.Component):
                          taken.eq(0), in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows),
                          expected.eq(0),
                          tile_slot.eq(0),
-                         tile_last_row.eq(Mux(self.cmd.p.m <= rows, self.cmd.p.m, rows) - 1),
+                         tile_last_row.eq(token_tiles.last_row(self.cmd.p.m, rows)),
                          col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
                          read_word.eq(0)]
         return m
