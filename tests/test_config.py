@@ -10,6 +10,7 @@ import pytest
 
 from moeaccel import config
 from moeaccel.errors import ConfigError
+from sim.timing import compute_unit
 
 REQUIRED_PRESETS = {"m3vit-tiny", "m3vit-small", "mixtral-layer", "deepseek-layer", "ulx3s", "tiny"}
 
@@ -34,7 +35,15 @@ def test_m3vit_tiny_is_the_reference_model() -> None:
 def test_ulx3s_array_fits_the_ecp5_85f_multipliers() -> None:
     cu = config.load("ulx3s").hardware.compute_unit
     assert cu.rows * cu.cols <= 156
-    assert (cu.lanes_out, cu.row_cycles) == (4, 4)          # output pipeline: a row in 4 beats
+
+def test_ulx3s_output_lanes_keep_the_drain_hidden() -> None:
+    """The preset's narrow output pipeline (a row in ``row_cycles`` beats) never stalls the array
+    on the model's layers: every reduction is at least the drain's tile period."""
+    cfg = config.load("ulx3s")
+    cu, m = cfg.hardware.compute_unit, cfg.model
+    assert cu.row_cycles > 1
+    for k in (m.embed_dim, m.expert_hidden, m.mlp_hidden):
+        assert compute_unit.tile_period(cfg, k, cu.rows) == k
 
 
 def test_base_inherits_and_overrides(tmp_path: Path) -> None:
