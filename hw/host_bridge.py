@@ -41,6 +41,14 @@ def _times_const(value, k: int):
     return total
 
 
+def _or_all(values, shape=None) -> Value:
+    """The bitwise OR of ``values`` (0 if there are none): a one-hot selected value."""
+    total = Const(0, shape) if shape is not None else Const(0)
+    for v in values:
+        total = total | v
+    return total
+
+
 class HostBridge(wiring.Component):
     """Protocol engine plus per-block input/output memories and sequencers.
 
@@ -108,23 +116,42 @@ class HostBridge(wiring.Component):
         bad_write = Signal()
         idle = Signal(range(self.frame_timeout + 1))
 
-        # ---- what the selected port is (registered: valid 1 cycle after port_sel) ------------------------------------------------
+        # ---- what the selected port is -----------------------------------------------------------
+        # ``hit[i]`` says port i is selected; it is loaded from the request byte itself, in the
+        # cycle args[0] takes it, so the 8-bit compares sit between two registers and the
+        # fields below are plain OR trees of registered one-hots (valid 1 cycle after port_sel).
+        hit = [Signal(name=f"hit{p.number}", init=p.number == 0) for p in ports]
+        widths = sorted({p.word_bytes for p in ports})
+        wb_hit = {w: Signal(name=f"wb_hit{w}") for w in widths}   # the selected port's word_bytes
+
+        def any_of(members):
+            return Cat(*members).any() if members else Const(0)
+
+        def select(value_of, shape):
+            """The selected port's ``value_of(port)``: an OR of registered one-hots."""
+            return _or_all((Mux(h, value_of(p), 0) for p, h in zip(ports, hit) if value_of(p)),
+                           shape)
+
         p_valid, p_host_writes, p_host_reads, p_stream = Signal(), Signal(), Signal(), Signal()
         p_wb = Signal(range(max_wb + 1))
         p_depth = Signal(17)
         p_block = Signal(range(max(nblocks, 1)))
-        p_word = Signal(8 * max_wb)       # the assembled WRITE word, aligned to bit 0
-        with m.Switch(port_sel):
-            for p in ports:
-                with m.Case(p.number):
-                    m.d.sync += [p_valid.eq(1), p_host_writes.eq(p.kind.host_writes),
-                                 p_host_reads.eq(not p.kind.host_writes),
-                                 p_stream.eq(p.kind.is_stream), p_wb.eq(p.word_bytes),
-                                 p_depth.eq(p.depth), p_block.eq(p.block_index)]
-                    m.d.comb += p_word.eq(stage >> 8 * (max_wb - p.word_bytes))
-            with m.Default():
-                m.d.sync += [p_valid.eq(0), p_host_writes.eq(0), p_host_reads.eq(0),
-                             p_stream.eq(0), p_wb.eq(0), p_depth.eq(0), p_block.eq(0)]
+        m.d.sync += [p_valid.eq(any_of(hit)),
+                     p_host_writes.eq(any_of([h for p, h in zip(ports, hit) if p.kind.host_writes])),
+                     p_host_reads.eq(any_of([h for p, h in zip(ports, hit)
+                                             if not p.kind.host_writes])),
+                     p_stream.eq(any_of([h for p, h in zip(ports, hit) if p.kind.is_stream])),
+                     p_wb.eq(select(lambda p: p.word_bytes, p_wb.shape())),
+                     p_depth.eq(select(lambda p: p.depth, p_depth.shape())),
+                     p_block.eq(select(lambda p: p.block_index, p_block.shape()))]
+        m.d.sync += [wb_hit[w].eq(any_of([h for p, h in zip(ports, hit) if p.word_bytes == w]))
+                     for w in widths]
+        # the assembled WRITE word, aligned to bit 0
+        p_word = _or_all(Mux(wb_hit[w], stage >> 8 * (max_wb - w), 0) for w in widths)
+        # WRITE lands one cycle after its last byte: address, data and per-port strobes are
+        # registered in front of the memories (the host cannot see the cycle).
+        host_wdata = Signal(8 * max_wb)
+        host_waddr = Signal(16)
 
         # ---- per-block sequencers ----------------------------------------------------------------
         start = Signal(max(nblocks, 1))
@@ -148,7 +175,7 @@ class HostBridge(wiring.Component):
                     if p.kind is PortKind.REGISTER_IN:
                         reg = Signal(p.width, name=f"reg_{name}_{p.member}")
                         with m.If(we):
-                            m.d.sync += reg.eq(p_word)
+                            m.d.sync += reg.eq(host_wdata)
                         m.d.comb += member.eq(reg)
                     else:
                         host_rdata[p.number] = Value.cast(member)
@@ -166,7 +193,7 @@ class HostBridge(wiring.Component):
                 left = Signal(16, name=f"left_{name}_{p.member}")
                 more = Signal(name=f"more_{name}_{p.member}")
                 if p.kind is PortKind.INPUT:     # host -> memory -> register -> block
-                    m.d.comb += [wp.addr.eq(waddr), wp.data.eq(p_word), wp.en.eq(we)]
+                    m.d.comb += [wp.addr.eq(host_waddr), wp.data.eq(host_wdata), wp.en.eq(we)]
                     valid = Signal(name=f"valid_{name}_{p.member}")      # rp.data holds a word
                     nxt = Signal(16, name=f"next_{name}_{p.member}")
                     fetch = running[b] & more
@@ -228,9 +255,11 @@ class HostBridge(wiring.Component):
         m.d.comb += self.busy.eq(running.any())
 
         # ---- WRITE: one memory word (or register) per word_bytes data bytes ----------------------
+        w_ok = p_host_writes & ~waddr[16] & (waddr < p_depth)
         for number, we in write_en.items():
-            m.d.comb += we.eq(wpending & (port_sel == number) & p_host_writes & ~waddr[16]
-                              & (waddr < p_depth))
+            m.d.sync += we.eq(wpending & hit[number] & w_ok)
+        with m.If(wpending):
+            m.d.sync += [host_wdata.eq(p_word), host_waddr.eq(waddr)]
         with m.If(wpending):
             m.d.sync += [wpending.eq(0), waddr.eq(waddr + 1)]
             with m.If(~p_host_writes | (waddr >= p_depth)):
@@ -278,19 +307,15 @@ class HostBridge(wiring.Component):
 
         info_bytes = [Const(VERSION, 8), Const(len(ports), 8),
                       *[Const(self.digest >> 8 * i & 0xFF, 8) for i in range(4)]]
-        status_byte = Signal(8)
-        with m.Switch(block_sel):
-            for b, name in enumerate(self.blocks):
-                fields = [Cat(running[b], done[b]), *[cycles[b].word_select(i, 8) for i in range(4)],
-                          *[first_out[b].word_select(i, 8) for i in range(4)]]
-                for p in ports:
-                    if p.block_index == b and p.kind.is_stream:
-                        fields += [moved[p.number][:8], moved[p.number][8:]]
-                with m.Case(b):
-                    with m.Switch(ridx):
-                        for i, f in enumerate(fields):
-                            with m.Case(i):
-                                m.d.comb += status_byte.eq(f)
+        status_replies = []                  # per block: the STATUS payload, byte 0 lowest
+        for b in range(nblocks):
+            fields = [Cat(running[b], done[b]), cycles[b], first_out[b]]
+            fields += [moved[p.number] for p in ports if p.block_index == b and p.kind.is_stream]
+            status_replies.append(Cat(*[f.as_unsigned() if len(f) % 8 == 0 else
+                                        Cat(f, Const(0, 8 - len(f) % 8)) for f in fields]))
+        # INFO and STATUS payloads are snapshotted into a shift register in EXECUTE and leave
+        # from its low byte, so no byte-index mux feeds the output register.
+        reply = Signal(max(len(Cat(*info_bytes)), *(len(r) for r in status_replies)))
         status_len = Signal(16)
         with m.Switch(block_sel):
             for b in range(nblocks):
@@ -298,15 +323,11 @@ class HostBridge(wiring.Component):
                     n_streams = sum(1 for p in ports if p.block_index == b and p.kind.is_stream)
                     m.d.comb += status_len.eq(9 + 2 * n_streams)
         read_len = Signal(16)
-        with m.Switch(port_sel):
-            for p in ports:
-                with m.Case(p.number):
-                    m.d.comb += read_len.eq(_times_const(count, p.word_bytes))
+        m.d.comb += read_len.eq(_or_all(Mux(wb_hit[w], _times_const(count, w), 0)
+                                        for w in widths))
         rdata = Signal(8 * max_wb)
-        with m.Switch(port_sel):
-            for number, value in host_rdata.items():
-                with m.Case(number):
-                    m.d.comb += rdata.eq(value)
+        m.d.comb += rdata.eq(_or_all(Mux(hit[number], value, 0)
+                                     for number, value in host_rdata.items()))
 
         # Response bytes leave from a register; each is added to the checksum the cycle after
         # it was loaded, so no mux feeds the UART or the adder directly.
@@ -369,6 +390,8 @@ class HostBridge(wiring.Component):
                         for i in range(ARG_BYTES):
                             with m.Case(i):
                                 m.d.sync += args[i].eq(byte)
+                                if i == 0:
+                                    m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
                     m.d.sync += [addr_hi_next.eq(received == 1),
                                  data_phase.eq(data_phase | addr_hi_next)]
                     with m.If(addr_hi_next):
@@ -407,6 +430,13 @@ class HostBridge(wiring.Component):
             with m.State("EXECUTE"):
                 m.d.sync += [ridx.eq(0), total.eq(0), waddr.eq(addr), words_left.eq(count),
                              rlen.eq(0)]
+                with m.If(op == Op.INFO):
+                    m.d.sync += reply.eq(Cat(*info_bytes))
+                with m.Else():
+                    with m.Switch(block_sel):
+                        for b, r in enumerate(status_replies):
+                            with m.Case(b):
+                                m.d.sync += reply.eq(r)
                 with m.If(status == Status.OK):
                     with m.Switch(op):
                         with m.Case(Op.INFO):
@@ -416,10 +446,9 @@ class HostBridge(wiring.Component):
                         with m.Case(Op.STATUS):
                             m.d.sync += rlen.eq(status_len)
                         with m.Case(Op.LENGTH):
-                            with m.Switch(port_sel):
-                                for number, want in lengths.items():
-                                    with m.Case(number):
-                                        m.d.sync += want.eq(set_len)
+                            for number, want in lengths.items():
+                                with m.If(hit[number]):
+                                    m.d.sync += want.eq(set_len)
                         with m.Case(Op.START):
                             m.d.sync += start.eq(1 << block_sel)
                         with m.Case(Op.ABORT):
@@ -440,10 +469,10 @@ class HostBridge(wiring.Component):
                 with m.If(sent_all):
                     m.next = "SEND_CHECK"
                 with m.Else():
-                    send(Mux(op == Op.INFO, Cat(*info_bytes).word_select(ridx[:3], 8),
-                             status_byte))
+                    send(reply[:8])
                     with m.If(can_load):
-                        m.d.sync += [ridx.eq(ridx + 1), sent_all.eq(ridx + 1 == rlen)]
+                        m.d.sync += [reply.eq(reply >> 8), ridx.eq(ridx + 1),
+                                     sent_all.eq(ridx + 1 == rlen)]
             with m.State("READ_ADDR"):      # the host read port sees waddr this cycle
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
