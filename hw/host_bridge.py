@@ -109,8 +109,10 @@ class HostBridge(wiring.Component):
         byte_idx = Signal(range(max_wb + 1))
         # Registered look-aheads keep comparators off the frame FSM's byte path:
         word_end = Signal()               # byte_idx + 1 == p_wb (the next data byte ends a word)
-        addr_hi_next = Signal()           # received == 2 (the next byte is the address' high byte)
+        arg_at = Signal(ARG_BYTES)        # one-hot: the next payload byte is args[i]
         data_phase = Signal()             # received >= 3 (WRITE data bytes)
+        is_write = Signal()               # op == Op.WRITE
+        last_next = Signal()              # the next payload byte is the last (received + 1 == length)
         waddr = Signal(17)
         wpending = Signal()
         bad_write = Signal()
@@ -366,7 +368,7 @@ class HostBridge(wiring.Component):
             with m.State("SYNC"):
                 with m.If(got & (byte == SYNC_REQUEST)):
                     m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0),
-                                 addr_hi_next.eq(0), data_phase.eq(0)]
+                                 arg_at.eq(1), data_phase.eq(0)]
                     m.next = "CODE"
             for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
                                       ("LEN1", None, length[8:])):
@@ -374,6 +376,10 @@ class HostBridge(wiring.Component):
                     m.d.comb += waiting.eq(1)
                     with m.If(got):
                         m.d.sync += [field.eq(byte), total.eq(total + byte)]
+                        if field is op:
+                            m.d.sync += is_write.eq(byte == Op.WRITE)
+                        if nxt is None:
+                            m.d.sync += last_next.eq(Cat(length[:8], byte) == 1)
                         if nxt is not None:
                             m.next = nxt
                         else:
@@ -386,24 +392,23 @@ class HostBridge(wiring.Component):
                 m.d.comb += waiting.eq(1)
                 with m.If(got):
                     m.d.sync += [total.eq(total + byte), received.eq(received + 1)]
-                    with m.Switch(received):
-                        for i in range(ARG_BYTES):
-                            with m.Case(i):
-                                m.d.sync += args[i].eq(byte)
-                                if i == 0:
-                                    m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
-                    m.d.sync += [addr_hi_next.eq(received == 1),
-                                 data_phase.eq(data_phase | addr_hi_next)]
-                    with m.If(addr_hi_next):
+                    m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(received + 2 == length),
+                                 data_phase.eq(data_phase | arg_at[2])]
+                    for i in range(ARG_BYTES):
+                        with m.If(arg_at[i]):
+                            m.d.sync += args[i].eq(byte)
+                            if i == 0:
+                                m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
+                    with m.If(arg_at[2]):
                         m.d.sync += waddr.eq(Cat(args[1], byte))
-                    with m.If((op == Op.WRITE) & data_phase):
+                    with m.If(is_write & data_phase):
                         m.d.sync += stage.eq(Cat(stage[8:], byte))
                         with m.If(word_end):
                             m.d.sync += [byte_idx.eq(0), wpending.eq(1), word_end.eq(p_wb == 1)]
                         with m.Else():
                             m.d.sync += [byte_idx.eq(byte_idx + 1),
                                          word_end.eq(byte_idx + 2 == p_wb)]
-                    with m.If(received + 1 == length):
+                    with m.If(last_next):
                         m.next = "CHECK"
                 with m.If(idle == self.frame_timeout):
                     m.next = "SYNC"
