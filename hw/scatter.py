@@ -4,7 +4,7 @@ output accumulator memory, and the finalised result read out as a stream
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -128,51 +128,88 @@ class ScatterAccumulate(wiring.Component):
         # ---- accumulate: route entries in a ring of 2 token tiles -------------------------
         ring_base = [Signal(addr_shape, name=f"ring_base{s}") for s in range(2 * rows)]
         ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}") for s in range(2 * rows)]
-        taken = Signal.like(command.m)            # route entries taken
         in_slot = Signal(range(2 * rows))
         tile_row = Signal.like(command.m)         # first queue index of the token tile in use
         tile_slot = Signal(range(2 * rows))       # its ring slot (0 or rows)
         col_word = Signal.like(command.n)         # output tile j of the rows arriving now
-        # tile_row + 2 * rows, kept as a register so no adder sits before the compare
-        ring_end = Signal(range((1 << len(taken)) + 2 * rows))
+        # tile_row + 2 * rows, kept as a register (the next tile's last row is computed from it)
+        ring_end = Signal(range((1 << len(command.m)) + 2 * rows))
         accumulating = busy & ~readout
-        m.d.comb += self.route.ready.eq(accumulating & (taken != command.m) & (taken < ring_end))
-        with m.If(self.route.valid & self.route.ready):
+        # route entries taken, counted as: ``left`` (m - taken; ``more`` = left != 0, a
+        # register), ``tile_taken`` (taken - tile_row: the ring is full at 2 * rows) and
+        # ``avail`` (taken - the queue index of the row expected next: its entry is in the ring
+        # when avail != 0); small counters, so ``route.ready`` and ``y.ready`` are registers
+        # computed one cycle ahead from these counters' next values
+        left = Signal.like(command.m)
+        more = Signal()
+        tile_taken = Signal(range(2 * rows + 1))
+        avail = Signal(range(2 * rows + 1))
+        take_route = Signal()
+        route_base = Signal(addr_shape)           # the entry's first memory word, token * words
+        m.d.comb += [take_route.eq(self.route.valid & self.route.ready),
+                     route_base.eq(self.route.p.token * words)]
+        with m.If(take_route):
             for s in range(2 * rows):
                 with m.If(in_slot == s):
-                    m.d.sync += [ring_base[s].eq(self.route.p.token * words),
-                                 ring_gate[s].eq(self.route.p.gate)]
-            m.d.sync += [taken.eq(taken + 1),
+                    m.d.sync += [ring_base[s].eq(route_base), ring_gate[s].eq(self.route.p.gate)]
+            m.d.sync += [left.eq(left - 1), more.eq(left != 1),
                          in_slot.eq(Mux(in_slot == 2 * rows - 1, 0, in_slot + 1))]
 
         y = self.y.p
         take_y = Signal()
+        m.d.comb += take_y.eq(self.y.valid & self.y.ready)
         # the queue index of the row expected next: rows arrive in order, so it equals ``y.row``
-        # whenever ``y`` is valid, and ``y.ready`` (its route entry has been taken) compares two
-        # registers instead of starting at the compute unit's output
+        # whenever ``y`` is valid
         expected = Signal.like(command.m)
-        m.d.comb += [take_y.eq(self.y.valid & self.y.ready),
-                     self.y.ready.eq(accumulating & (taken > expected))]
         slot = Signal(range(2 * rows))            # ring slot of the row expected next
-        row_base = Signal(addr_shape)
         row_gate = Signal(lay.route["gate"].shape)
-        for s in range(2 * rows):
-            with m.If(slot == s):
-                m.d.comb += [row_base.eq(ring_base[s]), row_gate.eq(ring_gate[s])]
-        # the tile's last queue index, min(m, tile_row + rows) - 1, kept in a register (set by
-        # the command and whenever tile_row advances) so no adder sits before the compare
+        ring_gates = Array(ring_gate)
+        ring_bases = Array(ring_base)
+        m.d.comb += row_gate.eq(ring_gates[slot])
+        # the tile's last queue index, min(m, tile_row + rows) - 1, kept in a register (set the
+        # cycle after the command, from the registered ``m``, and whenever tile_row advances)
         tile_last_row = Signal.like(command.m)
-        with m.If(take_y & (expected == tile_last_row)):
-            with m.If(col_word == words - 1):
-                m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
-                             expected.eq(tile_row + rows), ring_end.eq(ring_end + rows),
-                             tile_last_row.eq(token_tiles.last_row(command.m, ring_end)),
-                             tile_slot.eq(Mux(tile_slot == 0, rows, 0)),
-                             slot.eq(Mux(tile_slot == 0, rows, 0))]
-            with m.Else():
-                m.d.sync += [col_word.eq(col_word + 1), slot.eq(tile_slot), expected.eq(tile_row)]
-        with m.Elif(take_y):
-            m.d.sync += [slot.eq(slot + 1), expected.eq(expected + 1)]
+        # what the row taken now does to the position: the next row of the tile, back to the
+        # tile's first row for the next output word, or on to the next token tile
+        tile_end = take_y & (expected == tile_last_row)
+        last_word = col_word == words - 1
+        new_tile, rewind, next_row = Signal(), Signal(), Signal()
+        m.d.comb += [new_tile.eq(tile_end & last_word), rewind.eq(tile_end & ~last_word),
+                     next_row.eq(take_y & ~tile_end)]
+        other_tile = Mux(tile_slot == 0, rows, 0)
+        # the memory address of the row expected next, a register (the memory's read address):
+        # each candidate's adder starts at registers, the row handshake only selects; the entry
+        # written into the ring this cycle is forwarded (it is on its tile's first output word)
+        row_addr = Signal(addr_shape)
+        slot_next = Signal.like(slot)
+        addr_next = Signal(addr_shape)
+        tile_taken_next = Signal.like(tile_taken)
+        avail_next = Signal.like(avail)
+        m.d.comb += tile_taken_next.eq(tile_taken + take_route - Mux(new_tile, rows, 0))
+        with m.If(new_tile):
+            m.d.comb += [slot_next.eq(other_tile), addr_next.eq(ring_bases[other_tile]),
+                         avail_next.eq(tile_taken_next)]
+            m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
+                         expected.eq(tile_row + rows), ring_end.eq(ring_end + rows),
+                         tile_last_row.eq(token_tiles.last_row(command.m, ring_end)),
+                         tile_slot.eq(other_tile)]
+        with m.Elif(rewind):
+            m.d.comb += [slot_next.eq(tile_slot),
+                         addr_next.eq(ring_bases[tile_slot] + col_word + 1),
+                         avail_next.eq(tile_taken_next)]
+            m.d.sync += [col_word.eq(col_word + 1), expected.eq(tile_row)]
+        with m.Elif(next_row):
+            m.d.comb += [slot_next.eq(slot + 1), addr_next.eq(ring_bases[slot + 1] + col_word),
+                         avail_next.eq(avail + take_route - 1)]
+            m.d.sync += expected.eq(expected + 1)
+        with m.Else():
+            m.d.comb += [slot_next.eq(slot), addr_next.eq(row_addr),
+                         avail_next.eq(avail + take_route)]
+        m.d.sync += [slot.eq(slot_next), tile_taken.eq(tile_taken_next), avail.eq(avail_next),
+                     row_addr.eq(Mux(take_route & (in_slot == slot_next), route_base, addr_next)),
+                     self.route.ready.eq(accumulating & Mux(take_route, left != 1, more)
+                                         & (tile_taken_next != 2 * rows)),
+                     self.y.ready.eq(accumulating & ~(take_y & y.last) & (avail_next != 0))]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
         acc_bits = cu.accumulator_bits
@@ -184,7 +221,7 @@ class ScatterAccumulate(wiring.Component):
                                for s in range(1, 4))
         gate1 = Signal(row_gate.shape(), **data_reg)
         y1 = [Signal(y_lane, name=f"y1_{c}", **data_reg) for c in range(cols)]
-        m.d.sync += [valid1.eq(take_y), addr1.eq(row_base + col_word), gate1.eq(row_gate)]
+        m.d.sync += [valid1.eq(take_y), addr1.eq(row_addr), gate1.eq(row_gate)]
         m.d.sync += [y1[c].eq(y.data[c]) for c in range(cols)]
         # stage 1 -> 2: read data, products and forwarding choices registered
         read2 = Signal(lay.word, **data_reg)             # the memory's read data register
@@ -240,7 +277,7 @@ class ScatterAccumulate(wiring.Component):
 
         # ---- the memory ports, shared by the two modes --------------------------------------
         m.d.comb += [
-            rp.addr.eq(Mux(readout, read_addr, row_base + col_word)),
+            rp.addr.eq(Mux(readout, read_addr, row_addr)),
             rp.en.eq(~readout | advance),
             wp.addr.eq(Mux(readout, clear_addr, addr3)),
             wp.data.eq(Mux(readout, 0, sum3.as_value())),
@@ -256,10 +293,14 @@ class ScatterAccumulate(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
                          words.eq((self.cmd.p.n + cols - 1) // cols),
-                         taken.eq(0), in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows),
-                         expected.eq(0),
-                         tile_slot.eq(0),
-                         tile_last_row.eq(token_tiles.last_row(self.cmd.p.m, rows)),
-                         col_word.eq(0), slot.eq(0), read_addr.eq(0), read_token.eq(0),
-                         read_word.eq(0)]
+                         left.eq(self.cmd.p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
+                         self.route.ready.eq(~self.cmd.p.readout), self.y.ready.eq(0),
+                         in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows), expected.eq(0),
+                         tile_slot.eq(0), col_word.eq(0), slot.eq(0), read_addr.eq(0),
+                         read_token.eq(0), read_word.eq(0)]
+        # the first tile's last row from the registered command (no row is taken before then)
+        fresh = Signal()
+        m.d.sync += fresh.eq(self.cmd.valid & self.cmd.ready)
+        with m.If(fresh):
+            m.d.sync += tile_last_row.eq(token_tiles.last_row(command.m, rows))
         return m
