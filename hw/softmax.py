@@ -18,7 +18,9 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
-  precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row.
+  precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
+  remainder is held as its ``2^k`` candidates and the digit that picks one, so a step is the
+  pick (a multiplexer on registers), the compares' carry chains and the digit into registers.
 * **normalise** (6 stages, never stalls): 1 buffer read; 2 its data registered; 3 partial
   products of ``t * R`` and ``max - fl``; 4 their sum; 5 the shift; 6 round, saturate to 1.0,
   into an output queue of ``OUTPUT_QUEUE`` beats. A read is issued only while the reads in
@@ -58,7 +60,7 @@ alone, the critical path then in the host bridge, not in this block.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -276,7 +278,12 @@ class Softmax(wiring.Component):
         # j * sum for every digit j of radix 2^k, so that a step compares against all of them
         # in parallel (one carry chain deep) instead of k dependent restoring steps
         multiples = [Signal(fm.sum_bits + k, name=f"divisor_x{j}") for j in range(1, 1 << k)]
-        remainder = Signal(fm.sum_bits + 1)
+        # The remainder is kept as its 2^k candidates (candidate[j] = (previous << k) - j * sum,
+        # candidate[0] the shifted previous) and the digit that selects the right one: a step
+        # starts with that selection (a multiplexer on registers) and ends with its compares'
+        # carry chains in registers, instead of ending with the compares' wide selection.
+        candidate = [Signal(fm.sum_bits + 1, name=f"remainder{j}") for j in range(1 << k)]
+        chosen = Signal(range(1 << k))                   # the digit of the last step
         quotient = Signal(iters * k)                     # all bits shifted in per row: no clear
         hold = Signal(row)                               # the row's max and length
         taken = result.valid & result.ready
@@ -287,8 +294,8 @@ class Softmax(wiring.Component):
         with m.If(taken):
             m.d.sync += done.eq(0)
         with m.If(pop):
-            m.d.sync += [busy.eq(1), steps.eq(iters),
-                         remainder.eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
+            m.d.sync += [busy.eq(1), steps.eq(iters), chosen.eq(0),
+                         candidate[0].eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
                          hold.eq(head)]
             # j * sum as shifted copies added (a constant multiply would go to a slow MULT18)
             m.d.sync += [mult.eq(sum(head.sum << b for b in range(k) if j >> b & 1))
@@ -296,14 +303,16 @@ class Softmax(wiring.Component):
         with m.Elif(busy):
             # remainder < sum always (it starts below 2^sum_frac_bits <= sum), so the next k
             # quotient bits are the largest digit j with (remainder << k) >= j * sum
-            shifted = remainder << k
-            digit, rem = 0, shifted
+            remainder = Array(candidate)[chosen]
+            shifted = Signal(len(remainder) + k)
+            m.d.comb += shifted.eq(remainder << k)
+            digit = 0
             for j, mult in enumerate(multiples, 1):
                 diff = Signal(signed(len(shifted) + 1), name=f"step_minus_x{j}")
                 m.d.comb += diff.eq(shifted - mult)
-                fits = diff >= 0
-                digit, rem = Mux(fits, j, digit), Mux(fits, diff, rem)
-            m.d.sync += [remainder.eq(rem[:len(remainder)]),
+                digit = Mux(diff >= 0, j, digit)
+                m.d.sync += candidate[j].eq(diff[:len(candidate[j])])
+            m.d.sync += [candidate[0].eq(shifted[:len(candidate[0])]), chosen.eq(digit),
                          quotient.eq(((quotient << k) | digit)[:len(quotient)]),
                          steps.eq(steps - 1)]
             with m.If(steps == 1):
