@@ -15,6 +15,9 @@ accepted: ``first_out`` = 3 + the block's latency for the first word, and ``cycl
 word) = 2 + latency + N for a block that takes and gives one word per cycle. Nothing else the
 bridge does stalls the block. Requests are parsed at one byte per
 cycle; the byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
+A WRITE word lands in its memory (or register) two cycles after its last byte (registered
+address, data and strobe; the next request cannot see the difference); a STATUS reply is a
+snapshot of the counters taken when the request executes, so its fields are consistent.
 """
 
 
@@ -98,7 +101,7 @@ class HostBridge(wiring.Component):
         # ---- request parsing state ------------------------------------------------------------
         op = Signal(8)
         length = Signal(16)
-        received = Signal(16)             # payload bytes so far
+        to_come = Signal(16)              # payload bytes still to come
         total = Signal(8)                 # running checksum
         args = [Signal(8, name=f"arg{i}") for i in range(ARG_BYTES)]
         port_sel, block_sel = args[0], args[0]
@@ -106,14 +109,17 @@ class HostBridge(wiring.Component):
         count = Cat(args[3], args[4])     # READ word count
         set_len = Cat(args[1], args[2])   # LENGTH word count
         stage = Signal(8 * max_wb)        # WRITE data: bytes shift in from the top
-        byte_idx = Signal(range(max_wb + 1))
+        wrem = Signal(range(max_wb))      # bytes of the WRITE word still to come after the next
         # Registered look-aheads keep comparators off the frame FSM's byte path:
-        word_end = Signal()               # byte_idx + 1 == p_wb (the next data byte ends a word)
+        word_end = Signal()               # wrem == 0: the next data byte ends a word
+        word_start = Signal()             # no WRITE word is half received
         arg_at = Signal(ARG_BYTES)        # one-hot: the next payload byte is args[i]
         data_phase = Signal()             # received >= 3 (WRITE data bytes)
         is_write = Signal()               # op == Op.WRITE
-        last_next = Signal()              # the next payload byte is the last (received + 1 == length)
-        waddr = Signal(17)
+        last_next = Signal()              # the next payload byte is the last (to_come == 1)
+        waddr = Signal(17)                # WRITE address
+        raddr = Signal(16)                # READ address
+        read_end = Signal(17)             # addr + count, registered for the READ range check
         wpending = Signal()
         bad_write = Signal()
         idle = Signal(range(self.frame_timeout + 1))
@@ -136,6 +142,7 @@ class HostBridge(wiring.Component):
 
         p_valid, p_host_writes, p_host_reads, p_stream = Signal(), Signal(), Signal(), Signal()
         p_wb = Signal(range(max_wb + 1))
+        p_wb_m1 = Signal(range(max_wb))
         p_depth = Signal(17)
         p_block = Signal(range(max(nblocks, 1)))
         m.d.sync += [p_valid.eq(any_of(hit)),
@@ -144,10 +151,12 @@ class HostBridge(wiring.Component):
                                              if not p.kind.host_writes])),
                      p_stream.eq(any_of([h for p, h in zip(ports, hit) if p.kind.is_stream])),
                      p_wb.eq(select(lambda p: p.word_bytes, p_wb.shape())),
+                     p_wb_m1.eq(select(lambda p: p.word_bytes - 1, p_wb_m1.shape())),
                      p_depth.eq(select(lambda p: p.depth, p_depth.shape())),
                      p_block.eq(select(lambda p: p.block_index, p_block.shape()))]
         m.d.sync += [wb_hit[w].eq(any_of([h for p, h in zip(ports, hit) if p.word_bytes == w]))
                      for w in widths]
+        wb_is1 = wb_hit.get(1, Const(0))  # the selected port's words are one byte
         # the assembled WRITE word, aligned to bit 0
         p_word = _or_all(Mux(wb_hit[w], stage >> 8 * (max_wb - w), 0) for w in widths)
         # WRITE lands one cycle after its last byte: address, data and per-port strobes are
@@ -213,8 +222,9 @@ class HostBridge(wiring.Component):
                     if not isinstance(member.valid, Const):
                         m.d.comb += member.valid.eq(r_valid)
                     m.d.comb += payload.eq(r_payload)
+                    fin = Signal(name=f"fin_{name}_{p.member}")    # registered n == want
                     with m.If(r_valid & member.ready):
-                        m.d.sync += n.eq(n + 1)
+                        m.d.sync += [n.eq(n + 1), fin.eq(n + 1 == want)]
                     with m.If(start[b] | abort[b]):
                         m.d.sync += [nxt.eq(0), valid.eq(0), r_valid.eq(0)]
                 else:                             # block -> memory -> host
@@ -231,13 +241,16 @@ class HostBridge(wiring.Component):
                     with m.If(member.valid & take):
                         m.d.sync += [n.eq(n + 1), left.eq(left - 1), more.eq(left != 1)]
                     out_taken.append(member.valid & take)
+                    fin = ~more                   # n == want, as left counts want - n down
                     host_rdata[p.number] = rp.data
-                    m.d.comb += rp.addr.eq(waddr)
+                    m.d.comb += rp.addr.eq(raddr)
                 with m.If(start[b]):        # last, so they win over the updates above
                     m.d.sync += [left.eq(want), more.eq(want != 0), n.eq(0)]
+                    if p.kind is PortKind.INPUT:
+                        m.d.sync += fin.eq(want == 0)
                 with m.If(abort[b]):
                     m.d.sync += more.eq(0)
-                finished.append(n == want)
+                finished.append(fin)              # only read while running
 
             all_done = Cat(*finished).all() if finished else Const(1)
             any_out = Cat(*out_taken).any() if out_taken else Const(0)
@@ -277,11 +290,11 @@ class HostBridge(wiring.Component):
             with m.Case(Op.INFO):
                 m.d.comb += args_ok.eq(length == 0)
             with m.Case(Op.WRITE):
-                m.d.comb += args_ok.eq((length >= 3) & p_valid & p_host_writes & (byte_idx == 0)
+                m.d.comb += args_ok.eq((length >= 3) & p_valid & p_host_writes & word_start
                                        & ~bad_write & ~wpending)
             with m.Case(Op.READ):
                 m.d.comb += args_ok.eq((length == 5) & p_valid & p_host_reads
-                                       & (addr + count <= p_depth))
+                                       & (read_end <= p_depth))
             with m.Case(Op.LENGTH):
                 m.d.comb += [args_ok.eq((length == 3) & p_valid & p_stream & (set_len <= p_depth)),
                              busy.eq(running.bit_select(p_block, 1))]
@@ -292,7 +305,8 @@ class HostBridge(wiring.Component):
         known_op = Signal()
         m.d.comb += known_op.eq(Cat(*[op == o for o in Op]).any())
         # VALIDATE reads them registered: the arguments are final from the cycle the checksum
-        # byte is taken (CHECK), one cycle before VALIDATE, and the compares stay off `status`
+        # byte is taken (CHECK); read_end (addr + count) is registered in the next (SETTLE), so
+        # args_ok_r is final in VALIDATE, and the adders and compares stay off `status`
         args_ok_r, known_op_r = Signal(), Signal()
         m.d.sync += [args_ok_r.eq(args_ok), known_op_r.eq(known_op)]
 
@@ -305,6 +319,7 @@ class HostBridge(wiring.Component):
                                          # output register's enable)
         out_word = Signal(8 * max_wb)
         wb_left = Signal(range(max_wb + 1))
+        wb_last = Signal()               # wb_left == 1
         words_left = Signal(16)
 
         info_bytes = [Const(VERSION, 8), Const(len(ports), 8),
@@ -363,11 +378,11 @@ class HostBridge(wiring.Component):
             m.d.sync += idle.eq(0)
         m.d.sync += [start.eq(0), abort.eq(0)]
 
-        m.d.sync += word_end.eq(byte_idx + 1 == p_wb)     # overridden when a data byte arrives
+        m.d.sync += read_end.eq(addr + count)
         with m.FSM(name="frame"):
             with m.State("SYNC"):
                 with m.If(got & (byte == SYNC_REQUEST)):
-                    m.d.sync += [total.eq(0), received.eq(0), byte_idx.eq(0), bad_write.eq(0),
+                    m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0),
                                  arg_at.eq(1), data_phase.eq(0)]
                     m.next = "CODE"
             for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
@@ -379,7 +394,8 @@ class HostBridge(wiring.Component):
                         if field is op:
                             m.d.sync += is_write.eq(byte == Op.WRITE)
                         if nxt is None:
-                            m.d.sync += last_next.eq(Cat(length[:8], byte) == 1)
+                            m.d.sync += [to_come.eq(Cat(length[:8], byte)),
+                                         last_next.eq(Cat(length[:8], byte) == 1)]
                         if nxt is not None:
                             m.next = nxt
                         else:
@@ -391,8 +407,8 @@ class HostBridge(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += waiting.eq(1)
                 with m.If(got):
-                    m.d.sync += [total.eq(total + byte), received.eq(received + 1)]
-                    m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(received + 2 == length),
+                    m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
+                    m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
                                  data_phase.eq(data_phase | arg_at[2])]
                     for i in range(ARG_BYTES):
                         with m.If(arg_at[i]):
@@ -400,14 +416,16 @@ class HostBridge(wiring.Component):
                             if i == 0:
                                 m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
                     with m.If(arg_at[2]):
-                        m.d.sync += waddr.eq(Cat(args[1], byte))
+                        m.d.sync += [waddr.eq(Cat(args[1], byte)), wrem.eq(p_wb_m1),
+                                     word_end.eq(wb_is1)]
                     with m.If(is_write & data_phase):
                         m.d.sync += stage.eq(Cat(stage[8:], byte))
                         with m.If(word_end):
-                            m.d.sync += [byte_idx.eq(0), wpending.eq(1), word_end.eq(p_wb == 1)]
+                            m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
+                                         word_start.eq(1)]
                         with m.Else():
-                            m.d.sync += [byte_idx.eq(byte_idx + 1),
-                                         word_end.eq(byte_idx + 2 == p_wb)]
+                            m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
+                                         word_start.eq(0)]
                     with m.If(last_next):
                         m.next = "CHECK"
                 with m.If(idle == self.frame_timeout):
@@ -417,9 +435,11 @@ class HostBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += listen.eq(0)
                     m.d.sync += sum_ok.eq((total + byte)[:8] == 0)
-                    m.next = "VALIDATE"
+                    m.next = "SETTLE"
                 with m.If(idle == self.frame_timeout):
                     m.next = "SYNC"
+            with m.State("SETTLE"):         # read_end, then args_ok_r, follow the arguments
+                m.next = "VALIDATE"
             with m.State("VALIDATE"):
                 with m.If(~sum_ok):
                     m.d.sync += status.eq(Status.BAD_CHECKSUM)
@@ -433,7 +453,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += status.eq(Status.OK)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                m.d.sync += [ridx.eq(0), total.eq(0), waddr.eq(addr), words_left.eq(count),
+                m.d.sync += [ridx.eq(0), total.eq(0), raddr.eq(addr), words_left.eq(count),
                              rlen.eq(0)]
                 with m.If(op == Op.INFO):
                     m.d.sync += reply.eq(Cat(*info_bytes))
@@ -478,17 +498,18 @@ class HostBridge(wiring.Component):
                     with m.If(can_load):
                         m.d.sync += [reply.eq(reply >> 8), ridx.eq(ridx + 1),
                                      sent_all.eq(ridx + 1 == rlen)]
-            with m.State("READ_ADDR"):      # the host read port sees waddr this cycle
+            with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
-                m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb)]
+                m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb), wb_last.eq(wb_is1)]
                 m.next = "READ_BYTES"
             with m.State("READ_BYTES"):
                 send(out_word[:8])
                 with m.If(can_load):
-                    m.d.sync += [out_word.eq(out_word >> 8), wb_left.eq(wb_left - 1)]
-                    with m.If(wb_left == 1):
-                        m.d.sync += [waddr.eq(waddr + 1), words_left.eq(words_left - 1)]
+                    m.d.sync += [out_word.eq(out_word >> 8), wb_left.eq(wb_left - 1),
+                                 wb_last.eq(wb_left == 2)]
+                    with m.If(wb_last):
+                        m.d.sync += [raddr.eq(raddr + 1), words_left.eq(words_left - 1)]
                         m.next = "READ_ADDR"
                         with m.If(words_left == 1):
                             m.next = "SEND_CHECK"
