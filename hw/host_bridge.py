@@ -110,7 +110,7 @@ class HostBridge(wiring.Component):
         set_len = Cat(args[1], args[2])   # LENGTH word count
         stage = Signal(8 * max_wb)        # WRITE data: bytes shift in from the top
         wrem = Signal(range(max_wb))      # bytes of the WRITE word still to come after the next
-        # Registered look-aheads keep comparators off the frame FSM's byte path:
+        # Registered look-aheads keep comparators off the request FSM's byte path:
         word_end = Signal()               # wrem == 0: the next data byte ends a word
         word_start = Signal()             # no WRITE word is half received
         arg_at = Signal(ARG_BYTES)        # one-hot: the next payload byte is args[i]
@@ -305,7 +305,7 @@ class HostBridge(wiring.Component):
         known_op = Signal()
         m.d.comb += known_op.eq(Cat(*[op == o for o in Op]).any())
         # VALIDATE reads them registered: the arguments are final from the cycle the checksum
-        # byte is taken (CHECK); read_end (addr + count) is registered in the next (SETTLE), so
+        # byte is taken (CHECK); read_end (addr + count) is registered in the next (IDLE), so
         # args_ok_r is final in VALIDATE, and the adders and compares stay off `status`
         args_ok_r, known_op_r = Signal(), Signal()
         m.d.sync += [args_ok_r.eq(args_ok), known_op_r.eq(known_op)]
@@ -364,10 +364,11 @@ class HostBridge(wiring.Component):
                 if then is not None:
                     m.next = then
 
-        # ---- the frame FSM ------------------------------------------------------------------------
+        # ---- the request FSM: takes a frame's bytes ------------------------------------------------
         # The host's bytes are taken in the states SYNC .. CHECK (a register says so, rather than
         # a decode of the state), never while a WRITE word is pending.
         listen = Signal(init=1)
+        judge = Signal()                  # a whole request has arrived: the reply FSM takes over
         m.d.comb += self.rx.ready.eq(listen & ~wpending)
         got = self.rx.valid & self.rx.ready
         byte = self.rx.payload
@@ -379,6 +380,7 @@ class HostBridge(wiring.Component):
         m.d.sync += [start.eq(0), abort.eq(0)]
 
         m.d.sync += read_end.eq(addr + count)
+        m.d.sync += judge.eq(0)
         with m.FSM(name="frame"):
             with m.State("SYNC"):
                 with m.If(got & (byte == SYNC_REQUEST)):
@@ -434,12 +436,18 @@ class HostBridge(wiring.Component):
                 m.d.comb += waiting.eq(1)
                 with m.If(got):
                     m.d.sync += listen.eq(0)
-                    m.d.sync += sum_ok.eq((total + byte)[:8] == 0)
-                    m.next = "SETTLE"
+                    m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
+                    m.next = "SYNC"
                 with m.If(idle == self.frame_timeout):
                     m.next = "SYNC"
-            with m.State("SETTLE"):         # read_end, then args_ok_r, follow the arguments
-                m.next = "VALIDATE"
+
+        # ---- the reply FSM: judges, executes and answers a request -------------------------------
+        # A second FSM (few states, so each state decodes in one LUT); it starts from IDLE the
+        # cycle after the checksum byte, while read_end, then args_ok_r, follow the arguments.
+        with m.FSM(name="reply"):
+            with m.State("IDLE"):
+                with m.If(judge):
+                    m.next = "VALIDATE"
             with m.State("VALIDATE"):
                 with m.If(~sum_ok):
                     m.d.sync += status.eq(Status.BAD_CHECKSUM)
@@ -515,7 +523,7 @@ class HostBridge(wiring.Component):
                             m.next = "SEND_CHECK"
             with m.State("SEND_CHECK"):
                 with m.If(~add_pending):
-                    send((-total)[:8], "SYNC", checked=False)
+                    send((-total)[:8], "IDLE", checked=False)
                     with m.If(can_load):
                         m.d.sync += listen.eq(1)
         return m
