@@ -63,7 +63,7 @@ class ScatterAccumulate(wiring.Component):
     its tile order). Each row does ``out_acc[token, j*cols + c] = saturate(out_acc + gate *
     y[c], accumulator_bits)``: the product is exact, the addition saturates, as
     :func:`golden.linear.scatter_accumulate`. Up to ``2 * rows`` route entries are buffered (a
-    token tile in use and the next one); a row waits for its route entry.
+    token tile in use and the next one); a row waits for its route entry. ``m >= 1``.
 
     Read-out (``cmd.readout = 1``, ``m`` tokens): ``result`` streams tokens ``0..m-1``, words in
     order, each lane :func:`golden.linear.scatter_finalise` (round off ``prob_frac_bits`` once,
@@ -73,9 +73,10 @@ class ScatterAccumulate(wiring.Component):
     back never stall. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the memory's read
     data and the multiplier each get a cycle of their own:
 
-    * 0: the row's handshake issues the memory read (its address from registers: the ring
-      slot and queue index of the row expected next are counted, not derived from ``y.row``, so
-      ``y.ready`` does not depend on ``y``) and registers ``gate`` and ``y``;
+    * 0: the row's handshake issues the memory read (its address a register: the ring slot,
+      queue index and address of the row expected next are kept one cycle ahead, not derived
+      from ``y.row``) and registers ``gate`` and ``y``. ``y.ready`` and ``route.ready`` are
+      flip-flops too (computed a cycle ahead), so neither stream's producer sees logic of ours;
     * 1: the read data is registered (the block RAM's output register), the ``cols`` products
       ``gate * y`` are computed and registered, and the forwarding choices are registered: the
       row one ahead (now in stage 2) if it has the same address, else the row two ahead
