@@ -102,7 +102,7 @@ class HostBridge(wiring.Component):
         op = Signal(8)
         length = Signal(16)
         to_come = Signal(16)              # payload bytes still to come
-        total = Signal(8)                 # running checksum
+        total = Signal(8)                 # the request's running checksum
         args = [Signal(8, name=f"arg{i}") for i in range(ARG_BYTES)]
         port_sel, block_sel = args[0], args[0]
         addr = Cat(args[1], args[2])
@@ -314,8 +314,9 @@ class HostBridge(wiring.Component):
         status = Signal(8)
         sum_ok = Signal()
         rlen = Signal(16)
-        ridx = Signal(16)                # payload bytes sent
-        sent_all = Signal()              # registered ridx == rlen (keeps the compare off the
+        rtotal = Signal(8)               # the response's running checksum
+        rleft = Signal(16)               # payload bytes still to send
+        sent_all = Signal()              # registered rleft == 0 (keeps the compare off the
                                          # output register's enable)
         out_word = Signal(8 * max_wb)
         wb_left = Signal(range(max_wb + 1))
@@ -339,8 +340,8 @@ class HostBridge(wiring.Component):
                 with m.Case(b):
                     n_streams = sum(1 for p in ports if p.block_index == b and p.kind.is_stream)
                     m.d.comb += status_len.eq(9 + 2 * n_streams)
-        read_len = Signal(16)
-        m.d.comb += read_len.eq(_or_all(Mux(wb_hit[w], _times_const(count, w), 0)
+        read_len = Signal(16)            # registered: the arguments are final from CHECK on
+        m.d.sync += read_len.eq(_or_all(Mux(wb_hit[w], _times_const(count, w), 0)
                                         for w in widths))
         rdata = Signal(8 * max_wb)
         m.d.comb += rdata.eq(_or_all(Mux(hit[number], value, 0)
@@ -354,7 +355,7 @@ class HostBridge(wiring.Component):
         with m.If(self.tx.ready):
             m.d.sync += ovalid.eq(0)
         with m.If(add_pending):
-            m.d.sync += [total.eq(total + obuf), add_pending.eq(0)]
+            m.d.sync += [rtotal.eq(rtotal + obuf), add_pending.eq(0)]
 
         def send(byte, then=None, checked=True):
             """Load ``byte`` for the host when the output register is free (then go to
@@ -461,7 +462,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += status.eq(Status.OK)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                m.d.sync += [ridx.eq(0), total.eq(0), raddr.eq(addr), words_left.eq(count),
+                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count),
                              rlen.eq(0)]
                 with m.If(op == Op.INFO):
                     m.d.sync += reply.eq(Cat(*info_bytes))
@@ -495,7 +496,7 @@ class HostBridge(wiring.Component):
                 send(rlen[:8], "SEND_LEN1")
             with m.State("SEND_LEN1"):
                 send(rlen[8:], "SEND_PAYLOAD")
-                m.d.sync += sent_all.eq(rlen == 0)
+                m.d.sync += [sent_all.eq(rlen == 0), rleft.eq(rlen)]
                 with m.If(can_load & (op == Op.READ) & (rlen != 0)):
                     m.next = "READ_ADDR"
             with m.State("SEND_PAYLOAD"):
@@ -504,8 +505,8 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     send(reply[:8])
                     with m.If(can_load):
-                        m.d.sync += [reply.eq(reply >> 8), ridx.eq(ridx + 1),
-                                     sent_all.eq(ridx + 1 == rlen)]
+                        m.d.sync += [reply.eq(reply >> 8), rleft.eq(rleft - 1),
+                                     sent_all.eq(rleft == 1)]
             with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
@@ -523,7 +524,7 @@ class HostBridge(wiring.Component):
                             m.next = "SEND_CHECK"
             with m.State("SEND_CHECK"):
                 with m.If(~add_pending):
-                    send((-total)[:8], "IDLE", checked=False)
+                    send((-rtotal)[:8], "IDLE", checked=False)
                     with m.If(can_load):
                         m.d.sync += listen.eq(1)
         return m
