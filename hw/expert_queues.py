@@ -187,15 +187,17 @@ class ExpertQueues(wiring.Component):
 
         # ---- read-out --------------------------------------------------------------------
         # Generator: the entry (expert, index) read in this cycle and everything its output
-        # beat needs, all in registers: the expert's length, the entries left (``left``,
-        # this one included), whether this is the expert's last entry, and a lookahead: the
+        # beat needs, all in registers: the expert's length, ``index + 2`` (``index2``: the
+        # entry after next is past the end when it equals the length; a count up, so moving to
+        # an expert loads no count but its length), whether this is the expert's last entry,
+        # and a lookahead: the
         # next non-empty expert (``nxt``, ``has_nxt``) and the non-empty experts above it
         # (``rest``). Moving to the next expert only copies registers; the priority encoder
         # works on ``rest`` for the expert after that, so empty experts cost nothing.
         expert = Signal(range(n_exp))
         index = Signal(max(1, abits))
         length = Signal(range(cap + 1))
-        left = Signal(range(cap + 1))
+        index2 = Signal(range(cap + 2))
         is_last = Signal()
         nxt = Signal(range(n_exp))
         has_nxt = Signal()
@@ -216,7 +218,7 @@ class ExpertQueues(wiring.Component):
             m.d.sync += [
                 reading.eq(1), generating.eq(has_first & ~self.flush.payload.discard),
                 expert.eq(first), index.eq(0), length.eq(counts[first]),
-                left.eq(counts[first]), is_last.eq(single.bit_select(first, 1)),
+                index2.eq(2), is_last.eq(single.bit_select(first, 1)),
                 nxt.eq(second), has_nxt.eq(has_second),
                 rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp))),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
@@ -238,10 +240,11 @@ class ExpertQueues(wiring.Component):
                          out.payload.end.eq(is_last & ~has_nxt)]
             with m.If(generating):
                 with m.If(~is_last):
-                    m.d.sync += [index.eq(index + 1), left.eq(left - 1), is_last.eq(left == 2)]
+                    m.d.sync += [index.eq(index + 1), index2.eq(index2 + 1),
+                                 is_last.eq(index2 == length)]
                 with m.Elif(has_nxt):
                     m.d.sync += [expert.eq(nxt), index.eq(0), length.eq(counts[nxt]),
-                                 left.eq(counts[nxt]), is_last.eq(single.bit_select(nxt, 1)),
+                                 index2.eq(2), is_last.eq(single.bit_select(nxt, 1)),
                                  nxt.eq(rest_e), has_nxt.eq(rest != 0),
                                  rest.eq(rest & (rest - 1))]
                 with m.Else():
