@@ -81,7 +81,6 @@ class Router(wiring.Component):
             m.d.comb += [
                 topk.i.valid.eq(softmax.o.valid),
                 topk.i.payload.value.eq(softmax.o.payload.prob),
-                topk.i.payload.last.eq(softmax.o.payload.last),
                 softmax.o.ready.eq(topk.i.ready),
                 slot.valid.eq(topk.o.valid),
                 slot.payload.expert.eq(topk.o.payload.index),
@@ -97,7 +96,6 @@ class Router(wiring.Component):
             m.d.comb += [
                 topk.i.valid.eq(self.i.valid),
                 topk.i.payload.value.eq(self.i.payload.logit),
-                topk.i.payload.last.eq(self.i.payload.last),
                 self.i.ready.eq(topk.i.ready),
                 # fork: the chosen logit to the softmax, its id to the FIFO, both or neither
                 softmax.i.valid.eq(topk.o.valid & ids.w_rdy),

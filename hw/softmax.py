@@ -19,8 +19,8 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
-  remainder is held as its ``2^k`` candidates and the digit that picks one, so a step is the
-  pick (a multiplexer on registers), the compares' carry chains and the digit into registers.
+  remainder is held as its ``2^k`` candidates and the compares' signs that pick one, so a step
+  is the pick (a multiplexer on registers) and the compares' carry chains into registers.
 * **normalise** (6 stages, never stalls): 1 buffer read; 2 its data registered; 3 partial
   products of ``t * R`` and ``max - fl``; 4 their sum; 5 the shift; 6 round, saturate to 1.0,
   into an output queue of ``OUTPUT_QUEUE`` beats. A read is issued only while the reads in
@@ -60,7 +60,7 @@ alone, the critical path then in the host bridge, not in this block.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -279,14 +279,22 @@ class Softmax(wiring.Component):
         # in parallel (one carry chain deep) instead of k dependent restoring steps
         multiples = [Signal(fm.sum_bits + k, name=f"divisor_x{j}") for j in range(1, 1 << k)]
         # The remainder is kept as its 2^k candidates (candidate[j] = (previous << k) - j * sum,
-        # candidate[0] the shifted previous) and the digit that selects the right one: a step
-        # starts with that selection (a multiplexer on registers) and ends with its compares'
-        # carry chains in registers, instead of ending with the compares' wide selection.
+        # candidate[0] the shifted previous) and the compares' sign bits that pick one: a step
+        # starts with that pick (a multiplexer on registers) and ends with its compares' carry
+        # chains straight in registers. The quotient register takes each step's digit a cycle
+        # late (decoded from the registered signs); ``recip`` appends the last step's.
         candidate = [Signal(fm.sum_bits + 1, name=f"remainder{j}") for j in range(1 << k)]
-        chosen = Signal(range(1 << k))                   # the digit of the last step
+        short = [Signal(name=f"below_x{j}") for j in range(1, 1 << k)]  # (prev << k) < j * sum
         quotient = Signal(iters * k)                     # all bits shifted in per row: no clear
         hold = Signal(row)                               # the row's max and length
         taken = result.valid & result.ready
+
+        def digit_of(short: list) -> Value:
+            """The digit: the largest ``j`` whose compare did not come out short (monotonic)."""
+            digit = 0
+            for j, below in enumerate(short, 1):
+                digit = Mux(below, digit, j)
+            return Value.cast(digit)
 
         head = row(rows.r_data)
         pop = rows.r_rdy & ~busy & (~done | taken)
@@ -294,7 +302,7 @@ class Softmax(wiring.Component):
         with m.If(taken):
             m.d.sync += done.eq(0)
         with m.If(pop):
-            m.d.sync += [busy.eq(1), steps.eq(iters), chosen.eq(0),
+            m.d.sync += [busy.eq(1), steps.eq(iters), *(below.eq(1) for below in short),
                          candidate[0].eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
                          hold.eq(head)]
             # j * sum as shifted copies added (a constant multiply would go to a slow MULT18)
@@ -303,22 +311,23 @@ class Softmax(wiring.Component):
         with m.Elif(busy):
             # remainder < sum always (it starts below 2^sum_frac_bits <= sum), so the next k
             # quotient bits are the largest digit j with (remainder << k) >= j * sum
-            remainder = Array(candidate)[chosen]
-            shifted = Signal(len(remainder) + k)
+            remainder = candidate[0]
+            for below, cand in zip(short, candidate[1:]):
+                remainder = Mux(below, remainder, cand)
+            shifted = Signal(len(candidate[0]) + k)
             m.d.comb += shifted.eq(remainder << k)
-            digit = 0
-            for j, mult in enumerate(multiples, 1):
+            for j, (mult, below) in enumerate(zip(multiples, short), 1):
                 diff = Signal(signed(len(shifted) + 1), name=f"step_minus_x{j}")
                 m.d.comb += diff.eq(shifted - mult)
-                digit = Mux(diff >= 0, j, digit)
-                m.d.sync += candidate[j].eq(diff[:len(candidate[j])])
-            m.d.sync += [candidate[0].eq(shifted[:len(candidate[0])]), chosen.eq(digit),
-                         quotient.eq(((quotient << k) | digit)[:len(quotient)]),
+                m.d.sync += [candidate[j].eq(diff[:len(candidate[j])]), below.eq(diff[-1])]
+            m.d.sync += [candidate[0].eq(shifted[:len(candidate[0])]),
+                         quotient.eq(((quotient << k) | digit_of(short))[:len(quotient)]),
                          steps.eq(steps - 1)]
             with m.If(steps == 1):
                 m.d.sync += [busy.eq(0), done.eq(1)]
+        recip = ((quotient << k) | digit_of(short))[:fm.recip_bits]
         m.d.comb += [result.payload.max.eq(hold.max), result.payload.length.eq(hold.length),
-                     result.payload.recip.eq(quotient[:fm.recip_bits])]
+                     result.payload.recip.eq(recip)]
         return pop
 
     # ------------------------------------------------------------------------------ normalise

@@ -2,20 +2,21 @@
 
 Exactly :func:`golden.router.topk`: the ``k`` largest values of a row, largest first; equal
 values are ordered by lower index first (an arriving value must be strictly larger to pass an
-entry that arrived earlier).
+entry that arrived earlier). Rows have a fixed length, so the row's end is a registered count,
+not a flag of the input beat: nothing of the payload reaches ``i.ready``.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal, unsigned
+from amaranth import Cat, Module, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 
 def value_layout(value_shape: Shape) -> data.StructLayout:
-    """Input beat: one value of a row; ``last`` marks the row's final value."""
-    return data.StructLayout({"value": value_shape, "last": unsigned(1)})
+    """Input beat: one value of a row (a row is ``row_length`` beats)."""
+    return data.StructLayout({"value": value_shape})
 
 
 def slot_layout(row_length: int, value_shape: Shape) -> data.StructLayout:
@@ -23,6 +24,11 @@ def slot_layout(row_length: int, value_shape: Shape) -> data.StructLayout:
     first; ``last`` marks the ``k``-th."""
     return data.StructLayout({"index": unsigned(max(1, ceil_log2(row_length))),
                               "value": value_shape, "last": unsigned(1)})
+
+
+def _ordered(x) -> Value:
+    """``x`` as unsigned bits that compare (unsigned) in the order of ``x``'s values."""
+    return x.as_unsigned() ^ (1 << (len(x) - 1)) if x.shape().signed else x.as_unsigned()
 
 
 class TopK(wiring.Component):
@@ -33,15 +39,17 @@ class TopK(wiring.Component):
 
     Parameters
     ----------
-    row_length : values per row (at least ``k``; indices count from 0 and restart after ``last``).
+    row_length : values per row (at least ``k``; indices count from 0 and restart after the
+        ``row_length``-th).
     k : values kept per row.
     value_shape : ``signed(n)`` or ``unsigned(n)``.
 
     Members
     -------
     i : In(stream.Signature(value_layout(value_shape)))
-        Values; ready every cycle, except that a row's ``last`` value waits while the previous
-        row's ``k`` beats have not all left (it may go in the cycle the final one leaves).
+        Values, ``row_length`` per row; ready every cycle, except that a row's last value waits
+        while the previous row's ``k`` beats have not all left (it may go in the cycle the final
+        one leaves). ``ready`` is a function of registers only.
     o : Out(stream.Signature(slot_layout(row_length, value_shape)))
         ``k`` beats per row.
 
@@ -75,18 +83,19 @@ class TopK(wiring.Component):
         value, index, full = slot_regs("best")          # the current row's sorted list
         o_value, o_index, _ = slot_regs("out")          # the finished row being sent
         position = Signal(ishape)                        # index of the next value in the row
-        first = Signal(init=1)                           # next value starts a row
+        last = Signal(init=self.row_length == 1)         # position == row_length - 1
         busy = Signal()                                  # output register holds a row
         slot = Signal(range(k))                          # output beat being offered
 
-        # insertion of the offered value: entry j stays if it is at least as large (it arrived
-        # earlier, so it wins ties); the first entry that does not stay takes the new value and
-        # the rest shift down by one
+        # insertion of the offered value: entry j stays if it is full and at least as large (it
+        # arrived earlier, so it wins ties: one carry chain with ``full`` as its top bit, as the
+        # flags are cleared when a row ends); the first entry that does not stay takes the new
+        # value and the rest shift down by one
         v = self.i.payload.value
         stays = [Signal(name=f"stays{j}") for j in range(k)]
         new_value, new_index, new_full = slot_regs("ins")
         for j in range(k):
-            m.d.comb += stays[j].eq(~first & full[j] & (value[j] >= v))
+            m.d.comb += stays[j].eq(Cat(_ordered(value[j]), full[j]) >= Cat(_ordered(v), 1))
             with m.If(stays[j]):
                 m.d.comb += [new_value[j].eq(value[j]), new_index[j].eq(index[j]),
                              new_full[j].eq(1)]
@@ -95,10 +104,10 @@ class TopK(wiring.Component):
             with m.Else():
                 if j:
                     m.d.comb += [new_value[j].eq(value[j - 1]), new_index[j].eq(index[j - 1]),
-                                 new_full[j].eq(~first & full[j - 1])]
+                                 new_full[j].eq(full[j - 1])]
 
         final_leaves = self.o.ready & (slot == k - 1)
-        m.d.comb += self.i.ready.eq(~self.i.payload.last | ~busy | final_leaves)
+        m.d.comb += self.i.ready.eq(~last | ~busy | final_leaves)
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += slot.eq(slot + 1)
@@ -106,12 +115,13 @@ class TopK(wiring.Component):
                 m.d.sync += [busy.eq(0), slot.eq(0)]
 
         with m.If(self.i.valid & self.i.ready):
-            with m.If(self.i.payload.last):
-                m.d.sync += [position.eq(0), first.eq(1), busy.eq(1), slot.eq(0)]
+            with m.If(last):
+                m.d.sync += [position.eq(0), last.eq(self.row_length == 1), busy.eq(1), slot.eq(0)]
                 m.d.sync += [o_value[j].eq(new_value[j]) for j in range(k)]
                 m.d.sync += [o_index[j].eq(new_index[j]) for j in range(k)]
+                m.d.sync += [full[j].eq(0) for j in range(k)]
             with m.Else():
-                m.d.sync += [position.eq(position + 1), first.eq(0)]
+                m.d.sync += [position.eq(position + 1), last.eq(position == self.row_length - 2)]
                 m.d.sync += [value[j].eq(new_value[j]) for j in range(k)]
                 m.d.sync += [index[j].eq(new_index[j]) for j in range(k)]
                 m.d.sync += [full[j].eq(new_full[j]) for j in range(k)]
