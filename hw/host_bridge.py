@@ -223,8 +223,9 @@ class HostBridge(wiring.Component):
                         m.d.comb += member.valid.eq(r_valid)
                     m.d.comb += payload.eq(r_payload)
                     fin = Signal(name=f"fin_{name}_{p.member}")    # registered n == want
+                    togo = Signal(16, name=f"togo_{name}_{p.member}")  # want - n
                     with m.If(r_valid & member.ready):
-                        m.d.sync += [n.eq(n + 1), fin.eq(n + 1 == want)]
+                        m.d.sync += [n.eq(n + 1), togo.eq(togo - 1), fin.eq(togo == 1)]
                     with m.If(start[b] | abort[b]):
                         m.d.sync += [nxt.eq(0), valid.eq(0), r_valid.eq(0)]
                 else:                             # block -> memory -> host
@@ -247,7 +248,7 @@ class HostBridge(wiring.Component):
                 with m.If(start[b]):        # last, so they win over the updates above
                     m.d.sync += [left.eq(want), more.eq(want != 0), n.eq(0)]
                     if p.kind is PortKind.INPUT:
-                        m.d.sync += fin.eq(want == 0)
+                        m.d.sync += [togo.eq(want), fin.eq(want == 0)]
                 with m.If(abort[b]):
                     m.d.sync += more.eq(0)
                 finished.append(fin)              # only read while running
