@@ -21,8 +21,9 @@ class HiddenWriter(wiring.Component):
     memory: the row of queue index ``q`` (``y.row``) and output tile ``j`` is word ``q *
     H/cols + j`` (one ``cols``-lane word, :func:`hw.gather.write_lanes` must equal ``cols``). The
     output tile is tracked as the compute unit emits (token tiles outer, output tiles inner).
-    ``start`` (pulse, with ``m``) arms it; every row is taken the cycle it is valid; ``done``
-    pulses with the final row (``last``).
+    ``start`` (pulse, with ``m``) arms it before the GEMM's first row (the MoE controller pulses
+    it the cycle after it decides the GEMM, with ``m`` from a register); every row is taken the
+    cycle it is valid; ``done`` pulses with the final row (``last``).
 
     Timing: ``write`` leaves a :class:`hw.register_slice.RegisterSlice`, one cycle after its row
     is taken (the unit's output logic does not reach the memory's 32 write ports in the same
@@ -52,9 +53,13 @@ class HiddenWriter(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         rows, ops, tiles = cu.rows, cu.operand_bits, self.cfg.model.expert_hidden // cu.cols
         count = Signal.like(self.m)
-        tile_row = Signal.like(self.m)
-        tile_last_row = Signal.like(self.m)        # min(count, tile_row + rows) - 1, registered
+        # the end of the token tile after the current one (its first row + 2 rows) and the
+        # current tile's last row are registers, so the tile advance has no adder before the
+        # compare
+        next_end = Signal(range((1 << len(self.m)) + 2 * rows))
+        tile_last_row = Signal.like(self.m)        # min(count, tile end) - 1
         col = Signal(range(tiles))
+        last_col = Signal(init=tiles == 1)         # col == tiles - 1, registered
         y = self.y.p
         take = self.y.valid & self.y.ready
         m.submodules.output = output = RegisterSlice(GatherLayouts(self.cfg).write)
@@ -64,12 +69,13 @@ class HiddenWriter(wiring.Component):
         for c in range(cu.cols):
             m.d.comb += output.i.p.data[c].eq(y.data[c][:ops])
         with m.If(take & (y.row == tile_last_row)):
-            with m.If(col == tiles - 1):
-                m.d.sync += [col.eq(0), tile_row.eq(tile_row + rows),
-                             tile_last_row.eq(token_tiles.last_row(count, tile_row + 2 * rows))]
+            with m.If(last_col):
+                m.d.sync += [col.eq(0), last_col.eq(tiles == 1), next_end.eq(next_end + rows),
+                             tile_last_row.eq(token_tiles.last_row(count, next_end))]
             with m.Else():
-                m.d.sync += col.eq(col + 1)
+                m.d.sync += [col.eq(col + 1), last_col.eq(col == tiles - 2)]
         with m.If(self.start):
-            m.d.sync += [count.eq(self.m), tile_row.eq(0), col.eq(0),
+            m.d.sync += [count.eq(self.m), next_end.eq(2 * rows), col.eq(0),
+                         last_col.eq(tiles == 1),
                          tile_last_row.eq(token_tiles.last_row(self.m, rows))]
         return m

@@ -87,13 +87,19 @@ class MoeController(Elaboratable):
         matrix_addr = Array(Const(img.expert_base + r * img.expert_bytes + w2 * img.w1.bytes,
                                   addr_width)
                             for r in range(E + S) for w2 in (0, 1))
-        f_addr = Mux(is_gate, task * img.gate.bytes,
-                     matrix_addr[Cat(f_second, expert_record(f_x))])
-        # The address is registered (it has the table mux and the address table): its
-        # inputs are stable for at least a cycle before every fetch command, since the fetcher is
-        # busy the cycle after each command and the queue table is final before ``known`` grows;
-        # the first command of a layer (the gate matrix) comes the cycle after ``start``, so the
-        # start handshake loads that address directly.
+        # The address is registered, and so is the expert's image record before it (the queue
+        # table's mux and the address table are not in series): ``f_x`` changes at a fetch
+        # command and the fetcher is then busy for more than two cycles (the DRAM latency and
+        # the matrix's beats), so the record and then the address are right before the next
+        # command. The first routed expert's record is read from the table's row 0 (a fixed
+        # index, no mux) instead: its fetch can come the cycle after the router drains, when the
+        # table has just become final. The first command of a layer (the gate matrix) comes the
+        # cycle after ``start``, so the start handshake loads that address directly.
+        f_rec = Signal(range(E + S))
+        f_first_routed = Signal()                 # f_x == S, registered
+        m.d.sync += [f_rec.eq(expert_record(f_x)), f_first_routed.eq(f_x == S)]
+        record = Mux(f_first_routed, table[0].expert, f_rec) if E else f_rec
+        f_addr = Mux(is_gate, task * img.gate.bytes, matrix_addr[Cat(f_second, record)])
         f_addr_r = Signal.like(fcmd.p.addr)
         m.d.sync += f_addr_r.eq(f_addr)
         m.d.comb += [
@@ -119,10 +125,11 @@ class MoeController(Elaboratable):
 
         # ---- the current GEMM's parameters -------------------------------------------------
         # The expert's token count and queue start are registers, so the queue table's mux is
-        # never in front of a command: refreshed every cycle from ``x`` (the table is final the
-        # cycle the router drains, before the first expert GEMM), and loaded with the next
-        # expert's values (registered from ``x + 1``, stable for the whole GEMM) the cycle ``x``
-        # advances, so they are right in the first cycle of every WAIT_WEIGHTS.
+        # never in front of a command. They change only when ``x`` does: loaded with row 0 of the
+        # table (a fixed index, no mux) when the router drains (the table is final that cycle,
+        # before the first expert GEMM), and with the next expert's values the cycle ``x``
+        # advances. The next expert's values are registered every cycle from ``x1`` (``x + 1``
+        # as a register, so no adder precedes the table's mux): stable for the whole GEMM.
         shared = x < S
         count_width = range(T * model.top_k + 1)
 
@@ -132,15 +139,17 @@ class MoeController(Elaboratable):
                 return row.count, row.start
             return Mux(index < S, T, row.count), Mux(index < S, 0, row.start)
 
+        def first_queue():                        # queue_of(0) with the index a constant
+            return (T, 0) if S else (table[0].count, table[0].start)
+
         count, start = Signal(count_width), Signal(count_width)
         next_count, next_start = Signal(count_width), Signal(count_width)
+        x1 = Signal(range(max_x + 2), init=1)     # x + 1
         advance = Signal()                        # x advances this cycle
-        m.d.sync += [next_count.eq(queue_of(x + 1)[0]), next_start.eq(queue_of(x + 1)[1])]
+        m.d.sync += [next_count.eq(queue_of(x1)[0]), next_start.eq(queue_of(x1)[1])]
         with m.If(advance):
             m.d.sync += [count.eq(next_count), start.eq(next_start)]
-        with m.Else():
-            m.d.sync += [count.eq(queue_of(x)[0]), start.eq(queue_of(x)[1])]
-        router_gemm = g == 0
+        router_gemm = Signal(init=1)                # g == 0, a register
         second = ~g[0]                              # W2: matrices 2, 4, ...
         g_slot = g[0] if slots == 2 else 0
         header = Array(e.weights.header[s] for s in range(2))[g_slot]
@@ -151,13 +160,30 @@ class MoeController(Elaboratable):
         unit_cmd, ids_cmd, s_cmd = e.unit.cmd, e.queues.tokens_cmd, e.weights.stream_cmd
         gx, gh = e.gather_x.cmd, e.gather_h.cmd
         sc_cmd, routes_cmd = e.scatter.cmd, e.queues.routes_cmd
+        # The command payloads are registers, refreshed every cycle from ``g``, ``x`` and
+        # ``count``: those change only on the way into WAIT_WEIGHTS (which lasts at least a
+        # cycle), and the commands are offered from the next state, GEMM, so the payloads are
+        # right when offered and no compare of ``g`` or ``x`` sits in front of a consumer's
+        # command register.
         g_m, g_k, g_n = Signal.like(unit_cmd.p.m), Signal.like(unit_cmd.p.k), Signal.like(unit_cmd.p.n)
         with m.If(router_gemm):
-            m.d.comb += [g_m.eq(T), g_k.eq(D), g_n.eq(R)]
+            m.d.sync += [g_m.eq(T), g_k.eq(D), g_n.eq(R)]
         with m.Elif(second):
-            m.d.comb += [g_m.eq(count), g_k.eq(H), g_n.eq(D)]
+            m.d.sync += [g_m.eq(count), g_k.eq(H), g_n.eq(D)]
         with m.Else():
-            m.d.comb += [g_m.eq(count), g_k.eq(D), g_n.eq(H)]
+            m.d.sync += [g_m.eq(count), g_k.eq(D), g_n.eq(H)]
+        ids_queue, routes_queue = Signal(), Signal()
+        m.d.sync += [ids_queue.eq(~router_gemm & ~second & ~shared), routes_queue.eq(~shared)]
+        # the hidden writer is armed the cycle after the GEMM's commands are decided (its first
+        # row comes from the compute unit many cycles after the unit's command), with ``g_m``
+        hidden_start = Signal()
+        m.d.sync += hidden_start.eq(0)
+        # the scatter's ``m`` likewise (T for the read-out command: ``readout`` is set only on
+        # the way into READOUT, where ``sc_m`` is loaded with T directly, and cleared when the
+        # router GEMM starts)
+        readout = Signal()
+        sc_m = Signal.like(g_m)
+        m.d.sync += sc_m.eq(Mux(router_gemm | readout, T, count))
         tiles = Mux(router_gemm, img.gate.tiles, Mux(second, img.w2.tiles, img.w1.tiles))
         words = Mux(router_gemm, img.gate.weight_words,
                     Mux(second, img.w2.weight_words, img.w1.weight_words))
@@ -172,13 +198,13 @@ class MoeController(Elaboratable):
             gx.p.m.eq(g_m), gx.p.k.eq(g_k), gx.p.n.eq(g_n),
             gh.p.m.eq(g_m), gh.p.k.eq(g_k), gh.p.n.eq(g_n),
             ids_cmd.valid.eq(p_ids),
-            ids_cmd.p.queue.eq(~router_gemm & ~second & ~shared),
+            ids_cmd.p.queue.eq(ids_queue),
             ids_cmd.p.start.eq(start), ids_cmd.p.count.eq(g_m),
             s_cmd.valid.eq(p_stream), s_cmd.p.slot.eq(g_slot), s_cmd.p.m.eq(g_m),
             s_cmd.p.tiles.eq(tiles), s_cmd.p.words.eq(words),
-            routes_cmd.valid.eq(p_routes), routes_cmd.p.queue.eq(~shared),
+            routes_cmd.valid.eq(p_routes), routes_cmd.p.queue.eq(routes_queue),
             routes_cmd.p.start.eq(start), routes_cmd.p.count.eq(g_m),
-            e.hidden.m.eq(g_m),
+            e.hidden.start.eq(hidden_start), e.hidden.m.eq(g_m),
         ]
         for pend, port in ((p_unit, unit_cmd), (p_ids, ids_cmd), (p_stream, s_cmd),
                            (p_routes, routes_cmd)):
@@ -189,25 +215,30 @@ class MoeController(Elaboratable):
 
         # ---- counters --------------------------------------------------------------------------
         st = e.status
-        step = e.unit.act.valid & e.unit.act.ready
+        # a step is counted the cycle after it happens (registered, so the compute unit's
+        # handshake does not reach 32-bit counters' enables): the last step of a layer is long
+        # before its last ``out`` beat, so the totals are the same
         in_ffn = Signal()
+        step, ffn_step = Signal(), Signal()
+        m.d.sync += [step.eq(e.unit.act.valid & e.unit.act.ready), ffn_step.eq(0)]
         with m.If(running):
             m.d.sync += st.cycles.eq(st.cycles + 1)
             with m.If(step):
                 m.d.sync += st.mac_steps.eq(st.mac_steps + 1)
+            with m.If(ffn_step):
+                m.d.sync += st.ffn_steps.eq(st.ffn_steps + 1)
             with m.If(in_ffn):
-                m.d.sync += st.ffn_cycles.eq(st.ffn_cycles + 1)
-                with m.If(step):
-                    m.d.sync += st.ffn_steps.eq(st.ffn_steps + 1)
+                m.d.sync += [st.ffn_cycles.eq(st.ffn_cycles + 1),
+                             ffn_step.eq(e.unit.act.valid & e.unit.act.ready)]
             with m.If(e.weights.fetch_busy):
                 m.d.sync += st.dram_busy.eq(st.dram_busy + 1)
             with m.If(e.weights.fetched):
                 m.d.sync += st.fetches.eq(st.fetches + 1)
 
         # ---- scatter (accumulate in GEMM2, read-out at the end) --------------------------------
-        readout = Signal()
         m.d.comb += [sc_cmd.valid.eq(p_scatter), sc_cmd.p.readout.eq(readout),
-                     sc_cmd.p.m.eq(Mux(readout, T, g_m)), sc_cmd.p.n.eq(D)]
+                     sc_cmd.p.m.eq(sc_m), sc_cmd.p.n.eq(D)]
+        to_readout = [readout.eq(1), p_scatter.eq(1), sc_m.eq(T)]
         with m.If(sc_cmd.valid & sc_cmd.ready):
             m.d.sync += p_scatter.eq(0)
         # result -> out, or dropped when clearing
@@ -231,10 +262,11 @@ class MoeController(Elaboratable):
                                  st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
                                  st.fetches.eq(0), st.experts.eq(0),
                                  known.eq(0), fetch_n.eq(0), fetched.eq(0), used.eq(0),
-                                 f_x.eq(0), f_second.eq(0), g.eq(0), x.eq(0)]
+                                 f_x.eq(0), f_second.eq(0), g.eq(0), router_gemm.eq(1),
+                                 x.eq(0), x1.eq(1)]
                     m.d.comb += e.queues.clear.eq(1)
                     with m.If(e.start.p.clear):
-                        m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                        m.d.sync += to_readout
                         m.next = "READOUT"
                     with m.Else():
                         m.d.sync += known.eq(1 + 2 * S)
@@ -247,7 +279,7 @@ class MoeController(Elaboratable):
                                  use_hidden.eq(second & ~router_gemm),
                                  dest.eq(Mux(router_gemm, 0, Mux(second, 2, 1))),
                                  out_last_seen.eq(0)]
-                    m.d.comb += e.hidden.start.eq(1)
+                    m.d.sync += hidden_start.eq(1)
                     m.next = "GEMM"
                 with m.Else():
                     m.d.sync += st.weight_wait.eq(st.weight_wait + 1)
@@ -262,14 +294,14 @@ class MoeController(Elaboratable):
                 with m.Else():
                     m.d.comb += gemm_done.eq(e.hidden.done)
                 with m.If(gemm_done):
-                    m.d.sync += g.eq(g + 1)
+                    m.d.sync += [g.eq(g + 1), router_gemm.eq(0)]
                     with m.If(router_gemm):
                         m.next = "FLUSH"
                     with m.Elif(second):
-                        m.d.sync += x.eq(x + 1)
+                        m.d.sync += [x.eq(x1), x1.eq(x1 + 1)]
                         m.d.comb += advance.eq(1)
-                        with m.If(x + 1 == experts):
-                            m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                        with m.If(x1 == experts):
+                            m.d.sync += to_readout
                             m.next = "READOUT"
                         with m.Else():
                             m.next = "WAIT_WEIGHTS"
@@ -282,11 +314,12 @@ class MoeController(Elaboratable):
             with m.State("DRAIN"):
                 with m.If(~e.router.busy):
                     total = S + e.queues.active
-                    m.d.sync += [experts.eq(total), known.eq(1 + 2 * total),
+                    m.d.sync += [count.eq(first_queue()[0]), start.eq(first_queue()[1]),
+                                 experts.eq(total), known.eq(1 + 2 * total),
                                  st.experts.eq(total), st.dropped.eq(e.router.status.dropped),
                                  st.null_slots.eq(e.router.status.null_slots)]
                     with m.If(total == 0):
-                        m.d.sync += [readout.eq(1), p_scatter.eq(1)]
+                        m.d.sync += to_readout
                         m.next = "READOUT"
                     with m.Else():
                         m.next = "WAIT_WEIGHTS"
