@@ -366,11 +366,14 @@ class Softmax(wiring.Component):
         tags = data.StructLayout({"valid": 1, "last": 1, "max": signed(fm.fl_bits),
                                   "recip": unsigned(fm.recip_bits)})
         s1, s2, s3, s4, s5 = (Signal(tags, name=f"n{j}") for j in range(1, 6))
-        t2, fl2 = Signal(fm.t_bits), Signal(signed(fm.fl_bits))
-        lo3, hi3 = Signal(fm.t_bits + split), Signal(fm.t_bits + fm.recip_bits - split)
-        drop3 = Signal(range(prod_bits + 1))
-        prod4, drop4 = Signal(prod_bits), Signal.like(drop3)
-        top5 = Signal(kept)
+        # the data registers have no reset (the tags' valid bits do): a reset fans out to
+        # thousands of flip-flops, and through their reset inputs it was this block's longest path
+        t2, fl2 = Signal(fm.t_bits, reset_less=True), Signal(signed(fm.fl_bits), reset_less=True)
+        lo3 = Signal(fm.t_bits + split, reset_less=True)
+        hi3 = Signal(fm.t_bits + fm.recip_bits - split, reset_less=True)
+        drop3 = Signal(range(prod_bits + 1), reset_less=True)
+        prod4, drop4 = Signal(prod_bits, reset_less=True), Signal.like(drop3, reset_less=True)
+        top5 = Signal(kept, reset_less=True)
         rounded = (top5 + 1) >> 1
         one = 1 << sm.prob_frac_bits
         drop = (s2.max - fl2).as_unsigned()
