@@ -5,7 +5,7 @@ activation requantiser back to the operand format (the ``g -> a`` step of
 from __future__ import annotations
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
@@ -28,9 +28,11 @@ class FusedActivation(wiring.Component):
     Input rows of a GELU GEMM are in GELU's input format (the unit's wide output, signed
     ``gelu.input_bits`` with ``input_frac_bits``). A beat is one group of
     ``compute_unit.lanes_out`` lanes of a row (the whole row unless ``output_lanes`` is set);
-    GELU runs on that many lanes (one ROM, one small multiplier per lane). The beat itself rides
-    along as GELU's tag (the bypass), and the second :class:`hw.requantise.Requantiser`
-    (multiplier 1, shift 0 for bypassed rows, which already fit) produces the output.
+    GELU runs on that many lanes (one ROM, one small multiplier per lane). Rows without ``gelu``
+    take GELU's ``bypass`` (their values chosen in GELU's output register), and the second
+    :class:`hw.requantise.Requantiser` (multiplier 1, shift 0 for bypassed rows, which already
+    fit) produces the output. Its settings are chosen before GELU and ride along as GELU's tag,
+    so its hard multipliers are fed straight from registers.
 
     Timing: ``sim.timing.gelu.PIPELINE_STAGES + sim.timing.compute_unit.REQUANT_STAGES - 1``
     register stages, one beat per cycle, always advancing (no back-pressure: the compute unit
@@ -59,28 +61,34 @@ class FusedActivation(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         lanes, lay = self.cfg.hardware.compute_unit.lanes_out, self.layouts
-        m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=lay.requantised.size)
         m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=lanes,
                                                              registered_output=False)
+        r = requantiser.i
+        # the second requantiser's settings for the row, chosen before GELU
+        settings = data.StructLayout({name: r.p.shape()[name].shape
+                                      for name in ("row", "last", "multiplier", "shift", "wide")})
+        m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=settings.size,
+                                        bypass=True)
 
         # GELU never sees back-pressure: its pipeline enables are constant 1
+        row = self.i.p
+        tag = Signal(settings)
         m.d.comb += [gelu.i.valid.eq(self.i.valid), gelu.o.ready.eq(1),
-                     gelu.i.p.tag.eq(self.i.p.as_value())]
+                     gelu.i.p.bypass.eq(~row.gelu), gelu.i.p.tag.eq(tag),
+                     tag.row.eq(row.row), tag.last.eq(row.last),
+                     tag.multiplier.eq(Mux(row.gelu, row.act_multiplier, 1)),
+                     tag.shift.eq(Mux(row.gelu, row.act_shift, 0)),
+                     tag.wide.eq(~row.gelu)]
         for c in range(lanes):
-            m.d.comb += gelu.i.p.data[c].eq(self.i.p.data[c])
+            m.d.comb += gelu.i.p.data[c].eq(row.data[c])
 
-        row = Signal(lay.requantised)
-        m.d.comb += row.eq(gelu.o.p.tag)
-        r = requantiser.i
-        m.d.comb += [
-            r.valid.eq(gelu.o.valid),
-            r.p.row.eq(row.row), r.p.last.eq(row.last),
-            r.p.multiplier.eq(Mux(row.gelu, row.act_multiplier, 1)),
-            r.p.shift.eq(Mux(row.gelu, row.act_shift, 0)),
-            r.p.wide.eq(~row.gelu),
-        ]
+        done = Signal(settings)
+        m.d.comb += [done.eq(gelu.o.p.tag), r.valid.eq(gelu.o.valid),
+                     r.p.row.eq(done.row), r.p.last.eq(done.last),
+                     r.p.multiplier.eq(done.multiplier), r.p.shift.eq(done.shift),
+                     r.p.wide.eq(done.wide)]
         for c in range(lanes):
-            m.d.comb += r.p.acc[c].eq(Mux(row.gelu, gelu.o.p.data[c], row.data[c]))
+            m.d.comb += r.p.acc[c].eq(gelu.o.p.data[c])
 
         m.d.comb += [self.o.valid.eq(requantiser.o.valid),
                      self.o.p.data.eq(requantiser.o.p.data), self.o.p.row.eq(requantiser.o.p.row),

@@ -114,11 +114,13 @@ class ComputeUnit(wiring.Component):
         cols_left = Signal.like(command.n)        # outputs from this tile on
         row_base = Signal.like(command.m)
 
-        # kk == 0 and kk == k_last, kept as registers: the step decision (which fans out to the
-        # array and the input skid buffers) starts at flip-flops, not at a counter compare
+        # kk == 0, kk == k_last and the tile's position (last column tile, last row tile) are
+        # registers; every counter's next value is computed from registers alone (``busy``
+        # tells a command load from a step), so the step decision (a join of the act, weight
+        # and bias streams) reaches the counters only through their enables
         first, last = Signal(), Signal()
-        last_col_tile = cols_left <= cu.cols
-        last_row_tile = rows_left <= cu.rows
+        last_col_tile, last_row_tile = Signal(), Signal()
+        n_one_tile = Signal()                     # command.n <= cols
         step = Signal()
         m.d.comb += [
             step.eq(busy & self.act.valid & self.weight.valid & (~first | self.bias.valid)
@@ -145,25 +147,26 @@ class ComputeUnit(wiring.Component):
             array.tile.last.eq(last_col_tile & last_row_tile),
         ]
 
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), k_last.eq(self.cmd.p.k - 1),
-                         kk.eq(0), first.eq(1), last.eq(self.cmd.p.k == 1),
-                         rows_left.eq(self.cmd.p.m), cols_left.eq(self.cmd.p.n),
-                         row_base.eq(0)]
-        with m.If(step):
-            with m.If(~last):
-                m.d.sync += [kk.eq(kk + 1), first.eq(0), last.eq(kk + 1 == k_last)]
-            with m.Else():
-                m.d.sync += [kk.eq(0), first.eq(1), last.eq(k_last == 0)]
-                with m.If(~last_col_tile):
-                    m.d.sync += cols_left.eq(cols_left - cu.cols)
-                with m.Else():
-                    m.d.sync += cols_left.eq(command.n)
-                    with m.If(last_row_tile):
-                        m.d.sync += busy.eq(0)
-                    with m.Else():
-                        m.d.sync += [rows_left.eq(rows_left - cu.rows),
-                                     row_base.eq(row_base + cu.rows)]
+        load = self.cmd.valid & ~busy             # never in a step's cycle (step needs busy)
+        p = self.cmd.p
+        with m.If(load):
+            m.d.sync += [busy.eq(1), command.eq(p), k_last.eq(p.k - 1),
+                         n_one_tile.eq(p.n <= cu.cols)]
+        with m.If(load | step):                   # the next array step
+            m.d.sync += [kk.eq(Mux(busy & ~last, kk + 1, 0)),
+                         first.eq(~busy | last),
+                         last.eq(Mux(busy, Mux(last, k_last == 0, kk + 1 == k_last), p.k == 1))]
+        with m.If(load | (step & last)):          # the next output tile
+            m.d.sync += [cols_left.eq(Mux(busy & ~last_col_tile, cols_left - cu.cols,
+                                          Mux(busy, command.n, p.n))),
+                         last_col_tile.eq(Mux(busy & ~last_col_tile, cols_left <= 2 * cu.cols,
+                                              Mux(busy, n_one_tile, p.n <= cu.cols)))]
+        with m.If(load | (step & last & last_col_tile)):   # the next token tile
+            m.d.sync += [rows_left.eq(Mux(busy, rows_left - cu.rows, p.m)),
+                         last_row_tile.eq(Mux(busy, rows_left <= 2 * cu.rows, p.m <= cu.rows)),
+                         row_base.eq(Mux(busy, row_base + cu.rows, 0))]
+        with m.If(step & last & last_col_tile & last_row_tile):
+            m.d.sync += busy.eq(0)
         return m
 
     def _output_pipeline(self, m: Module, drain: stream.Interface) -> CreditBuffer:

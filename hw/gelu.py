@@ -16,7 +16,7 @@ Pipeline (timing in :mod:`sim.timing.gelu`, asserted equal by ``tests/hw/test_ge
    ``f`` zeroed past the table's range;
 3. ``c * f`` (the multiplier, both operands from registers) and ``ReLU << . - a << P + 1/2 LSB``
    in parallel;
-4. subtract, shift, saturate into the output register.
+4. subtract, shift, saturate into the output register (or, with ``bypass``, the input value).
 
 Latency 4 cycles from an input handshake to its output being valid; throughput one beat
 (``lanes`` elements) per cycle. Back-pressure stalls the whole pipeline: every register,
@@ -46,19 +46,23 @@ from moeaccel.config import DesignConfig, GeluConfig
 DEFAULT_TAG_BITS = 1
 
 
-def input_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS) -> data.StructLayout:
+def input_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS,
+                 bypass: bool = False) -> data.StructLayout:
     """Input beat: ``data`` (``lanes`` signed inputs, lane ``k`` in bits ``[k*w, (k+1)*w)``) and a
-    ``tag`` passed through unchanged (e.g. a ``last`` flag or a column index)."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(signed(ge.input_bits), ge.lanes),
-        "tag": unsigned(tag_bits),
-    })
+    ``tag`` passed through unchanged (e.g. a ``last`` flag or a column index); with ``bypass``,
+    a ``bypass`` flag: the beat's data leaves unchanged instead of through GELU."""
+    fields = {"data": data.ArrayLayout(signed(ge.input_bits), ge.lanes),
+              "tag": unsigned(tag_bits)}
+    return data.StructLayout({**fields, "bypass": 1} if bypass else fields)
 
 
-def output_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS) -> data.StructLayout:
-    """Output beat: ``data`` (``lanes`` signed outputs) and the input beat's ``tag``."""
+def output_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS,
+                  bypass: bool = False) -> data.StructLayout:
+    """Output beat: ``data`` (``lanes`` signed outputs; with ``bypass`` wide enough for an input
+    too) and the input beat's ``tag``."""
+    bits = max(ge.output_bits, ge.input_bits) if bypass else ge.output_bits
     return data.StructLayout({
-        "data": data.ArrayLayout(signed(ge.output_bits), ge.lanes),
+        "data": data.ArrayLayout(signed(bits), ge.lanes),
         "tag": unsigned(tag_bits),
     })
 
@@ -78,6 +82,9 @@ class Gelu(wiring.Component):
         Formats, lanes and table from ``cfg.hardware.gelu``.
     tag_bits : int
         Width of the passthrough ``tag`` field (default 1: a ``last`` flag).
+    bypass : bool
+        Add the input's ``bypass`` flag: such beats leave with their input values (same latency),
+        chosen in the output register.
 
     Members
     -------
@@ -87,12 +94,14 @@ class Gelu(wiring.Component):
         ``GELU`` of each input beat, in order, 4 cycles after it was accepted (no stalls).
     """
 
-    def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS):
+    def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS,
+                 bypass: bool = False):
         self.ge = cfg.hardware.gelu
         self.tag_bits = tag_bits
+        self.bypass = bypass
         super().__init__({
-            "i": In(stream.Signature(input_layout(self.ge, tag_bits))),
-            "o": Out(stream.Signature(output_layout(self.ge, tag_bits))),
+            "i": In(stream.Signature(input_layout(self.ge, tag_bits, bypass))),
+            "o": Out(stream.Signature(output_layout(self.ge, tag_bits, bypass))),
         })
 
     def elaborate(self, platform) -> Module:
@@ -127,6 +136,11 @@ class Gelu(wiring.Component):
                 m.d.sync += reg.eq(value)
             return reg
 
+        if self.bypass:
+            bypass3 = self.i.payload.bypass
+            for k in (1, 2, 3):
+                bypass3 = stage(f"bypass{k}", 1, bypass3)
+
         for lane in range(ge.lanes):
             x = self.i.payload.data[lane]
 
@@ -155,9 +169,15 @@ class Gelu(wiring.Component):
             prod3 = stage(f"prod3_{lane}", signed(len(word.c) + p + 1), word.c * f2)
             base3 = stage(f"base3_{lane}", signed(len(base)), base)
 
-            # Stage 4: subtract, round (shift), saturate.
+            # Stage 4: subtract, round (shift), saturate (or the bypassed input).
             acc = base3 - prod3
             y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
+            result = saturate(y, ge.output_bits)
+            if self.bypass:
+                x3 = x
+                for k in (1, 2, 3):
+                    x3 = stage(f"x{k}_{lane}", signed(ge.input_bits), x3)
+                result = Mux(bypass3, x3, result)
             with m.If(advance):
-                m.d.sync += self.o.payload.data[lane].eq(saturate(y, ge.output_bits))
+                m.d.sync += self.o.payload.data[lane].eq(result)
         return m

@@ -18,19 +18,22 @@ class SkidBuffer(StreamStage):
     and then the producer's next beats, so it sees the same sequence in the same cycles as without
     the buffer (the producer may run one beat ahead). Nothing is lost, duplicated or reordered.
 
+    The skid register loads ``i``'s payload in every cycle the buffer is empty (whether or not a
+    beat is offered or refused), so its enable is the ``full`` flip-flop alone: ``o.ready``
+    reaches only ``full``, never the payload-wide register's enables.
+
     Members: ``i`` and ``o`` (:class:`hw.stream_stage.StreamStage`).
     """
 
     def elaborate(self, platform) -> Module:
         m = Module()
         full = Signal()
-        kept = Signal.like(self.i.payload)
+        kept = Signal.like(self.i.payload, reset_less=True)
         m.d.comb += [self.i.ready.eq(~full),
                      self.o.valid.eq(full | self.i.valid),
                      self.o.payload.eq(Mux(full, kept, self.i.payload))]
-        with m.If(full):
-            with m.If(self.o.ready):
-                m.d.sync += full.eq(0)
-        with m.Elif(self.i.valid & ~self.o.ready):
-            m.d.sync += [full.eq(1), kept.eq(self.i.payload)]
+        # a beat offered and refused stays; a kept beat leaves when taken
+        m.d.sync += full.eq(self.o.valid & ~self.o.ready)
+        with m.If(~full):
+            m.d.sync += kept.eq(self.i.payload)
         return m
