@@ -188,11 +188,10 @@ class ExpertQueues(wiring.Component):
         # ---- read-out --------------------------------------------------------------------
         # Generator: the entry (expert, index) read in this cycle and everything its output
         # beat needs, all in registers: the expert's length, ``index + 2`` (``index2``: the
-        # entry after next is past the end when it equals the length; a count up, so moving to
-        # an expert loads no count but its length), whether this is the expert's last entry,
-        # and a lookahead: the
-        # next non-empty expert (``nxt``, ``has_nxt``) and the non-empty experts above it
-        # (``rest``). Moving to the next expert only copies registers; the priority encoder
+        # next entry is the expert's last when it equals the length; counting up, moving to an
+        # expert loads only its length, no second count), whether this is the expert's last
+        # entry, and a lookahead: the next non-empty expert (``nxt``, ``has_nxt``) and the
+        # non-empty experts above it (``rest``). Moving to the next expert only copies registers; the priority encoder
         # works on ``rest`` for the expert after that, so empty experts cost nothing.
         expert = Signal(range(n_exp))
         index = Signal(max(1, abits))

@@ -79,7 +79,9 @@ class Gather(wiring.Component):
     command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
     bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
     after the first tile's ids (``latency``). The read address of the next beat is a register
-    (stepped or reloaded a cycle ahead), not an add before the RAMs. ``READ_STAGES`` = 2 read
+    (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
+    step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
+    registered flags, not compares. ``READ_STAGES`` = 2 read
     stages: the synchronous memory read, then the read word registered (so the block RAM's
     clock-to-out ends at a register); the lane's element is picked from the registered word by a multiplexer on the
     ``act`` payload. Back-pressure stalls both stages together. The next command is accepted
@@ -128,18 +130,22 @@ class Gather(wiring.Component):
         fill_bank = Signal()
         fill_row = Signal(range(rows))
         ids_left = Signal.like(command.m)
+        # ``ids_left != 0`` and ``ids_left == 1`` as registers (set with the command, updated
+        # with each id taken), so ``token.ready`` is one gate after flip-flops
+        ids_some, ids_one = Signal(), Signal()
         take_id = Signal()
         row_base = Signal(addr_shape)
-        m.d.comb += [take_id.eq(busy & (ids_left != 0) & ~full.bit_select(fill_bank, 1)),
+        m.d.comb += [take_id.eq(busy & ids_some & ~full.bit_select(fill_bank, 1)),
                      self.token.ready.eq(take_id), row_base.eq(self.token.p * command.k)]
-        tile_full = (fill_row == rows - 1) | (ids_left == 1)
+        tile_full = (fill_row == rows - 1) | ids_one
         set_full = Signal(2)
         with m.If(take_id & self.token.valid):
             for b in range(2):
                 for r in range(rows):
                     with m.If((fill_bank == b) & (fill_row == r)):
                         m.d.sync += base[b][r].eq(row_base)
-            m.d.sync += ids_left.eq(ids_left - 1)
+            m.d.sync += [ids_left.eq(ids_left - 1), ids_some.eq(ids_left != 1),
+                         ids_one.eq(ids_left == 2)]
             with m.If(tile_full):
                 m.d.comb += set_full.eq(1 << fill_bank)
                 m.d.sync += [fill_bank.eq(~fill_bank), fill_row.eq(0)]
@@ -157,8 +163,28 @@ class Gather(wiring.Component):
         clear_full = Signal(2)
         m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
                      issue.eq(advance & busy & full.bit_select(play_bank, 1))]
-        last_step = kk == k_last
-        last_col_tile = cols_left <= cu.cols
+        # the step decisions as registers: ``kk == k_last``, ``kk == 0``, ``cols_left <= cols``,
+        # ``rows_left <= rows``, and the tile's (``tile_end``) and command's (``cmd_end``) last
+        # beat. Each is recomputed from the registers it compares in a cycle that does not change
+        # them, and from their next values when a beat is issued (``issue`` only picks between
+        # the two). A command's first beat is issued two cycles after its handshake at the
+        # earliest (an id taken, then its bank full), so the flags have settled on the command's
+        # values by then. (Initial values: those of the registers' reset values.)
+        last_step, kk_zero = Signal(init=1), Signal(init=1)
+        last_col_tile, last_row_tile = Signal(init=1), Signal(init=1)
+        tile_end, cmd_end = Signal(init=1), Signal(init=1)
+        step_n, col_n, row_n = Signal(), Signal(), Signal()
+        with m.If(issue):
+            m.d.comb += [step_n.eq(Mux(last_step, k_last == 0, kk + 1 == k_last)),
+                         col_n.eq(Mux(last_step, Mux(last_col_tile, command.n <= cu.cols,
+                                                     cols_left <= 2 * cu.cols), last_col_tile)),
+                         row_n.eq(Mux(tile_end, rows_left <= 2 * cu.rows, last_row_tile))]
+        with m.Else():
+            m.d.comb += [step_n.eq(kk == k_last), col_n.eq(cols_left <= cu.cols),
+                         row_n.eq(rows_left <= cu.rows)]
+        m.d.sync += [last_step.eq(step_n), last_col_tile.eq(col_n), last_row_tile.eq(row_n),
+                     tile_end.eq(step_n & col_n), cmd_end.eq(step_n & col_n & row_n),
+                     kk_zero.eq(Mux(issue, last_step, kk == 0))]
         with m.If(issue):
             with m.If(~last_step):
                 m.d.sync += kk.eq(kk + 1)
@@ -170,19 +196,17 @@ class Gather(wiring.Component):
                     m.d.comb += clear_full.eq(1 << play_bank)
                     m.d.sync += [cols_left.eq(command.n), rows_left.eq(rows_left - cu.rows),
                                  play_bank.eq(~play_bank)]
-                    with m.If(rows_left <= cu.rows):
+                    with m.If(cmd_end):
                         m.d.sync += busy.eq(0)
         m.d.sync += full.eq((full | set_full) & ~clear_full)
 
         # read address `base[play_bank][r] + kk` kept in a register one cycle ahead (no add or
         # bank mux before the block RAMs' address pins): +1 after a beat that is not its tile
-        # row's last step, else reloaded with the row base of the bank played next cycle
+        # row's last step, else reloaded with the row base of the bank played next cycle. Both
+        # outcomes (a beat issued or not) are formed from registers and ``issue`` picks one
+        # last, so the consumer's ``ready`` only reaches the final multiplexer.
         accept = Signal()
-        restart = Signal()  # kk is 0 next cycle
-        next_bank = Signal()
-        m.d.comb += [accept.eq(self.cmd.valid & self.cmd.ready),
-                     restart.eq(accept | Mux(issue, last_step, kk == 0)),
-                     next_bank.eq(~accept & (play_bank ^ (issue & last_step & last_col_tile)))]
+        m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
 
         # read stages: `rows` read ports (1), each word registered (2), the lane's element
         # picked from the registered word
@@ -192,11 +216,16 @@ class Gather(wiring.Component):
         for r in range(rows):
             port = memory.read_port()
             addr = Signal(addr_shape, name=f"addr{r}")
-            written = take_id & self.token.valid & (fill_bank == next_bank) & (fill_row == r)
-            with m.If(issue & ~last_step):
-                m.d.sync += addr.eq(addr + 1)
-            with m.Elif(restart):
-                m.d.sync += addr.eq(Mux(written, row_base, Mux(next_bank, base[1][r], base[0][r])))
+            taking = take_id & self.token.valid & (fill_row == r)
+
+            def reload(bank):
+                """The row base of ``bank``'s row ``r`` next cycle (the id being taken, if so)."""
+                return Mux(taking & (fill_bank == bank), row_base,
+                           Mux(bank, base[1][r], base[0][r]))
+
+            if_issue = Mux(last_step, reload(play_bank ^ last_col_tile), addr + 1)
+            if_idle = Mux(accept | kk_zero, reload(~accept & play_bank), addr)
+            m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
             lane1 = Signal(range(lanes), name=f"lane1_{r}")
             lane2 = Signal(range(lanes), name=f"lane2_{r}")
             word2 = Signal(memory.shape, name=f"word2_{r}", reset_less=True)
@@ -209,6 +238,7 @@ class Gather(wiring.Component):
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(accept):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), ids_left.eq(self.cmd.p.m),
+                         ids_some.eq(self.cmd.p.m != 0), ids_one.eq(self.cmd.p.m == 1),
                          kk.eq(0), k_last.eq(self.cmd.p.k - 1), cols_left.eq(self.cmd.p.n), rows_left.eq(self.cmd.p.m),
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m
