@@ -38,7 +38,9 @@ class _Replay(wiring.Component):
     """One replay port: a ``cmd`` then ``count`` entries on ``o``, one per cycle when ready (one
     read stage: the store, a LUT RAM, is read asynchronously at ``rd_addr`` and the entry
     registered, so ``o`` starts at flip-flops, not at a block RAM's slow unregistered output:
-    the gather's row-base multiplier and the scatter's follow it)."""
+    the gather's row-base multiplier and the scatter's follow it). ``rd_addr`` is itself a
+    register (``start`` loaded with the command, +1 per entry issued), so the read runs from
+    flip-flops through the LUT RAM into the entry register with no adder before it."""
 
     def __init__(self, cfg: DesignConfig, depth: int):
         self.cfg = cfg
@@ -56,14 +58,17 @@ class _Replay(wiring.Component):
         busy = Signal()
         command = Signal.like(self.cmd.p)
         index = Signal.like(command.count)
+        # the read address ``start + index`` kept in its own register (stepped with ``index``),
+        # so the LUT RAM's read starts at flip-flops, not after an adder
+        addr = Signal.like(self.rd_addr)
         queue_r, index_r, data_r = Signal(), Signal.like(index), Signal.like(self.rd_data)
         advance = ~self.o.valid | self.o.ready
         issue = advance & busy
-        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_addr.eq(command.start + index)]
+        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_addr.eq(addr)]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0)]
+            m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0), addr.eq(self.cmd.p.start)]
         with m.If(issue):
-            m.d.sync += index.eq(index + 1)
+            m.d.sync += [index.eq(index + 1), addr.eq(addr + 1)]
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
         with m.If(advance):
