@@ -9,11 +9,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
+from hw.banked_memory import READ_STAGES, BankedMemory
 from hw.compute_unit_layouts import Layouts
 from hw.weight_fetch import WeightFetch
 from moeaccel.weight_image import ImageLayout, buffer_slots, slot_bytes
 from hw.weight_stream import WeightStream
 from moeaccel.config import DesignConfig
+from sim.timing.weight_stream import WEIGHT_READ_STAGES
 
 
 def buffer_bytes(cfg: DesignConfig) -> int:
@@ -27,6 +29,12 @@ class WeightBuffer(wiring.Component):
     ``slot_weight_words`` weight words of ``cols`` int8; slot ``s`` occupies words
     ``s * slot_words ..``. The fetcher writes one slot while the streamer reads the other
     (the engine's controller guarantees a slot is not refilled before its ``streamed`` pulse).
+
+    Timing: the fetcher's writes are registered before the memories (its address arithmetic
+    and the weight memory's bank decode are a cycle each), so a word lands one cycle after the
+    fetcher writes it, which is the cycle ``fetched`` pulses for the last word: a slot streamed
+    from the cycle after ``fetched`` reads the new block. The weight memory is a
+    :class:`hw.banked_memory.BankedMemory` (read in ``WEIGHT_READ_STAGES`` cycles).
 
     Members: ``fetch_cmd``, ``dram_req``, ``dram_data``, ``header``, ``fetched``, ``fetch_busy``
     of :class:`WeightFetch` (``fetched`` = its ``done``); ``stream_cmd``, ``bias``, ``weight``,
@@ -51,13 +59,14 @@ class WeightBuffer(wiring.Component):
         m.submodules.stream = strm = self._stream
         m.submodules.wide = wide = Memory(shape=lay.bias, depth=slots * img.slot_wide_words,
                                         init=[])
-        m.submodules.words = words = Memory(shape=lay.weight, depth=slots * img.slot_weight_words,
-                                            init=[])
+        m.submodules.words = words = BankedMemory(shape=lay.weight,
+                                                  depth=slots * img.slot_weight_words)
+        assert WEIGHT_READ_STAGES == READ_STAGES
         for mem, wr, rd in ((wide, fetch.wide_write, strm.wide_read),
                             (words, fetch.weight_write, strm.weight_read)):
             wp, rp = mem.write_port(), mem.read_port()
-            m.d.comb += [wp.en.eq(wr.en), wp.addr.eq(wr.addr), wp.data.eq(wr.data),
-                         rp.en.eq(rd.en), rp.addr.eq(rd.addr), rd.data.eq(rp.data)]
+            m.d.sync += [wp.en.eq(wr.en), wp.addr.eq(wr.addr), wp.data.eq(wr.data)]
+            m.d.comb += [rp.en.eq(rd.en), rp.addr.eq(rd.addr), rd.data.eq(rp.data)]
         for ours, theirs in (("fetch_cmd", fetch.cmd), ("dram_req", fetch.dram_req),
                              ("dram_data", fetch.dram_data), ("stream_cmd", strm.cmd),
                              ("bias", strm.bias), ("weight", strm.weight)):

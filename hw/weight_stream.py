@@ -11,6 +11,7 @@ from amaranth.utils import bits_for
 from hw.compute_unit_layouts import Layouts
 from moeaccel.weight_image import ImageLayout
 from moeaccel.config import DesignConfig
+from sim.timing.weight_stream import BIAS_READ_STAGES, WEIGHT_READ_STAGES
 
 
 def command_layout(cfg: DesignConfig) -> data.StructLayout:
@@ -25,12 +26,14 @@ def command_layout(cfg: DesignConfig) -> data.StructLayout:
 
 
 class _Replay(wiring.Component):
-    """``repeats`` passes over words ``base .. base+count-1`` of a synchronous memory read port
-    (``addr``/``en``/``data`` driven here) as a stream: one word per cycle when ready, one read
-    stage; ``start`` (a pulse while not ``busy``) latches the parameters; ``done`` pulses when
-    the final beat is taken."""
+    """``repeats`` passes over words ``base .. base+count-1`` of a memory read port
+    (``addr``/``en``/``data`` driven here) whose data follows the address after ``read_stages``
+    enabled cycles, as a stream: one word per cycle when ready (back-pressure stalls every
+    read stage); ``start`` (a pulse while not ``busy``) latches the parameters; ``done`` pulses
+    when the final beat is taken."""
 
-    def __init__(self, shape, depth: int, count_shape, repeats_shape):
+    def __init__(self, shape, depth: int, count_shape, repeats_shape, read_stages: int = 1):
+        self.read_stages = read_stages
         super().__init__({
             "start": In(1), "base": In(range(depth)), "count": In(count_shape),
             "repeats": In(repeats_shape),
@@ -43,24 +46,36 @@ class _Replay(wiring.Component):
         m = Module()
         busy, last_r = Signal(), Signal()
         base, count = Signal.like(self.base), Signal.like(self.count)
-        index = Signal.like(self.count)
-        left = Signal.like(self.repeats)
+        addr = Signal.like(self.rd_addr)        # base + index, kept in step
+        index = Signal.like(self.count)         # beats issued in this pass
+        left = Signal.like(self.repeats)        # passes left
+        # registered compares, so that a stall only gates registers: index == count - 1, left == 1
+        at_end, last_pass = Signal(), Signal()
         advance = ~self.o.valid | self.o.ready
         issue = advance & busy
-        final = (index == count - 1) & (left == 1)
-        m.d.comb += [self.rd_en.eq(advance), self.rd_addr.eq(base + index),
+        final = at_end & last_pass
+        m.d.comb += [self.rd_en.eq(advance), self.rd_addr.eq(addr),
                      self.o.p.eq(self.rd_data), self.busy.eq(busy)]
         with m.If(self.start):
             m.d.sync += [busy.eq(1), index.eq(0), left.eq(self.repeats), base.eq(self.base),
-                         count.eq(self.count)]
+                         count.eq(self.count), addr.eq(self.base),
+                         at_end.eq(self.count == 1), last_pass.eq(self.repeats == 1)]
         with m.If(issue):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index == count - 1):
-                m.d.sync += [index.eq(0), left.eq(left - 1)]
+            with m.If(at_end):
+                m.d.sync += [index.eq(0), addr.eq(base), left.eq(left - 1),
+                             at_end.eq(count == 1), last_pass.eq(left == 2)]
+            with m.Else():
+                m.d.sync += [index.eq(index + 1), addr.eq(addr + 1),
+                             at_end.eq(index + 2 == count)]
             with m.If(final):
                 m.d.sync += busy.eq(0)
+        # (valid, final) of each read stage, the last one being the output beat's
+        valids = [Signal(name=f"valid{i}") for i in range(self.read_stages - 1)] + [self.o.valid]
+        finals = [Signal(name=f"final{i}") for i in range(self.read_stages - 1)] + [last_r]
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(issue), last_r.eq(final)]
+            m.d.sync += [valids[0].eq(issue), finals[0].eq(final)]
+            m.d.sync += [v.eq(u) for u, v in zip(valids, valids[1:])]
+            m.d.sync += [f.eq(e) for e, f in zip(finals, finals[1:])]
         m.d.comb += self.done.eq(self.o.valid & self.o.ready & last_r)
         return m
 
@@ -68,8 +83,10 @@ class _Replay(wiring.Component):
 class WeightStream(wiring.Component):
     """Streams the block in ``slot`` for a GEMM of ``m`` tokens: per token tile, the ``tiles``
     bias words (``bias``) and the ``words`` weight words (``weight``), exactly the beats
-    :class:`hw.compute_unit.ComputeUnit` takes. Each stream runs one beat per cycle when ready
-    (one memory read stage). ``done`` pulses when the final weight beat is taken: the slot may
+    :class:`hw.compute_unit.ComputeUnit` takes. Each stream runs one beat per cycle when ready;
+    a bias beat is valid ``BIAS_READ_STAGES`` (1) cycles after its read, a weight beat
+    ``WEIGHT_READ_STAGES`` (3: the weight memory is a :class:`hw.banked_memory.BankedMemory`)
+    cycles after (:mod:`sim.timing.weight_stream`). ``done`` pulses when the final weight beat is taken: the slot may
     be refilled from the next cycle. A command is accepted when both streams are idle.
 
     Members
@@ -104,9 +121,11 @@ class WeightStream(wiring.Component):
         img, cmd = self.image, self.cmd.p
         reps = Layouts(self.cfg).command["m"].shape
         m.submodules.biases = biases = _Replay(Layouts(self.cfg).bias, 2 * img.slot_wide_words,
-                                               cmd.tiles.shape(), reps)
+                                               cmd.tiles.shape(), reps,
+                                               read_stages=BIAS_READ_STAGES)
         m.submodules.weights = weights = _Replay(Layouts(self.cfg).weight,
-                                                 2 * img.slot_weight_words, cmd.words.shape(), reps)
+                                                 2 * img.slot_weight_words, cmd.words.shape(), reps,
+                                                 read_stages=WEIGHT_READ_STAGES)
         for replay, port, out in ((biases, self.wide_read, self.bias),
                                   (weights, self.weight_read, self.weight)):
             wiring.connect(m, replay.o, wiring.flipped(out))

@@ -13,7 +13,7 @@ import pytest
 from moeaccel.weight_image import ImageLayout, buffer_slots
 from moeaccel import config
 from sim import buffers, queues, schedule, timeline
-from sim.timing import compute_unit, logit_serialiser, moe_controller
+from sim.timing import compute_unit, logit_serialiser, moe_controller, weight_stream
 
 
 def test_sim_does_not_import_amaranth():
@@ -65,3 +65,12 @@ def test_whole_blocks_are_fetched_once(m3vit):
         img.gate.bytes, img.w1.bytes, img.w2.bytes, img.w1.bytes, img.w2.bytes]
     assert tl.fetches == 5
     assert all(s.gap == moe_controller.GEMM_GAP for s in steps if s.weight_bytes)
+
+
+@pytest.mark.parametrize("preset", config.presets())
+def test_weight_read_stages_hide_behind_the_gather(preset):
+    """The schedule has no term for the weight stream's read stages: true while the first weight
+    beat is valid no later than the first gathered activation (the RTL tests measure it)."""
+    cfg = config.load(preset)
+    assert weight_stream.hidden_behind_gather(cfg), (
+        f"{preset}: first weight beat in cycle {weight_stream.latency(cfg)}, after the gather's")

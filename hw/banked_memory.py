@@ -1,0 +1,86 @@
+"""A memory read in three pipelined cycles, stored as depth banks of one block RAM each, so that a
+block RAM's slow read data goes straight into a register and the bank multiplexer works between
+registers."""
+
+from __future__ import annotations
+
+from amaranth import Array, Elaboratable, Module, Shape, Signal, Value, unsigned
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.utils import ceil_log2
+
+from hw.sliced_memory import DP16KD_MODES
+
+#: enabled cycles from a read's address to its data: block-RAM read, bank word, selected word
+READ_STAGES = 3
+
+
+def bank_depth(depth: int, width: int) -> int:
+    """Words per bank: the DP16KD aspect ratio that stores ``depth`` words of ``width`` bits in
+    the fewest block RAMs (fewer banks on a tie), capped at ``depth``."""
+    def cost(mode: tuple[int, int]) -> tuple[int, int]:
+        words, bits = mode
+        banks = -(-depth // words)
+        return banks * -(-width // bits), banks
+    return min(min(DP16KD_MODES, key=cost)[0], depth)
+
+
+class BankedMemory(Elaboratable):
+    """``depth`` words of ``shape`` with one write port and one read port of
+    :data:`READ_STAGES` stages.
+
+    Timing: a read port's ``data`` is the word at the ``addr`` presented three enabled cycles
+    earlier (``en`` high): stage 1 is the synchronous block-RAM read, stage 2 a register of the
+    read word, stage 3 a register of the selected word; every stage advances only while ``en``
+    is high (a stall holds them all). One read per cycle. A read of a word written in the same
+    cycle returns the old word.
+
+    On a platform (a board build) the words are stored as :func:`bank_depth`-deep banks of
+    consecutive addresses, one block RAM deep each; stage 2 registers every bank's read word and
+    the bank number, stage 3 the word of that bank. Why: Yosys cascades a deep
+    memory's block RAMs with a multiplexer after their read data (5.8 ns of unregistered
+    clock-to-output on ECP5), e.g. the 4608-word weight buffer nine RAMs deep; here the RAM
+    output only reaches a register. The same 36 DP16KD for that memory, plus a register per
+    bank word. Without a platform (Verilog for simulation) it is one memory and two output
+    registers with the same behaviour (``banked=True`` forces the banks).
+    """
+
+    def __init__(self, *, shape, depth: int, banked: bool | None = None):
+        self.shape, self.depth, self.banked = shape, depth, banked
+        self.width = Shape.cast(shape).width
+        self.bank_depth = bank_depth(depth, self.width)
+        self._read_port = ReadPort.Signature(addr_width=ceil_log2(depth), shape=shape).create()
+        self._write_port = WritePort.Signature(addr_width=ceil_log2(depth), shape=shape).create()
+
+    def read_port(self) -> ReadPort:
+        """The two-stage read port (``addr``, ``en`` in; ``data`` out)."""
+        return self._read_port
+
+    def write_port(self) -> WritePort:
+        """The ``sync`` write port, whole words."""
+        return self._write_port
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        rd, wr = self._read_port, self._write_port
+        banked = platform is not None if self.banked is None else self.banked
+        per_bank = self.bank_depth if banked else self.depth
+        banks = -(-self.depth // per_bank)
+        bank_bits = ceil_log2(per_bank)
+        words = Array(Signal(unsigned(self.width), name=f"bank{b}_word") for b in range(banks))
+        for b in range(banks):
+            size = min(per_bank, self.depth - b * per_bank)
+            mem = Memory(shape=unsigned(self.width), depth=size, init=[])
+            m.submodules[f"bank{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            hit = wr.addr[bank_bits:] == b if banks > 1 else 1
+            m.d.comb += [wp.addr.eq(wr.addr[:bank_bits]), wp.data.eq(wr.data),
+                         wp.en.eq(wr.en & hit),
+                         rp.addr.eq(rd.addr[:bank_bits]), rp.en.eq(rd.en)]
+            with m.If(rd.en):
+                m.d.sync += words[b].eq(rp.data)
+        bank1, bank2 = (Signal(range(banks), name=n) for n in ("bank1", "bank2"))
+        with m.If(rd.en):
+            m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1)]
+        with m.If(rd.en):
+            m.d.sync += Value.cast(rd.data).eq(words[bank2])
+        return m
