@@ -31,8 +31,9 @@ class BankedMemory(Elaboratable):
     Timing: a read port's ``data`` is the word at the ``addr`` presented three enabled cycles
     earlier (``en`` high): stage 1 is the synchronous block-RAM read, stage 2 a register of the
     read word, stage 3 a register of the selected word; every stage advances only while ``en``
-    is high (a stall holds them all). One read per cycle. A read of a word written in the same
-    cycle returns the old word.
+    is high (a stall holds them all). One read per cycle. Reading the word written in the same
+    cycle is undefined on the FPGA (no collision logic after the block RAMs: the weight buffer
+    never reads the slot being written); simulation returns the old word.
 
     On a platform (a board build) the words are stored as :func:`bank_depth`-deep banks of
     consecutive addresses, one block RAM deep each; stage 2 registers every bank's read word and
@@ -69,15 +70,19 @@ class BankedMemory(Elaboratable):
         words = Array(Signal(unsigned(self.width), name=f"bank{b}_word") for b in range(banks))
         for b in range(banks):
             size = min(per_bank, self.depth - b * per_bank)
-            mem = Memory(shape=unsigned(self.width), depth=size, init=[])
+            # read-during-write of one word is never asked for (see the class docstring), so no
+            # collision logic: Yosys applies `no_rw_check` when it folds the register after an
+            # asynchronous read into the block RAM (as in hw/sliced_memory.py)
+            mem = Memory(shape=unsigned(self.width), depth=size, init=[],
+                         attrs={"no_rw_check": 1})
             m.submodules[f"bank{b}"] = mem
-            wp, rp = mem.write_port(), mem.read_port()
+            wp, rp = mem.write_port(), mem.read_port(domain="comb")
+            read = Signal(unsigned(self.width), name=f"bank{b}_read", reset_less=True)
             hit = wr.addr[bank_bits:] == b if banks > 1 else 1
             m.d.comb += [wp.addr.eq(wr.addr[:bank_bits]), wp.data.eq(wr.data),
-                         wp.en.eq(wr.en & hit),
-                         rp.addr.eq(rd.addr[:bank_bits]), rp.en.eq(rd.en)]
+                         wp.en.eq(wr.en & hit), rp.addr.eq(rd.addr[:bank_bits])]
             with m.If(rd.en):
-                m.d.sync += words[b].eq(rp.data)
+                m.d.sync += [read.eq(rp.data), words[b].eq(read)]
         bank1, bank2 = (Signal(range(banks), name=n) for n in ("bank1", "bank2"))
         with m.If(rd.en):
             m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1)]
