@@ -8,6 +8,7 @@ from amaranth import Array, Elaboratable, Module, Shape, Signal, Value, unsigned
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.utils import ceil_log2
 
+from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 from hw.sliced_memory import DP16KD_MODES
 
 #: enabled cycles from a read's address to its data: block-RAM read, bank word, selected word
@@ -70,19 +71,17 @@ class BankedMemory(Elaboratable):
         words = Array(Signal(unsigned(self.width), name=f"bank{b}_word") for b in range(banks))
         for b in range(banks):
             size = min(per_bank, self.depth - b * per_bank)
-            # read-during-write of one word is never asked for (see the class docstring), so no
-            # collision logic: Yosys applies `no_rw_check` when it folds the register after an
-            # asynchronous read into the block RAM (as in hw/sliced_memory.py)
+            # read-during-write of one word is never asked for (see the class docstring)
             mem = Memory(shape=unsigned(self.width), depth=size, init=[],
-                         attrs={"no_rw_check": 1})
+                         attrs=NO_COLLISION_LOGIC)
             m.submodules[f"bank{b}"] = mem
-            wp, rp = mem.write_port(), mem.read_port(domain="comb")
-            read = Signal(unsigned(self.width), name=f"bank{b}_read", reset_less=True)
+            wp = mem.write_port()
             hit = wr.addr[bank_bits:] == b if banks > 1 else 1
             m.d.comb += [wp.addr.eq(wr.addr[:bank_bits]), wp.data.eq(wr.data),
-                         wp.en.eq(wr.en & hit), rp.addr.eq(rd.addr[:bank_bits])]
+                         wp.en.eq(wr.en & hit)]
+            read = registered_read(m, mem, rd.addr[:bank_bits], rd.en, f"bank{b}_read")
             with m.If(rd.en):
-                m.d.sync += [read.eq(rp.data), words[b].eq(read)]
+                m.d.sync += words[b].eq(read)
         bank1, bank2 = (Signal(range(banks), name=n) for n in ("bank1", "bank2"))
         with m.If(rd.en):
             m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1)]

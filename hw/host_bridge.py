@@ -30,6 +30,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from fpga.host.protocol import SYNC_REQUEST, SYNC_RESPONSE, VERSION, Op, Status
+from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 from hw.host_ports import WIDE_BITS, Port, PortKind, map_digest, port_map
 
 ARG_BYTES = 5  # the longest fixed request header: READ's port, addr, count
@@ -194,10 +195,16 @@ class HostBridge(wiring.Component):
                 moved[p.number] = n = Signal(16, name=f"moved_{name}_{p.member}")
                 lengths[p.number] = want = Signal(16, name=f"length_{name}_{p.member}")
                 lutram = p.width > WIDE_BITS and p.depth < self.depth
+                # no collision logic after the RAM: the host never READs an output memory word
+                # in the cycle the block writes it (the block is done), and a WRITE into an input
+                # memory while its block reads the same word is undefined
                 mem = Memory(shape=unsigned(p.width), depth=p.depth, init=[],
-                             attrs={"ram_style": "distributed"} if lutram else None)
+                             attrs={**NO_COLLISION_LOGIC,
+                                    **({"ram_style": "distributed"} if lutram else {})})
                 m.submodules[f"mem_{name}_{p.member}"] = mem
-                wp, rp = mem.write_port(), mem.read_port()
+                wp = mem.write_port()
+                rp_addr, rp_en = Signal(16, name=f"raddr_{name}_{p.member}"), Signal()
+                rp_data = registered_read(m, mem, rp_addr, rp_en, f"rdata_{name}_{p.member}")
                 payload = Value.cast(member.payload)
                 # Down-counters with registered "non-zero" flags keep comparators out of the
                 # paths into the block's valid/ready.
@@ -212,13 +219,13 @@ class HostBridge(wiring.Component):
                     r_valid = Signal(name=f"rvalid_{name}_{p.member}")
                     r_payload = Signal(p.width, name=f"rpayload_{name}_{p.member}")
                     load = ~r_valid | member.ready
-                    m.d.comb += [rp.addr.eq(nxt), rp.en.eq(~valid | load)]
-                    with m.If(rp.en):
+                    m.d.comb += [rp_addr.eq(nxt), rp_en.eq(~valid | load)]
+                    with m.If(rp_en):
                         m.d.sync += valid.eq(fetch)
                         with m.If(fetch):
                             m.d.sync += [nxt.eq(nxt + 1), left.eq(left - 1), more.eq(left != 1)]
                     with m.If(load):
-                        m.d.sync += [r_valid.eq(valid), r_payload.eq(rp.data)]
+                        m.d.sync += [r_valid.eq(valid), r_payload.eq(rp_data)]
                     if not isinstance(member.valid, Const):
                         m.d.comb += member.valid.eq(r_valid)
                     m.d.comb += payload.eq(r_payload)
@@ -243,8 +250,12 @@ class HostBridge(wiring.Component):
                         m.d.sync += [n.eq(n + 1), left.eq(left - 1), more.eq(left != 1)]
                     out_taken.append(member.valid & take)
                     fin = ~more                   # n == want, as left counts want - n down
-                    host_rdata[p.number] = rp.data
-                    m.d.comb += rp.addr.eq(raddr)
+                    # the word READ: the RAM's read data, then a register (READ_WAIT), so the
+                    # port multiplexer starts at flip-flops
+                    word = Signal(p.width, name=f"rword_{name}_{p.member}", reset_less=True)
+                    m.d.sync += word.eq(rp_data)
+                    host_rdata[p.number] = word
+                    m.d.comb += [rp_addr.eq(raddr), rp_en.eq(1)]
                 with m.If(start[b]):        # last, so they win over the updates above
                     m.d.sync += [left.eq(want), more.eq(want != 0), n.eq(0)]
                     if p.kind is PortKind.INPUT:
@@ -509,6 +520,8 @@ class HostBridge(wiring.Component):
                         m.d.sync += [reply.eq(reply >> 8), rleft.eq(rleft - 1),
                                      sent_all.eq(rleft == 1)]
             with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):      # the read word is registered
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
                 m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb), wb_last.eq(wb_is1)]

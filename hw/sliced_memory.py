@@ -3,9 +3,11 @@ that synthesis never cascades block RAMs in depth (no multiplexer after the RAMs
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Shape, Signal, Value, unsigned
+from amaranth import Elaboratable, Module, Shape, Value, unsigned
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.utils import ceil_log2
+
+from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 
 #: ECP5 DP16KD (18 kbit) aspect ratios, depth -> data bits, shallowest first. The 9/18/36-bit
 #: modes include the parity bits, which Yosys uses as data.
@@ -63,7 +65,7 @@ class SlicedMemory(Elaboratable):
                  collisions_undefined: bool = False, sliced: bool | None = None):
         self.shape, self.depth, self.sliced = shape, depth, sliced
         self.slice_bits = slice_bits or block_ram_slice_bits(depth)
-        self.attrs = {"no_rw_check": 1} if collisions_undefined else None
+        self.attrs = NO_COLLISION_LOGIC if collisions_undefined else None
         self._read_ports: list[ReadPort] = []
         self._write_ports: list[WritePort] = []
 
@@ -99,11 +101,6 @@ class SlicedMemory(Elaboratable):
                     ours = piece.read_port()
                     m.d.comb += [ours.addr.eq(port.addr), ours.en.eq(port.en), data.eq(ours.data)]
                 else:
-                    # Yosys applies `no_rw_check` when it folds a register into an asynchronous
-                    # read (memory_dff), not to a read port that is synchronous already.
-                    ours = piece.read_port(domain="comb")
-                    held = Signal(ours.data.shape(), name=f"read{j}_slice{i}", reset_less=True)
-                    m.d.comb += [ours.addr.eq(port.addr), data.eq(held)]
-                    with m.If(port.en):
-                        m.d.sync += held.eq(ours.data)
+                    m.d.comb += data.eq(registered_read(m, piece, port.addr, port.en,
+                                                        f"read{j}_slice{i}"))
         return m
