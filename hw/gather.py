@@ -81,11 +81,12 @@ class Gather(wiring.Component):
     after the first tile's ids (``latency``). The read address of the next beat is a register
     (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
     step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
-    registered flags, not compares. ``READ_STAGES`` = 2 read
-    stages: the synchronous memory read, then the read word registered (so the block RAM's
-    clock-to-out ends at a register); the lane's element is picked from the registered word by a multiplexer on the
-    ``act`` payload. Back-pressure stalls both stages together. The next command is accepted
-    the cycle after the last act beat was issued to the read stages.
+    registered flags, not compares, and so is "the filling bank is free": ``token.ready`` is one
+    AND of two flip-flops. ``READ_STAGES`` = 2 read stages: the synchronous memory read, then the
+    read word registered (so the block RAM's clock-to-out ends at a register); the lane's element
+    is picked from the registered word by a multiplexer on the ``act`` payload. Back-pressure
+    stalls both stages together. The next command is accepted the cycle after the last act beat
+    was issued to the read stages.
 
     Members
     -------
@@ -131,14 +132,18 @@ class Gather(wiring.Component):
         fill_row = Signal(range(rows))
         ids_left = Signal.like(command.m)
         # ``ids_left != 0`` and ``ids_left == 1`` as registers (set with the command, updated
-        # with each id taken), so ``token.ready`` is one gate after flip-flops
+        # with each id taken), and ``fill_free`` = the filling bank is not full (from the next
+        # values of ``full`` and ``fill_bank``), so ``token.ready`` is one AND of two flip-flops
+        # (ids are left only while busy: the last beat needs the last id's bank full)
         ids_some, ids_one = Signal(), Signal()
+        fill_free = Signal(init=1)
         take_id = Signal()
         row_base = Signal(addr_shape)
-        m.d.comb += [take_id.eq(busy & ids_some & ~full.bit_select(fill_bank, 1)),
+        m.d.comb += [take_id.eq(ids_some & fill_free),
                      self.token.ready.eq(take_id), row_base.eq(self.token.p * command.k)]
         tile_full = (fill_row == rows - 1) | ids_one
         set_full = Signal(2)
+        fill_flip = Signal()
         with m.If(take_id & self.token.valid):
             for b in range(2):
                 for r in range(rows):
@@ -147,7 +152,7 @@ class Gather(wiring.Component):
             m.d.sync += [ids_left.eq(ids_left - 1), ids_some.eq(ids_left != 1),
                          ids_one.eq(ids_left == 2)]
             with m.If(tile_full):
-                m.d.comb += set_full.eq(1 << fill_bank)
+                m.d.comb += [set_full.eq(1 << fill_bank), fill_flip.eq(1)]
                 m.d.sync += [fill_bank.eq(~fill_bank), fill_row.eq(0)]
             with m.Else():
                 m.d.sync += fill_row.eq(fill_row + 1)
@@ -155,7 +160,11 @@ class Gather(wiring.Component):
         # streamer: bank `play_bank` -> one read per act beat
         play_bank = Signal()
         kk = Signal.like(command.k)
-        k_last = Signal.like(command.k)  # command.k - 1, registered with the command
+        # command.k - 1 and - 2 and - 3, and k == 1, k == 2, registered with the command (so the
+        # step flags below compare kk with registers only, never through an adder)
+        k_last, k_less2, k_less3 = (Signal.like(command.k, name=n)
+                                    for n in ("k_last", "k_less2", "k_less3"))
+        k_one, k_two = Signal(), Signal()
         cols_left = Signal.like(command.n)
         rows_left = Signal.like(command.m)
         advance = Signal()
@@ -163,26 +172,30 @@ class Gather(wiring.Component):
         clear_full = Signal(2)
         m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
                      issue.eq(advance & busy & full.bit_select(play_bank, 1))]
-        # the step decisions as registers: ``kk == k_last``, ``kk == 0``, ``cols_left <= cols``,
+        # the step decisions as registers: ``kk == k_last`` (``last_step``; ``near_step`` =
+        # ``kk + 1 == k_last``, which it becomes when kk steps), ``kk == 0``, ``cols_left <= cols``,
         # ``rows_left <= rows``, and the tile's (``tile_end``) and command's (``cmd_end``) last
         # beat. Each is recomputed from the registers it compares in a cycle that does not change
         # them, and from their next values when a beat is issued (``issue`` only picks between
         # the two). A command's first beat is issued two cycles after its handshake at the
         # earliest (an id taken, then its bank full), so the flags have settled on the command's
         # values by then. (Initial values: those of the registers' reset values.)
-        last_step, kk_zero = Signal(init=1), Signal(init=1)
+        last_step, kk_zero, near_step = Signal(init=1), Signal(init=1), Signal()
         last_col_tile, last_row_tile = Signal(init=1), Signal(init=1)
         tile_end, cmd_end = Signal(init=1), Signal(init=1)
-        step_n, col_n, row_n = Signal(), Signal(), Signal()
+        step_n, near_n, col_n, row_n = Signal(), Signal(), Signal(), Signal()
         with m.If(issue):
-            m.d.comb += [step_n.eq(Mux(last_step, k_last == 0, kk + 1 == k_last)),
+            m.d.comb += [step_n.eq(Mux(last_step, k_one, near_step)),
+                         near_n.eq(Mux(last_step, k_two, kk == k_less3)),
                          col_n.eq(Mux(last_step, Mux(last_col_tile, command.n <= cu.cols,
                                                      cols_left <= 2 * cu.cols), last_col_tile)),
                          row_n.eq(Mux(tile_end, rows_left <= 2 * cu.rows, last_row_tile))]
         with m.Else():
-            m.d.comb += [step_n.eq(kk == k_last), col_n.eq(cols_left <= cu.cols),
+            m.d.comb += [step_n.eq(kk == k_last), near_n.eq(kk == k_less2),
+                         col_n.eq(cols_left <= cu.cols),
                          row_n.eq(rows_left <= cu.rows)]
-        m.d.sync += [last_step.eq(step_n), last_col_tile.eq(col_n), last_row_tile.eq(row_n),
+        m.d.sync += [last_step.eq(step_n), near_step.eq(near_n), last_col_tile.eq(col_n),
+                     last_row_tile.eq(row_n),
                      tile_end.eq(step_n & col_n), cmd_end.eq(step_n & col_n & row_n),
                      kk_zero.eq(Mux(issue, last_step, kk == 0))]
         with m.If(issue):
@@ -198,7 +211,11 @@ class Gather(wiring.Component):
                                  play_bank.eq(~play_bank)]
                     with m.If(cmd_end):
                         m.d.sync += busy.eq(0)
-        m.d.sync += full.eq((full | set_full) & ~clear_full)
+        full_next = Signal(2)
+        m.d.comb += full_next.eq((full | set_full) & ~clear_full)
+        # (both banks are free when a command is accepted, whichever fill_bank was)
+        m.d.sync += [full.eq(full_next),
+                     fill_free.eq(~full_next.bit_select(fill_bank ^ fill_flip, 1))]
 
         # read address `base[play_bank][r] + kk` kept in a register one cycle ahead (no add or
         # bank mux before the block RAMs' address pins): +1 after a beat that is not its tile
@@ -239,6 +256,9 @@ class Gather(wiring.Component):
         with m.If(accept):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), ids_left.eq(self.cmd.p.m),
                          ids_some.eq(self.cmd.p.m != 0), ids_one.eq(self.cmd.p.m == 1),
-                         kk.eq(0), k_last.eq(self.cmd.p.k - 1), cols_left.eq(self.cmd.p.n), rows_left.eq(self.cmd.p.m),
+                         kk.eq(0), k_last.eq(self.cmd.p.k - 1), k_less2.eq(self.cmd.p.k - 2),
+                         k_less3.eq(self.cmd.p.k - 3), k_one.eq(self.cmd.p.k == 1),
+                         k_two.eq(self.cmd.p.k == 2), cols_left.eq(self.cmd.p.n),
+                         rows_left.eq(self.cmd.p.m),
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m

@@ -74,9 +74,11 @@ class ScatterAccumulate(wiring.Component):
     data and the multiplier each get a cycle of their own:
 
     * 0: the row's handshake issues the memory read (its address a register: the ring slot,
-      queue index and address of the row expected next are kept one cycle ahead, not derived
-      from ``y.row``) and registers ``gate`` and ``y``. ``y.ready`` and ``route.ready`` are
-      flip-flops too (computed a cycle ahead), so neither stream's producer sees logic of ours;
+      place in its token tile (rows left in the tile, last output word: registers, so the
+      handshake's case selection starts at one small compare) and address of the row expected
+      next are kept one cycle ahead, not derived from ``y.row``) and registers ``gate`` and
+      ``y``. ``y.ready`` and ``route.ready`` are flip-flops too (computed a cycle ahead), so
+      neither stream's producer sees logic of ours;
     * 1: the read data is registered (the block RAM's output register), the ``cols`` products
       ``gate * y`` are computed and registered, and the forwarding choices are registered: the
       row one ahead (now in stage 2) if it has the same address, else the row two ahead
@@ -130,17 +132,17 @@ class ScatterAccumulate(wiring.Component):
         ring_base = [Signal(addr_shape, name=f"ring_base{s}") for s in range(2 * rows)]
         ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}") for s in range(2 * rows)]
         in_slot = Signal(range(2 * rows))
-        tile_row = Signal.like(command.m)         # first queue index of the token tile in use
-        tile_slot = Signal(range(2 * rows))       # its ring slot (0 or rows)
+        tile_slot = Signal(range(2 * rows))       # ring slot (0 or rows) of the token tile in use
         col_word = Signal.like(command.n)         # output tile j of the rows arriving now
-        # tile_row + 2 * rows, kept as a register (the next tile's last row is computed from it)
+        # the first queue index of the tile after the one in use plus ``rows`` (its end), a
+        # register: the next tile's row count is computed from it a cycle ahead
         ring_end = Signal(range((1 << len(command.m)) + 2 * rows))
         accumulating = busy & ~readout
         # route entries taken, counted as: ``left`` (m - taken; ``more`` = left != 0, a
-        # register), ``tile_taken`` (taken - tile_row: the ring is full at 2 * rows) and
-        # ``avail`` (taken - the queue index of the row expected next: its entry is in the ring
-        # when avail != 0); small counters, so ``route.ready`` and ``y.ready`` are registers
-        # computed one cycle ahead from these counters' next values
+        # register), ``tile_taken`` (taken - the tile's first queue index: the ring is full at
+        # 2 * rows) and ``avail`` (taken - the queue index of the row expected next: its entry
+        # is in the ring when avail != 0); small counters, so ``route.ready`` and ``y.ready``
+        # are registers computed one cycle ahead from these counters' next values
         left = Signal.like(command.m)
         more = Signal()
         tile_taken = Signal(range(2 * rows + 1))
@@ -159,21 +161,28 @@ class ScatterAccumulate(wiring.Component):
         y = self.y.p
         take_y = Signal()
         m.d.comb += take_y.eq(self.y.valid & self.y.ready)
-        # the queue index of the row expected next: rows arrive in order, so it equals ``y.row``
-        # whenever ``y`` is valid
-        expected = Signal.like(command.m)
         slot = Signal(range(2 * rows))            # ring slot of the row expected next
         row_gate = Signal(lay.route["gate"].shape)
         ring_gates = Array(ring_gate)
         ring_bases = Array(ring_base)
         m.d.comb += row_gate.eq(ring_gates[slot])
-        # the tile's last queue index, min(m, tile_row + rows) - 1, kept in a register (set the
-        # cycle after the command, from the registered ``m``, and whenever tile_row advances)
-        tile_last_row = Signal.like(command.m)
+        # where the row expected next sits, as registers so the row handshake's case selection
+        # starts at one small compare: ``row_left`` = rows of the tile after it (0 on the tile's
+        # last row, counted down), ``tile_rows`` = the tile's rows - 1 (reloaded into row_left
+        # for the next output word) and ``next_rows`` = the next tile's rows - 1 (computed a
+        # cycle ahead from ``ring_end``; tiles of ``rows >= 2`` rows take two cycles or more);
+        # ``last_word`` = col_word == words - 1, updated with col_word (``words_less2`` =
+        # words - 2). All are set the cycle after the command from its registered fields (no
+        # row is taken before then).
+        row_left = Signal(range(rows))
+        tile_rows = Signal(range(rows))
+        next_rows = Signal(range(rows))
+        last_word, one_word = Signal(), Signal()
+        words_less2 = Signal.like(words)
+        m.d.sync += next_rows.eq(token_tiles.last_row(command.m, ring_end) - (ring_end - rows))
         # what the row taken now does to the position: the next row of the tile, back to the
         # tile's first row for the next output word, or on to the next token tile
-        tile_end = take_y & (expected == tile_last_row)
-        last_word = col_word == words - 1
+        tile_end = take_y & (row_left == 0)
         new_tile, rewind, next_row = Signal(), Signal(), Signal()
         m.d.comb += [new_tile.eq(tile_end & last_word), rewind.eq(tile_end & ~last_word),
                      next_row.eq(take_y & ~tile_end)]
@@ -190,19 +199,19 @@ class ScatterAccumulate(wiring.Component):
         with m.If(new_tile):
             m.d.comb += [slot_next.eq(other_tile), addr_next.eq(ring_bases[other_tile]),
                          avail_next.eq(tile_taken_next)]
-            m.d.sync += [col_word.eq(0), tile_row.eq(tile_row + rows),
-                         expected.eq(tile_row + rows), ring_end.eq(ring_end + rows),
-                         tile_last_row.eq(token_tiles.last_row(command.m, ring_end)),
+            m.d.sync += [col_word.eq(0), last_word.eq(one_word), ring_end.eq(ring_end + rows),
+                         row_left.eq(next_rows), tile_rows.eq(next_rows),
                          tile_slot.eq(other_tile)]
         with m.Elif(rewind):
             m.d.comb += [slot_next.eq(tile_slot),
                          addr_next.eq(ring_bases[tile_slot] + col_word + 1),
                          avail_next.eq(tile_taken_next)]
-            m.d.sync += [col_word.eq(col_word + 1), expected.eq(tile_row)]
+            m.d.sync += [col_word.eq(col_word + 1), last_word.eq(col_word == words_less2),
+                         row_left.eq(tile_rows)]
         with m.Elif(next_row):
             m.d.comb += [slot_next.eq(slot + 1), addr_next.eq(ring_bases[slot + 1] + col_word),
                          avail_next.eq(avail + take_route - 1)]
-            m.d.sync += expected.eq(expected + 1)
+            m.d.sync += row_left.eq(row_left - 1)
         with m.Else():
             m.d.comb += [slot_next.eq(slot), addr_next.eq(row_addr),
                          avail_next.eq(avail + take_route)]
@@ -296,12 +305,16 @@ class ScatterAccumulate(wiring.Component):
                          words.eq((self.cmd.p.n + cols - 1) // cols),
                          left.eq(self.cmd.p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
                          self.route.ready.eq(~self.cmd.p.readout), self.y.ready.eq(0),
-                         in_slot.eq(0), tile_row.eq(0), ring_end.eq(2 * rows), expected.eq(0),
-                         tile_slot.eq(0), col_word.eq(0), slot.eq(0), read_addr.eq(0),
+                         in_slot.eq(0), ring_end.eq(2 * rows), tile_slot.eq(0), col_word.eq(0),
+                         slot.eq(0), read_addr.eq(0),
                          read_token.eq(0), read_word.eq(0)]
-        # the first tile's last row from the registered command (no row is taken before then)
+        # the first tile's rows and the word flags from the registered command (no row is taken
+        # before then)
         fresh = Signal()
         m.d.sync += fresh.eq(self.cmd.valid & self.cmd.ready)
         with m.If(fresh):
-            m.d.sync += tile_last_row.eq(token_tiles.last_row(command.m, rows))
+            first_rows = token_tiles.last_row(command.m, rows)
+            m.d.sync += [row_left.eq(first_rows), tile_rows.eq(first_rows),
+                         last_word.eq(words == 1), one_word.eq(words == 1),
+                         words_less2.eq(words - 2)]
         return m
