@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.softmax import Formats
+from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 from hw.skid_buffer import SkidBuffer
 from moeaccel.config import DesignConfig
 
@@ -123,9 +124,10 @@ class ExpertQueues(wiring.Component):
                                    "gate": gate_shape(self.cfg)})
         # expert e's queue starts at e << abits: the address is Cat(index, expert), no adder
         abits = ceil_log2(cap)
-        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp << abits, init=[])
+        # writing and reading never overlap (``i.ready`` is low while reading): no collision logic
+        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp << abits, init=[],
+                                               attrs=NO_COLLISION_LOGIC)
         wr = mem.write_port()
-        rd = mem.read_port()
 
         counts = Array(Signal(range(cap + 1), name=f"count{e}") for e in range(n_exp))
         nonempty = Signal(n_exp)                        # counts[e] != 0
@@ -230,8 +232,8 @@ class ExpertQueues(wiring.Component):
         m.submodules.skid = skid = SkidBuffer(entry_layout(self.cfg))
         out = skid.i
         advance = ~out.valid | out.ready
-        m.d.comb += [rd.en.eq(advance), rd.addr.eq(Cat(index[:abits], expert))]
-        m.d.comb += [out.payload.token.eq(rd.data.token), out.payload.gate.eq(rd.data.gate)]
+        read = registered_read(m, mem, Cat(index[:abits], expert), advance, "read")
+        m.d.comb += [out.payload.token.eq(read.token), out.payload.gate.eq(read.gate)]
         with m.If(advance):
             m.d.sync += out.valid.eq(generating)
             m.d.sync += [out.payload.expert.eq(expert), out.payload.count.eq(length),
