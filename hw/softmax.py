@@ -67,6 +67,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 from hw.credit_buffer import CreditBuffer
 from golden.softmax import Formats, exp2_table, table_field_bits
 from moeaccel.config import DesignConfig, SoftmaxConfig
@@ -144,14 +145,17 @@ class Softmax(wiring.Component):
         sm, fm = self._sm, Formats(self._sm)
         row = _row_layout(sm)
         m.submodules.rows = rows = SyncFIFO(width=row.size, depth=timing.ROW_CREDITS)
+        # the writer stays a row ahead of the row being read (buffer_depth): no word is read in
+        # the cycle it is written, so no collision logic after the block RAM
         m.submodules.buffer = buffer = Memory(shape=_element_layout(sm), depth=buffer_depth(sm),
-                                              init=[])
+                                              init=[], attrs=NO_COLLISION_LOGIC)
         write = buffer.write_port()
-        read = buffer.read_port()
+        rp = Signal(range(buffer_depth(sm)))             # the normalise stage's read address
+        read = registered_read(m, buffer, rp, 1, "read")
         result = stream.Signature(_result_layout(sm)).create(path=("reciprocal",))
         row_taken = self._reciprocal(m, rows, row, result)
         self._accumulate(m, fm, rows, row, write, row_taken)
-        self._normalise(m, fm, read, result)
+        self._normalise(m, fm, rp, read, result)
         return m
 
     # ------------------------------------------------------------------------------ accumulate
@@ -331,11 +335,11 @@ class Softmax(wiring.Component):
         return pop
 
     # ------------------------------------------------------------------------------ normalise
-    def _normalise(self, m: Module, fm: Formats, read, result: stream.Interface) -> None:
+    def _normalise(self, m: Module, fm: Formats, rp: Signal, read, result: stream.Interface
+                   ) -> None:
         sm = self._sm
         active = Signal()
         remaining = Signal(range(sm.max_row_length + 1))
-        rp = Signal(range(buffer_depth(sm)))
         row_max = Signal(signed(fm.fl_bits))
         row_recip = Signal(fm.recip_bits)
 
@@ -347,7 +351,7 @@ class Softmax(wiring.Component):
         issue = active & out.credit
         final = issue & one_left
         take = result.valid & result.ready
-        m.d.comb += [result.ready.eq(~active | final), read.addr.eq(rp), out.take.eq(issue)]
+        m.d.comb += [result.ready.eq(~active | final), out.take.eq(issue)]
         with m.If(issue):
             m.d.sync += [rp.eq(rp + 1), remaining.eq(remaining - 1), one_left.eq(remaining == 2)]
             with m.If(final):
@@ -380,7 +384,7 @@ class Softmax(wiring.Component):
         m.d.sync += [
             s1.valid.eq(issue), s1.last.eq(remaining == 1), s1.max.eq(row_max),
             s1.recip.eq(row_recip),
-            s2.eq(s1), t2.eq(read.data.t), fl2.eq(read.data.fl),
+            s2.eq(s1), t2.eq(read.t), fl2.eq(read.fl),
             s3.eq(s2), lo3.eq(t2 * s2.recip[:split]), hi3.eq(t2 * s2.recip[split:]),
             drop3.eq(Mux(drop >= prod_bits, prod_bits, drop)),
             s4.eq(s3), prod4.eq(lo3 + (hi3 << split)), drop4.eq(drop3),
