@@ -170,8 +170,11 @@ class Gather(wiring.Component):
         advance = Signal()
         issue = Signal()
         clear_full = Signal(2)
+        # ``play_full`` = full[play_bank], a register (so ``issue`` is one gate after flip-flops;
+        # a bank is full only while busy)
+        play_full = Signal()
         m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
-                     issue.eq(advance & busy & full.bit_select(play_bank, 1))]
+                     issue.eq(advance & play_full)]
         # the step decisions as registers: ``kk == k_last`` (``last_step``; ``near_step`` =
         # ``kk + 1 == k_last``, which it becomes when kk steps), ``kk == 0``, ``cols_left <= cols``,
         # ``rows_left <= rows``, and the tile's (``tile_end``) and command's (``cmd_end``) last
@@ -211,11 +214,15 @@ class Gather(wiring.Component):
                                  play_bank.eq(~play_bank)]
                     with m.If(cmd_end):
                         m.d.sync += busy.eq(0)
-        full_next = Signal(2)
-        m.d.comb += full_next.eq((full | set_full) & ~clear_full)
-        # (both banks are free when a command is accepted, whichever fill_bank was)
+        full_next, full_set = Signal(2), Signal(2)
+        m.d.comb += [full_set.eq(full | set_full), full_next.eq(full_set & ~clear_full)]
+        # (both banks are free when a command is accepted, whichever fill_bank or play_bank
+        # was); the bank played next is the other one after a tile's last beat (``tile_end``),
+        # which clears the bank played now
         m.d.sync += [full.eq(full_next),
-                     fill_free.eq(~full_next.bit_select(fill_bank ^ fill_flip, 1))]
+                     fill_free.eq(~full_next.bit_select(fill_bank ^ fill_flip, 1)),
+                     play_full.eq(Mux(issue & tile_end, full_set.bit_select(~play_bank, 1),
+                                      full_set.bit_select(play_bank, 1)))]
 
         # read address `base[play_bank][r] + kk` kept in a register one cycle ahead (no add or
         # bank mux before the block RAMs' address pins): +1 after a beat that is not its tile

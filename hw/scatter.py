@@ -133,7 +133,8 @@ class ScatterAccumulate(wiring.Component):
         ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}") for s in range(2 * rows)]
         in_slot = Signal(range(2 * rows))
         tile_slot = Signal(range(2 * rows))       # ring slot (0 or rows) of the token tile in use
-        col_word = Signal.like(command.n)         # output tile j of the rows arriving now
+        # output tile j of the rows arriving now (set with each command: no reset)
+        col_word = Signal.like(command.n, reset_less=True)
         # the first queue index of the tile after the one in use plus ``rows`` (its end), a
         # register: the next tile's row count is computed from it a cycle ahead
         ring_end = Signal(range((1 << len(command.m)) + 2 * rows))
