@@ -23,7 +23,9 @@ class HiddenWriter(wiring.Component):
     output tile is tracked as the compute unit emits (token tiles outer, output tiles inner).
     ``start`` (pulse, with ``m``) arms it before the GEMM's first row (the MoE controller pulses
     it the cycle after it decides the GEMM, with ``m`` from a register); every row is taken the
-    cycle it is valid; ``done`` pulses with the final row (``last``).
+    cycle it is valid; ``done`` pulses with the final row (``last``). Its rows must come as the
+    unit emits them: each token tile's rows in order, once per output tile; the pass's end is
+    known from a count of rows, not from ``y.row`` (which only addresses the word).
 
     Timing: ``write`` leaves a :class:`hw.register_slice.RegisterSlice`, one cycle after its row
     is taken (the unit's output logic does not reach the memory's 32 write ports in the same
@@ -53,13 +55,24 @@ class HiddenWriter(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         rows, ops, tiles = cu.rows, cu.operand_bits, self.cfg.model.expert_hidden // cu.cols
         count = Signal.like(self.m)
-        # the end of the token tile after the current one (its first row + 2 rows) and the
-        # current tile's last row are registers, so the tile advance has no adder before the
-        # compare
-        next_end = Signal(range((1 << len(self.m)) + 2 * rows))
-        tile_last_row = Signal.like(self.m)        # min(count, tile end) - 1
+        # The rows still to come in the current pass (token tile x output tile) are counted
+        # down, with ``at_last`` (the row arriving next ends the pass) a register: the unit
+        # emits a tile's rows in order, so no compare of ``y.row`` follows the handshake. The
+        # row counts of the current and of the next token tile are registers too; the next
+        # one is recomputed from ``next_start`` the cycle after a tile advance, long before the
+        # next advance (a tile of two rows or more takes two cycles or more; a one-row tile
+        # other than the last exists only when ``rows`` is 1, where every count is 1).
+        width = range(rows + 1)
+        left, tile_rows, next_rows = Signal(width), Signal(width), Signal(width)
+        at_last, tile_one, next_one = Signal(), Signal(), Signal()    # left / tile_rows / next_rows == 1
+        next_start = Signal(range((1 << len(self.m)) + rows))         # first row of the next tile
         col = Signal(range(tiles))
         last_col = Signal(init=tiles == 1)         # col == tiles - 1, registered
+
+        def tile_size(first_row):                  # rows of the token tile starting at first_row
+            return token_tiles.last_row(count, first_row + rows) + 1 - first_row
+
+        m.d.sync += [next_rows.eq(tile_size(next_start)), next_one.eq(tile_size(next_start) == 1)]
         y = self.y.p
         take = self.y.valid & self.y.ready
         m.submodules.output = output = RegisterSlice(GatherLayouts(self.cfg).write)
@@ -68,14 +81,29 @@ class HiddenWriter(wiring.Component):
                      output.i.p.addr.eq(y.row * tiles + col), self.done.eq(take & y.last)]
         for c in range(cu.cols):
             m.d.comb += output.i.p.data[c].eq(y.data[c][:ops])
-        with m.If(take & (y.row == tile_last_row)):
-            with m.If(last_col):
-                m.d.sync += [col.eq(0), last_col.eq(tiles == 1), next_end.eq(next_end + rows),
-                             tile_last_row.eq(token_tiles.last_row(count, next_end))]
-            with m.Else():
-                m.d.sync += [col.eq(col + 1), last_col.eq(col == tiles - 2)]
+        if rows == 1:                               # every pass is one row
+            m.d.comb += at_last.eq(1)
+        with m.If(take):
+            with m.If(at_last):
+                with m.If(last_col):
+                    m.d.sync += [col.eq(0), last_col.eq(tiles == 1),
+                                 next_start.eq(next_start + rows), tile_rows.eq(next_rows),
+                                 tile_one.eq(next_one), left.eq(next_rows)]
+                    if rows > 1:
+                        m.d.sync += at_last.eq(next_one)
+                with m.Else():
+                    m.d.sync += [col.eq(col + 1), last_col.eq(col == tiles - 2),
+                                 left.eq(tile_rows)]
+                    if rows > 1:
+                        m.d.sync += at_last.eq(tile_one)
+            if rows > 1:
+                with m.Else():
+                    m.d.sync += [left.eq(left - 1), at_last.eq(left == 2)]
         with m.If(self.start):
-            m.d.sync += [count.eq(self.m), next_end.eq(2 * rows), col.eq(0),
-                         last_col.eq(tiles == 1),
-                         tile_last_row.eq(token_tiles.last_row(self.m, rows))]
+            first = token_tiles.last_row(self.m, rows) + 1
+            m.d.sync += [count.eq(self.m), next_start.eq(rows), col.eq(0),
+                         last_col.eq(tiles == 1), tile_rows.eq(first), left.eq(first),
+                         tile_one.eq(first == 1)]
+            if rows > 1:
+                m.d.sync += at_last.eq(first == 1)
         return m

@@ -66,6 +66,7 @@ class MoeController(Elaboratable):
         fetch_n = Signal(range(matrices + 1))     # next matrix to fetch
         fetched = Signal(range(matrices + 1))     # matrices on chip (fetch done)
         used = Signal(range(matrices + 1))        # matrices streamed (slot free again)
+        used_s = Signal(range(matrices + slots + 1), init=slots)   # used + slots
         f_x = Signal(range(max_x + 1))            # expert of the next fetch, W2 of it?
         f_second = Signal()
         g = Signal(range(matrices + 1))           # matrix of the current / next GEMM
@@ -76,7 +77,7 @@ class MoeController(Elaboratable):
 
         # ---- prefetcher ----------------------------------------------------------------------
         def expert_record(index):                 # image record of expert `index`
-            routed = Array(table[i].expert for i in range(E))[(index - S)[:bits_for(E)]]
+            routed = Array(table[i].expert for i in range(E))[(index - S)[:bits_for(E - 1)]]
             return Mux(index < S, E + index, routed) if S else routed
 
         fcmd = e.weights.fetch_cmd
@@ -94,17 +95,27 @@ class MoeController(Elaboratable):
         # command. The first routed expert's record is read from the table's row 0 (a fixed
         # index, no mux) instead: its fetch can come the cycle after the router drains, when the
         # table has just become final. The first command of a layer (the gate matrix) comes the
-        # cycle after ``start``, so the start handshake loads that address directly.
-        f_rec = Signal(range(E + S))
+        # cycle after ``start``, so IDLE loads that address from the offered task every cycle.
+        f_rec = Signal(range(E + S), reset_less=True)
         f_first_routed = Signal()                 # f_x == S, registered
         m.d.sync += [f_rec.eq(expert_record(f_x)), f_first_routed.eq(f_x == S)]
         record = Mux(f_first_routed, table[0].expert, f_rec) if E else f_rec
         f_addr = Mux(is_gate, task * img.gate.bytes, matrix_addr[Cat(f_second, record)])
-        f_addr_r = Signal.like(fcmd.p.addr)
+        f_addr_r = Signal.like(fcmd.p.addr, reset_less=True)   # refreshed every cycle
         m.d.sync += f_addr_r.eq(f_addr)
+        # ``fetch_ok`` (running, ``fetch_n < known`` and ``fetch_n < used + slots``) is a
+        # register, so the command's valid, which the fetcher's write address and beat counter
+        # follow, is one AND: it is the bounds' values of the next cycle. ``fetch_n`` never
+        # passes either bound, so they are equality compares; a slot freed this cycle
+        # (``streamed``) makes room, ``known`` is set at the start and when the router drains
+        # (the FSM loads ``fetch_ok`` there), and the cycle after a command the fetcher is busy
+        # (``fetch_ok`` is cleared then, and recomputed from the new ``fetch_n``).
+        fetch_ok = Signal()
+        accept = fcmd.valid & fcmd.ready
+        room = (fetch_n != used_s) | e.weights.streamed
+        m.d.sync += fetch_ok.eq(running & (fetch_n != known) & room & ~accept)
         m.d.comb += [
-            fcmd.valid.eq(running & (fetch_n < known) & (fetch_n < used + slots)
-                          & ~e.weights.fetch_busy),
+            fcmd.valid.eq(fetch_ok & ~e.weights.fetch_busy),
             fcmd.p.addr.eq(f_addr_r),
             fcmd.p.slot.eq(fetch_n[0] if slots == 2 else 0),
             fcmd.p.wide.eq(Mux(is_gate, img.gate.wide_words,
@@ -112,7 +123,7 @@ class MoeController(Elaboratable):
             fcmd.p.words.eq(Mux(is_gate, img.gate.weight_words,
                                 Mux(f_second, img.w2.weight_words, img.w1.weight_words))),
         ]
-        with m.If(fcmd.valid & fcmd.ready):
+        with m.If(accept):
             m.d.sync += fetch_n.eq(fetch_n + 1)
             with m.If(~is_gate):
                 m.d.sync += f_second.eq(~f_second)
@@ -121,7 +132,7 @@ class MoeController(Elaboratable):
         with m.If(e.weights.fetched):
             m.d.sync += fetched.eq(fetched + 1)
         with m.If(e.weights.streamed):
-            m.d.sync += used.eq(used + 1)
+            m.d.sync += [used.eq(used + 1), used_s.eq(used_s + 1)]
 
         # ---- the current GEMM's parameters -------------------------------------------------
         # The expert's token count and queue start are registers, so the queue table's mux is
@@ -134,7 +145,7 @@ class MoeController(Elaboratable):
         count_width = range(T * model.top_k + 1)
 
         def queue_of(index):                      # (tokens, queue start) of expert `index`
-            row = Array(table[i] for i in range(E))[(index - S)[:bits_for(E)]]
+            row = Array(table[i] for i in range(E))[(index - S)[:bits_for(E - 1)]]
             if not S:
                 return row.count, row.start
             return Mux(index < S, T, row.count), Mux(index < S, 0, row.start)
@@ -143,7 +154,8 @@ class MoeController(Elaboratable):
             return (T, 0) if S else (table[0].count, table[0].start)
 
         count, start = Signal(count_width), Signal(count_width)
-        next_count, next_start = Signal(count_width), Signal(count_width)
+        next_count = Signal(count_width, reset_less=True)   # refreshed every cycle
+        next_start = Signal(count_width, reset_less=True)
         x1 = Signal(range(max_x + 2), init=1)     # x + 1
         advance = Signal()                        # x advances this cycle
         m.d.sync += [next_count.eq(queue_of(x1)[0]), next_start.eq(queue_of(x1)[1])]
@@ -178,12 +190,14 @@ class MoeController(Elaboratable):
         # row comes from the compute unit many cycles after the unit's command), with ``g_m``
         hidden_start = Signal()
         m.d.sync += hidden_start.eq(0)
-        # the scatter's ``m`` likewise (T for the read-out command: ``readout`` is set only on
-        # the way into READOUT, where ``sc_m`` is loaded with T directly, and cleared when the
-        # router GEMM starts)
+        # the scatter's ``m`` likewise: the GEMM2's count from its WAIT_WEIGHTS until the scatter
+        # takes its command, T at every other time (the read-out command's ``m``), so it is
+        # already T on the way into READOUT (the end of a GEMM does not reach it)
         readout = Signal()
         sc_m = Signal.like(g_m)
-        m.d.sync += sc_m.eq(Mux(router_gemm | readout, T, count))
+        waiting = Signal()                          # in WAIT_WEIGHTS
+        gemm2 = second & ~router_gemm
+        m.d.sync += sc_m.eq(Mux(gemm2 & (waiting | p_scatter), count, T))
         tiles = Mux(router_gemm, img.gate.tiles, Mux(second, img.w2.tiles, img.w1.tiles))
         words = Mux(router_gemm, img.gate.weight_words,
                     Mux(second, img.w2.weight_words, img.w1.weight_words))
@@ -238,7 +252,7 @@ class MoeController(Elaboratable):
         # ---- scatter (accumulate in GEMM2, read-out at the end) --------------------------------
         m.d.comb += [sc_cmd.valid.eq(p_scatter), sc_cmd.p.readout.eq(readout),
                      sc_cmd.p.m.eq(sc_m), sc_cmd.p.n.eq(D)]
-        to_readout = [readout.eq(1), p_scatter.eq(1), sc_m.eq(T)]
+        to_readout = [readout.eq(1), p_scatter.eq(1)]
         with m.If(sc_cmd.valid & sc_cmd.ready):
             m.d.sync += p_scatter.eq(0)
         # result -> out, or dropped when clearing
@@ -246,22 +260,34 @@ class MoeController(Elaboratable):
                      e.out.p.eq(e.scatter.result.p),
                      e.scatter.result.ready.eq(e.out.ready | discard)]
 
+        # the unit's last output row taken: by the serialiser (router GEMM), the hidden writer
+        # (GEMM1, its ``done``) or the scatter (GEMM2, its last ``y``), as ``dest`` steers it
+        out_last = Signal()
+        m.d.comb += out_last.eq(e.unit.out.valid & e.unit.out.ready & e.unit.out.p.last)
         out_last_seen = Signal()
-        with m.If(e.unit.out.valid & e.unit.out.ready & e.unit.out.p.last):
+        with m.If(out_last):
             m.d.sync += out_last_seen.eq(1)
+        # ``x1 == experts`` as a register: ``x1`` changes at the end of a GEMM2 and ``experts``
+        # when the router drains, both long before the next GEMM2 ends
+        x_last = Signal()
+        m.d.sync += x_last.eq(x1 == experts)
 
         m.d.comb += e.busy.eq(running)
+        idle = Signal(init=1)                       # in IDLE, a register (start.ready)
+        m.d.comb += e.start.ready.eq(idle)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += e.start.ready.eq(1)
+                # the gate matrix's address follows the offered task while idle (the handshake
+                # does not reach it)
+                m.d.sync += [task.eq(e.start.p.task), f_addr_r.eq(e.start.p.task * img.gate.bytes)]
                 with m.If(e.start.valid):
-                    m.d.sync += [running.eq(1), task.eq(e.start.p.task),
-                                 f_addr_r.eq(e.start.p.task * img.gate.bytes),
+                    m.d.sync += [running.eq(1), idle.eq(0), fetch_ok.eq(~e.start.p.clear),
                                  discard.eq(e.start.p.clear),
                                  st.cycles.eq(0), st.mac_steps.eq(0), st.ffn_cycles.eq(0),
                                  st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
                                  st.fetches.eq(0), st.experts.eq(0),
                                  known.eq(0), fetch_n.eq(0), fetched.eq(0), used.eq(0),
+                                 used_s.eq(slots),
                                  f_x.eq(0), f_second.eq(0), g.eq(0), router_gemm.eq(1),
                                  x.eq(0), x1.eq(1)]
                     m.d.comb += e.queues.clear.eq(1)
@@ -272,6 +298,7 @@ class MoeController(Elaboratable):
                         m.d.sync += known.eq(1 + 2 * S)
                         m.next = "WAIT_WEIGHTS"
             with m.State("WAIT_WEIGHTS"):
+                m.d.comb += waiting.eq(1)
                 with m.If(fetched > g):
                     m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
                                  p_scatter.eq(second & ~router_gemm), readout.eq(0),
@@ -286,13 +313,12 @@ class MoeController(Elaboratable):
             with m.State("GEMM"):
                 m.d.comb += in_ffn.eq(~router_gemm)
                 gemm_done = Signal()
-                with m.If(router_gemm):
-                    m.d.comb += gemm_done.eq(out_last_seen & e.serialiser.idle)
-                with m.Elif(second):
-                    m.d.comb += gemm_done.eq(e.scatter.y.valid & e.scatter.y.ready
-                                             & e.scatter.y.p.last)
-                with m.Else():
-                    m.d.comb += gemm_done.eq(e.hidden.done)
+                # GEMM1 and GEMM2 end with the unit's last row taken by the hidden writer or the
+                # scatter (the sink is known from ``second``, so the engine's ``dest`` multiplexer
+                # is not on the way)
+                sink_ready = Mux(second, e.scatter.y.ready, e.hidden.y.ready)
+                m.d.comb += gemm_done.eq(Mux(router_gemm, out_last_seen & e.serialiser.idle,
+                                             e.unit.out.valid & e.unit.out.p.last & sink_ready))
                 with m.If(gemm_done):
                     m.d.sync += [g.eq(g + 1), router_gemm.eq(0)]
                     with m.If(router_gemm):
@@ -300,7 +326,7 @@ class MoeController(Elaboratable):
                     with m.Elif(second):
                         m.d.sync += [x.eq(x1), x1.eq(x1 + 1)]
                         m.d.comb += advance.eq(1)
-                        with m.If(x1 == experts):
+                        with m.If(x_last):
                             m.d.sync += to_readout
                             m.next = "READOUT"
                         with m.Else():
@@ -314,7 +340,9 @@ class MoeController(Elaboratable):
             with m.State("DRAIN"):
                 with m.If(~e.router.busy):
                     total = S + e.queues.active
-                    m.d.sync += [count.eq(first_queue()[0]), start.eq(first_queue()[1]),
+                    m.d.sync += [fetch_ok.eq(((fetch_n != known) | (e.queues.active != 0))
+                                             & room & ~accept),
+                                 count.eq(first_queue()[0]), start.eq(first_queue()[1]),
                                  experts.eq(total), known.eq(1 + 2 * total),
                                  st.experts.eq(total), st.dropped.eq(e.router.status.dropped),
                                  st.null_slots.eq(e.router.status.null_slots)]
@@ -326,6 +354,6 @@ class MoeController(Elaboratable):
             with m.State("READOUT"):
                 with m.If(e.scatter.result.valid & e.scatter.result.ready
                           & e.scatter.result.p.last):
-                    m.d.sync += running.eq(0)
+                    m.d.sync += [running.eq(0), idle.eq(1)]
                     m.next = "IDLE"
         return m
