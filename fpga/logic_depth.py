@@ -29,6 +29,14 @@ FANOUT_NS = 0.2
 CARRY_NS = 0.12
 #: clock-to-output of sequential sources
 SOURCE_NS = {"TRELLIS_FF": 0.5, "DP16KD": 5.8, "TRELLIS_DPR16X4": 0.5}
+#: clock-to-output of a DP16KD whose read port has its output register (``REGMODE_B = OUTREG``)
+DP16KD_OUTREG_NS = 1.0
+
+
+def _source_ns(cell: dict) -> float:
+    if cell["type"] == "DP16KD" and cell.get("parameters", {}).get("REGMODE_B") == "OUTREG":
+        return DP16KD_OUTREG_NS
+    return SOURCE_NS[cell["type"]]
 SEQUENTIAL_INPUTS = {"TRELLIS_FF": {"DI", "CE", "LSR"}, "DP16KD": None,
                      "TRELLIS_DPR16X4": {"DI", "WAD", "WRE"}}
 
@@ -73,7 +81,7 @@ def longest_paths(netlist: dict, top: int = 25,
 
     # arrival time at each cell's output, in topological order of the combinational cells
     arrival: dict[str, tuple[float, str | None]] = {
-        n: (SOURCE_NS[c["type"]] + load(n), None) for n, c in cells.items()
+        n: (_source_ns(c) + load(n), None) for n, c in cells.items()
         if c["type"] in SOURCE_NS}
     comb = [n for n, c in cells.items() if c["type"] in DELAY_NS]
     preds = {n: {drivers[b][0] for b in comb_inputs(cells[n]) if b in drivers} for n in comb}

@@ -4,12 +4,11 @@ registers."""
 
 from __future__ import annotations
 
-from amaranth import Array, Elaboratable, Module, Shape, Signal, Value, unsigned
-from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth import Array, Elaboratable, Module, Shape, Signal, Value
+from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.utils import ceil_log2
 
-from hw.block_ram import NO_COLLISION_LOGIC, registered_read
-from hw.sliced_memory import DP16KD_MODES
+from hw.block_ram import DP16KD_MODES, BlockRam
 
 #: enabled cycles from a read's address to its data: block-RAM read, bank word, selected word
 READ_STAGES = 3
@@ -37,13 +36,13 @@ class BankedMemory(Elaboratable):
     never reads the slot being written); simulation returns the old word.
 
     On a platform (a board build) the words are stored as :func:`bank_depth`-deep banks of
-    consecutive addresses, one block RAM deep each; stage 2 registers every bank's read word and
-    the bank number, stage 3 the word of that bank. Why: Yosys cascades a deep
-    memory's block RAMs with a multiplexer after their read data (5.8 ns of unregistered
-    clock-to-output on ECP5), e.g. the 4608-word weight buffer nine RAMs deep; here the RAM
-    output only reaches a register. The same 36 DP16KD for that memory, plus a register per
-    bank word. Without a platform (Verilog for simulation) it is one memory and two output
-    registers with the same behaviour (``banked=True`` forces the banks).
+    consecutive addresses, each a :class:`hw.block_ram.BlockRam` one block RAM deep with two
+    read stages (on ECP5 the second is the DP16KD's output register); stage 3 registers the
+    word of the bank read. Why: Yosys cascades a deep memory's block RAMs with a multiplexer
+    after their read data (5.8 ns of unregistered clock-to-output on ECP5), e.g. the 4608-word
+    weight buffer nine RAMs deep; here the bank multiplexer works between registers. The same
+    36 DP16KD for that memory. Without a platform (Verilog for simulation) it is one memory and
+    two output registers with the same behaviour (``banked=True`` forces the banks).
     """
 
     def __init__(self, *, shape, depth: int, banked: bool | None = None):
@@ -54,7 +53,7 @@ class BankedMemory(Elaboratable):
         self._write_port = WritePort.Signature(addr_width=ceil_log2(depth), shape=shape).create()
 
     def read_port(self) -> ReadPort:
-        """The two-stage read port (``addr``, ``en`` in; ``data`` out)."""
+        """The :data:`READ_STAGES`-stage read port (``addr``, ``en`` in; ``data`` out)."""
         return self._read_port
 
     def write_port(self) -> WritePort:
@@ -68,20 +67,18 @@ class BankedMemory(Elaboratable):
         per_bank = self.bank_depth if banked else self.depth
         banks = -(-self.depth // per_bank)
         bank_bits = ceil_log2(per_bank)
-        words = Array(Signal(unsigned(self.width), name=f"bank{b}_word") for b in range(banks))
+        words = []
         for b in range(banks):
-            size = min(per_bank, self.depth - b * per_bank)
             # read-during-write of one word is never asked for (see the class docstring)
-            mem = Memory(shape=unsigned(self.width), depth=size, init=[],
-                         attrs=NO_COLLISION_LOGIC)
-            m.submodules[f"bank{b}"] = mem
-            wp = mem.write_port()
+            ram = BlockRam(width=self.width, depth=min(per_bank, self.depth - b * per_bank),
+                           read_stages=2)
+            m.submodules[f"bank{b}"] = ram
             hit = wr.addr[bank_bits:] == b if banks > 1 else 1
-            m.d.comb += [wp.addr.eq(wr.addr[:bank_bits]), wp.data.eq(wr.data),
-                         wp.en.eq(wr.en & hit)]
-            read = registered_read(m, mem, rd.addr[:bank_bits], rd.en, f"bank{b}_read")
-            with m.If(rd.en):
-                m.d.sync += words[b].eq(read)
+            m.d.comb += [ram.write.addr.eq(wr.addr[:bank_bits]), ram.write.data.eq(wr.data),
+                         ram.write.en.eq(wr.en & hit),
+                         ram.read.addr.eq(rd.addr[:bank_bits]), ram.read.en.eq(rd.en)]
+            words.append(ram.read.data)
+        words = Array(words)
         bank1, bank2 = (Signal(range(banks), name=n) for n in ("bank1", "bank2"))
         with m.If(rd.en):
             m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1)]

@@ -53,3 +53,14 @@ def test_carry_chain_is_fast_and_fanout_costs():
     assert end == "r"
     assert ns == pytest.approx(ld.SOURCE_NS["TRELLIS_FF"] + ld.DELAY_NS["LUT4"]
                                + ld.FANOUT_NS * math.log2(64) + ld.FANOUT_NS * math.log2(65))
+
+
+@pytest.mark.parametrize("regmode, source_ns", [("NOREG", ld.SOURCE_NS["DP16KD"]),
+                                                ("OUTREG", ld.DP16KD_OUTREG_NS)])
+def test_block_ram_output_register_starts_paths_early(regmode, source_ns):
+    ram = _cell("DP16KD", {"ADB0": [9]}, {"DOB0": [1]})
+    ram["parameters"] = {"REGMODE_B": regmode}
+    cells = {"ram": ram, "l_LUT4_Z": _cell("LUT4", {"A": [1]}, {"Z": [2]}),
+             "b_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [2]}, {"Q": [9]})}
+    ns = ld.longest_paths(_netlist(cells))[0][0]
+    assert ns == pytest.approx(source_ns + ld.DELAY_NS["LUT4"])
