@@ -28,8 +28,8 @@ class FusedActivation(wiring.Component):
     Input rows of a GELU GEMM are in GELU's input format (the unit's wide output, signed
     ``gelu.input_bits`` with ``input_frac_bits``). A beat is one group of
     ``compute_unit.lanes_out`` lanes of a row (the whole row unless ``output_lanes`` is set);
-    GELU runs on that many lanes (one ROM, one small multiplier per lane). Rows without ``gelu``
-    take GELU's ``bypass`` (their values chosen in GELU's output register), and the second
+    GELU runs on that many lanes (one table, one small multiplier per lane). Rows without ``gelu``
+    take GELU's ``bypass`` (their values take ReLU's place in GELU's sum), and the second
     :class:`hw.requantise.Requantiser` (multiplier 1, shift 0 for bypassed rows, which already
     fit) produces the output. Its settings are chosen before GELU and ride along as GELU's tag,
     so its hard multipliers are fed straight from registers.

@@ -3,47 +3,54 @@
 It computes exactly :func:`golden.gelu.gelu` (read that module's docstring for the arithmetic):
 ``GELU(x) = ReLU(x) - delta(|x|)`` with ``delta`` linear on each of ``table_entries`` segments
 whose coefficients ``(a, c)`` sit in one ROM word, computed by :func:`golden.gelu.gelu_table`.
-Per lane: one ROM read port, one ``c_bits x (P)``-bit multiplier (13 x 7 bits by default), two
-adders and a saturating clamp.
+Per lane: the table as logic (pieces of ``PIECE_WORDS`` words, one LUT4 per bit each), one
+``c_bits x (P)``-bit multiplier (13 x 7 bits by default), two adders and a saturating clamp.
 
 Number formats (``hardware.gelu``): inputs signed ``input_bits`` with ``input_frac_bits``;
 outputs signed ``output_bits`` with ``output_frac_bits``, rounded half up once, saturated.
 
 Pipeline (timing in :mod:`sim.timing.gelu`, asserted equal by ``tests/hw/test_gelu.py``):
 
-1. ``|x|`` -> segment index (the ROM address) and position ``f`` into registers; ReLU(x);
-2. table read from the registered address into the ROM's data register (synchronous read);
-   ``f`` zeroed past the table's range;
-3. ``c * f`` (the multiplier, both operands from registers) and ``ReLU << . - a << P + 1/2 LSB``
+1. ``|x|`` -> segment index (the table address) and position ``f`` into registers; ReLU(x);
+2. every ``PIECE_WORDS``-word piece of the table read at the address's low bits into its own
+   register (one LUT4 level); ``f`` zeroed past the table's range (and for bypassed beats,
+   whose input takes ReLU's place in the sum, shifted so the sum gives it back);
+3. the piece at the address's high bits into the table-word register (a small multiplexer; the
+   whole 128-word table read between two registers was 8 LUT levels, 12.5 ns estimated);
+4. ``c * f`` (the multiplier, both operands from registers) and ``ReLU << . - a << P + 1/2 LSB``
    in parallel;
-4. subtract, shift, saturate into the output register (or, with ``bypass``, the input value).
+5. subtract, shift, saturate into the output register.
 
-Latency 4 cycles from an input handshake to its output being valid; throughput one beat
-(``lanes`` elements) per cycle. Back-pressure stalls the whole pipeline: every register,
-including the ROM's read register, advances only when the output register is empty or being
-read (``i.ready = ~o.valid | o.ready``), so no beat is lost or duplicated and bubbles are
-squeezed out only at the output.
+Latency 5 cycles (``sim.timing.gelu.PIPELINE_STAGES``) from an input handshake to its output
+being valid; throughput one beat (``lanes`` elements) per cycle. Back-pressure stalls the whole
+pipeline: every register advances only when the output register is empty or being read
+(``i.ready = ~o.valid | o.ready``), so no beat is lost or duplicated and bubbles are squeezed
+out only at the output.
 
-Size (ulx3s, 1 lane, in the ULX3S board top, ``moeaccel fpga --blocks gelu``, the table ROM built
-from logic): ECP5 ``synth_ecp5``: 49 LUT4 + 23 CCU2C, 112 FF, 1 MULT18X18D (3-stage version: 117
-LUT4, 80 FF). Post-route the block is no longer the board top's critical path (105 MHz, set by
-the host bridge; the 3-stage version's stage 1 was 12.87 ns, 77.7 MHz).
+Size of the 4-stage version, whose table was one ROM built from logic (ulx3s, 1 lane, in the ULX3S
+board top, ``moeaccel fpga --blocks gelu``): ECP5 ``synth_ecp5``: 49 LUT4 + 23 CCU2C, 112 FF, 1
+MULT18X18D (3-stage version: 117 LUT4, 80 FF). Post-route the block is no longer the board top's
+critical path (105 MHz, set by the host bridge; the 3-stage version's stage 1 was 12.87 ns, 77.7
+MHz).
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.gelu import gelu_table, segmentation, table_field_bits
 from hw.saturate import saturate
 from moeaccel.config import DesignConfig, GeluConfig
+from sim.timing import gelu as timing
 
 
 #: Default width of the passthrough ``tag`` (a ``last`` flag).
 DEFAULT_TAG_BITS = 1
+#: The table is read as pieces of ``2 ** PIECE_BITS`` words, one LUT4 per bit each.
+PIECE_BITS = 4
+PIECE_WORDS = 1 << PIECE_BITS
 
 
 def input_layout(ge: GeluConfig, tag_bits: int = DEFAULT_TAG_BITS,
@@ -73,6 +80,14 @@ def rom_layout(ge: GeluConfig) -> data.StructLayout:
     return data.StructLayout({"a": signed(a_bits), "c": signed(c_bits)})
 
 
+def _lookup(words: list[int], width: int, index: Value) -> Value:
+    """``words[index]`` (``width``-bit constants) as one constant bit-select per bit: each bit a
+    function of ``index`` alone, one LUT4 for a 16-word table (a ``switch`` would become a ROM
+    whose address decoding Yosys shares between the bits, several LUT levels deep)."""
+    return Cat(Const(sum(((w >> b) & 1) << k for k, w in enumerate(words)), len(words))
+               .bit_select(index, 1) for b in range(width))
+
+
 class Gelu(wiring.Component):
     """GELU on a stream of ``lanes``-wide beats.
 
@@ -84,14 +99,16 @@ class Gelu(wiring.Component):
         Width of the passthrough ``tag`` field (default 1: a ``last`` flag).
     bypass : bool
         Add the input's ``bypass`` flag: such beats leave with their input values (same latency),
-        chosen in the output register.
+        put in ReLU's place in the sum at stage 2 with the table term zeroed (when the input
+        fits the output and the rounding shift is not negative; else chosen in the output
+        register).
 
     Members
     -------
     i : In(stream.Signature(input_layout(...)))
         Input beats; ``ready`` whenever the pipeline can advance.
     o : Out(stream.Signature(output_layout(...)))
-        ``GELU`` of each input beat, in order, 4 cycles after it was accepted (no stalls).
+        ``GELU`` of each input beat, in order, 5 cycles after it was accepted (no stalls).
     """
 
     def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS,
@@ -111,23 +128,26 @@ class Gelu(wiring.Component):
         relu_shift = ge.table_frac_bits + p - ge.input_frac_bits     # ReLU into table units
         out_shift = ge.table_frac_bits + p - ge.output_frac_bits     # final rounding shift
         layout = rom_layout(ge)
+        words = [layout.const({"a": int(a), "c": int(c)}).as_value().value
+                 for a, c in gelu_table(ge)]
+        pieces = [words[k:k + PIECE_WORDS] for k in range(0, len(words), PIECE_WORDS)]
+        a_bits, c_bits = table_field_bits(ge)
+        # the sum's magnitude bound: ReLU (or a bypassed input) + table base + product + half,
+        # so the sum and its saturation carry no bits that can never differ from the sign
+        bound = (max(((1 << (ge.input_bits - 1)) - 1) << relu_shift,
+                     (1 << (ge.input_bits - 1)) << max(out_shift, 0))
+                 + (1 << (a_bits - 1 + p)) + (1 << (c_bits - 1)) * ((1 << p) - 1)
+                 + (1 << max(out_shift - 1, 0)))
+        sum_shape = signed(bound.bit_length() + 1)
+        # a bypassed beat can become the sum's operand (ReLU's place, no table term), so the
+        # output register needs no select, when that sum gives it back unchanged
+        early_bypass = self.bypass and out_shift >= 0 and ge.input_bits <= ge.output_bits
 
         m = Module()
-        m.submodules.rom = rom = Memory(
-            shape=layout, depth=ge.table_entries,
-            init=[{"a": int(a), "c": int(c)} for a, c in gelu_table(ge)])
 
         # The whole pipeline advances together, whenever the output register can take a beat.
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-
-        valid = [Signal(name=f"valid{k}") for k in (1, 2, 3)]
-        tag = [Signal(self.tag_bits, name=f"tag{k}", reset_less=True) for k in (1, 2, 3)]
-        with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]),
-                         valid[2].eq(valid[1]), self.o.valid.eq(valid[2]),
-                         tag[0].eq(self.i.payload.tag), tag[1].eq(tag[0]), tag[2].eq(tag[1]),
-                         self.o.payload.tag.eq(tag[2])]
 
         def stage(name: str, shape, value) -> Signal:
             """A pipeline register, loaded from ``value`` when the pipe advances."""
@@ -136,15 +156,29 @@ class Gelu(wiring.Component):
                 m.d.sync += reg.eq(value)
             return reg
 
-        if self.bypass:
-            bypass3 = self.i.payload.bypass
-            for k in (1, 2, 3):
-                bypass3 = stage(f"bypass{k}", 1, bypass3)
+        def delay(name: str, shape, value, stages: range) -> list[Signal]:
+            """``value`` through the pipeline registers ``name{k}`` for ``k`` in ``stages``."""
+            regs = []
+            for k in stages:
+                value = stage(f"{name}{k}", shape, value)
+                regs.append(value)
+            return regs
+
+        last = timing.PIPELINE_STAGES - 1
+        valid = [Signal(name=f"valid{k}") for k in range(1, last + 1)]
+        with m.If(advance):
+            m.d.sync += [a.eq(b) for a, b in zip(valid + [self.o.valid],
+                                                   [self.i.valid] + valid)]
+        tag = delay("tag", self.tag_bits, self.i.payload.tag, range(1, last + 1))
+        with m.If(advance):
+            m.d.sync += self.o.payload.tag.eq(tag[-1])
+        bypass = (delay("bypass", 1, self.i.payload.bypass, range(1, last + 1))
+                  if self.bypass else None)
 
         for lane in range(ge.lanes):
             x = self.i.payload.data[lane]
 
-            # Stage 1: |x| -> segment index (ROM address) and position f; ReLU(x).
+            # Stage 1: |x| -> segment index (table address) and position f; ReLU(x).
             u = Signal(unsigned(ge.input_bits), name=f"u{lane}")
             fine = Signal(name=f"fine{lane}")
             m.d.comb += [u.eq(Mux(x < 0, -x, x)), fine.eq(u < seg.fine_end)]
@@ -153,31 +187,47 @@ class Gelu(wiring.Component):
             f1 = stage(f"f1_{lane}", unsigned(p), Mux(fine, u[:s] << 1, u[:s + 1]))
             in_table1 = stage(f"in_table1_{lane}", 1, u < seg.table_end)
             relu1 = stage(f"relu1_{lane}", unsigned(ge.input_bits - 1), Mux(x < 0, 0, x))
+            x1 = stage(f"x1_{lane}", signed(ge.input_bits), x) if self.bypass else None
 
-            # Stage 2: the table read (into the ROM's data register); f is zeroed past the table.
-            port = rom.read_port()
-            m.d.comb += [port.addr.eq(index1), port.en.eq(advance)]
-            f2 = stage(f"f2_{lane}", unsigned(p), Mux(in_table1, f1, 0))
-            in_table2 = stage(f"in_table2_{lane}", 1, in_table1)
-            relu2 = stage(f"relu2_{lane}", unsigned(ge.input_bits - 1), relu1)
+            # Stage 2: every PIECE_WORDS-word piece of the table read at the low address bits
+            # (one LUT4 per bit); the operand in ReLU's place and whether the table applies.
+            piece2 = [stage(f"piece2_{k}_{lane}", layout.size,
+                            _lookup(piece, layout.size, index1[:PIECE_BITS]))
+                      for k, piece in enumerate(pieces)]
+            high2 = stage(f"high2_{lane}", range(len(pieces)), index1 >> PIECE_BITS)
+            use_table1 = in_table1 & ~bypass[0] if early_bypass else in_table1
+            relu = relu1 << relu_shift
+            if early_bypass:
+                relu = Mux(bypass[0], x1 << out_shift, relu)
+            f2 = stage(f"f2_{lane}", unsigned(p), Mux(use_table1, f1, 0))
+            use_a2 = stage(f"use_a2_{lane}", 1, use_table1)
+            relu2 = stage(f"relu2_{lane}", signed(len(relu) + 1), relu)
 
-            # Stage 3: the lane's multiplier (both operands straight from registers), and the
+            # Stage 3: the piece at the high address bits -> the table word.
+            word3 = stage(f"word3_{lane}", layout, Cat(
+                Cat(piece[b] for piece in piece2).bit_select(high2, 1)
+                for b in range(layout.size)))
+            f3 = stage(f"f3_{lane}", unsigned(p), f2)
+            use_a3 = stage(f"use_a3_{lane}", 1, use_a2)
+            relu3 = stage(f"relu3_{lane}", signed(len(relu2)), relu2)
+
+            # Stage 4: the lane's multiplier (both operands straight from registers), and the
             # rest of the sum with the rounding half.
-            word = port.data
             half = 1 << (out_shift - 1) if out_shift > 0 else 0
-            base = (relu2 << relu_shift) - (Mux(in_table2, word.a, 0) << p) + half
-            prod3 = stage(f"prod3_{lane}", signed(len(word.c) + p + 1), word.c * f2)
-            base3 = stage(f"base3_{lane}", signed(len(base)), base)
+            base = relu3 - (Mux(use_a3, word3.a, 0) << p) + half
+            prod4 = stage(f"prod4_{lane}", signed(len(word3.c) + p + 1), word3.c * f3)
+            base4 = stage(f"base4_{lane}", sum_shape, base)
 
-            # Stage 4: subtract, round (shift), saturate (or the bypassed input).
-            acc = base3 - prod3
+            # Stage 5: subtract, round (shift), saturate (or the bypassed input).
+            acc = Signal(sum_shape, name=f"sum{lane}")
+            m.d.comb += acc.eq(base4 - prod4)
             y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
             result = saturate(y, ge.output_bits)
-            if self.bypass:
-                x3 = x
-                for k in (1, 2, 3):
-                    x3 = stage(f"x{k}_{lane}", signed(ge.input_bits), x3)
-                result = Mux(bypass3, x3, result)
+            if self.bypass and not early_bypass:
+                x4 = x1
+                for k in range(2, last + 1):
+                    x4 = stage(f"x{k}_{lane}", signed(ge.input_bits), x4)
+                result = Mux(bypass[-1], x4, result)
             with m.If(advance):
                 m.d.sync += self.o.payload.data[lane].eq(result)
         return m

@@ -17,7 +17,8 @@ class MacArray(wiring.Component):
 
     Every cycle with ``step_valid`` high is one array step: all ``rows * cols`` cells multiply
     ``a[r] * w[c]`` and add the product to their accumulator; on a tile's ``first`` step the
-    accumulator starts from ``bias[c]`` (bias preload) instead of its old value. On a tile's
+    accumulator starts from ``bias[c]`` (preloaded into the accumulator while the step is in the
+    product stage) instead of its old value. On a tile's
     ``last`` step the finished sums go to the shadow bank, which drains the tile's ``tile.rows``
     valid rows, one row of ``cols`` accumulators per ``drain`` handshake, while the next tile
     accumulates.
@@ -63,27 +64,31 @@ class MacArray(wiring.Component):
         a0 = Signal(lay.act)
         w0 = Signal(lay.weight)
         bias0 = Signal(lay.bias)
-        valid0, first0, last0 = Signal(), Signal(), Signal()
+        valid0, last0 = Signal(), Signal()
         tile0 = Signal(lay.tile)
         m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile),
-                     valid0.eq(self.step_valid), first0.eq(self.step_valid & self.first),
-                     last0.eq(self.step_valid & self.last)]
+                     valid0.eq(self.step_valid), last0.eq(self.step_valid & self.last)]
 
         # stage 1: product registers (one multiplier per cell)
         prod = [[Signal(signed(2 * cu.operand_bits), name=f"prod_{r}_{c}") for c in range(cols)]
                 for r in range(rows)]
-        bias1 = Signal(lay.bias)
-        valid1, first1, last1 = Signal(), Signal(), Signal()
+        valid1, last1 = Signal(), Signal()
         tile1 = Signal(lay.tile)
         for r in range(rows):
             for c in range(cols):
                 m.d.sync += prod[r][c].eq(a0[r] * w0[c])
-        m.d.sync += [bias1.eq(bias0), tile1.eq(tile0),
-                     valid1.eq(valid0), first1.eq(first0), last1.eq(last0)]
+        m.d.sync += [tile1.eq(tile0), valid1.eq(valid0), last1.eq(last0)]
 
-        # stage 2: accumulators, and the shadow bank on a tile's last step
+        # stage 2: accumulators, and the shadow bank on a tile's last step. ``acc`` holds what the
+        # next product adds to: the bias, loaded while a tile's first step is in the product
+        # stage (the step before it is then a last step, whose sum goes to the shadow bank), or
+        # the running sum. So the add starts at a register and its select sits after the carry
+        # chain on an early-arriving flag, and each column's ``first`` copy drives ``rows * width``
+        # selects instead of the whole array's.
         acc_shape = signed(cu.accumulator_bits)
         acc = [[Signal(acc_shape, name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        preload = [Signal(name=f"preload_{c}") for c in range(cols)]
+        m.d.sync += [preload[c].eq(self.step_valid & self.first) for c in range(cols)]
         shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}") for c in range(cols)]
                   for r in range(rows)]
         left = Signal(range(rows + 1))      # rows of the shadow bank still to drain
@@ -93,9 +98,9 @@ class MacArray(wiring.Component):
         for r in range(rows):
             for c in range(cols):
                 total = Signal(acc_shape, name=f"sum_{r}_{c}")
-                m.d.comb += total.eq(Mux(first1, bias1[c], acc[r][c]) + prod[r][c])
-                with m.If(valid1):
-                    m.d.sync += acc[r][c].eq(total)
+                m.d.comb += total.eq(acc[r][c] + prod[r][c])
+                with m.If(preload[c] | valid1):
+                    m.d.sync += acc[r][c].eq(Mux(preload[c], bias0[c], total))
                 with m.If(last1):
                     m.d.sync += shadow[r][c].eq(total)
                 with m.Elif(drain_fire):

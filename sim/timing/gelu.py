@@ -4,9 +4,10 @@ The unit accepts one beat of ``hardware.gelu.lanes`` inputs per cycle and return
 ``lanes`` outputs per cycle, in order, after a fixed pipeline latency:
 
 * stage 1: |x| -> segment index (the table address) and position, registered; ReLU;
-* stage 2: table ROM read (synchronous, into the ROM's data register);
-* stage 3: slope x position (the lane's one multiplier), ReLU minus segment base in parallel;
-* stage 4: subtract, round, saturate into the output register.
+* stage 2: the table's 16-word pieces read at the address's low bits, each word registered;
+* stage 3: the piece at the address's high bits selected into the table-word register;
+* stage 4: slope x position (the lane's one multiplier), ReLU minus segment base in parallel;
+* stage 5: subtract, round, saturate into the output register.
 
 Cycle convention (shared with ``tests/hw/test_gelu.py``, which measures the RTL): the cycle in
 which the first input beat is accepted is cycle 0. With no stalls, beat ``k`` is accepted in
@@ -14,8 +15,8 @@ cycle ``k`` and its output is presented (``valid``) in cycle ``k + latency``; a 
 elements therefore ends with the handshake of its last output in cycle
 ``beats(n) - 1 + latency``, i.e. it spans :func:`cycles` cycles.
 
-``tests/hw/test_gelu.py`` measures the Verilated RTL and asserts these numbers: latency 4,
-1 beat per cycle, 65540 cycles for all 65536 16-bit inputs on one lane.
+``tests/hw/test_gelu.py`` measures the Verilated RTL and asserts these numbers: latency 5,
+1 beat per cycle, 65541 cycles for all 65536 16-bit inputs on one lane.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 from moeaccel.config import DesignConfig
 
 #: register stages between the input handshake and the output register (inclusive)
-PIPELINE_STAGES = 4
+PIPELINE_STAGES = 5
 
 
 def beats(cfg: DesignConfig, n: int) -> int:
