@@ -78,7 +78,7 @@ class BlockRam(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        if is_ecp5(platform):
+        if is_ecp5(platform) and self.depth <= DP16KD_MODES[-1][0]:
             self._dp16kds(m)
             return m
         m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,

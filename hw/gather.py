@@ -82,8 +82,8 @@ class Gather(wiring.Component):
     (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
     step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
     registered flags, not compares, and so is "the filling bank is free": ``token.ready`` is one
-    AND of two flip-flops. ``READ_STAGES`` = 2 read stages: the synchronous memory read, then the
-    read word registered (so the block RAM's clock-to-out ends at a register); the lane's element
+    AND of two flip-flops. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
+    the read word registered (on ECP5 the block RAMs' own output registers); the lane's element
     is picked from the registered word by a multiplexer on the ``act`` payload. Back-pressure
     stalls both stages together. The next command is accepted the cycle after the last act beat
     was issued to the read stages.
@@ -116,7 +116,8 @@ class Gather(wiring.Component):
 
         m.submodules.memory = memory = SlicedMemory(shape=self.layouts.write["data"].shape,
                                                     depth=elements // lanes,
-                                                    collisions_undefined=True)
+                                                    collisions_undefined=True,
+                                                    read_stages=timing.READ_STAGES)
         wp = memory.write_port()
         m.d.comb += [wp.addr.eq(self.write.p.addr), wp.data.eq(self.write.p.data),
                      wp.en.eq(self.write.valid), self.write.ready.eq(1)]
@@ -232,8 +233,8 @@ class Gather(wiring.Component):
         accept = Signal()
         m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
 
-        # read stages: `rows` read ports (1), each word registered (2), the lane's element
-        # picked from the registered word
+        # read stages: `rows` read ports of two stages (the read, the word registered), the
+        # lane's element picked from the registered word
         valid1 = Signal()
         with m.If(advance):
             m.d.sync += [valid1.eq(issue), self.act.valid.eq(valid1)]
@@ -252,11 +253,10 @@ class Gather(wiring.Component):
             m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
             lane1 = Signal(range(lanes), name=f"lane1_{r}")
             lane2 = Signal(range(lanes), name=f"lane2_{r}")
-            word2 = Signal(memory.shape, name=f"word2_{r}", reset_less=True)
             m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(advance)]
             with m.If(advance):
-                m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1),
-                             word2.eq(port.data)]
+                m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1)]
+            word2 = port.data           # read stage 2: on ECP5 the block RAMs' output registers
             m.d.comb += self.act.p[r].eq(word2[lane2])
 
         m.d.comb += self.cmd.ready.eq(~busy)
