@@ -131,7 +131,8 @@ class WeightStream(wiring.Component):
             wiring.connect(m, replay.o, wiring.flipped(out))
             m.d.comb += [port.addr.eq(replay.rd_addr), port.en.eq(replay.rd_en),
                          replay.rd_data.eq(port.data)]
-        token_tiles = (cmd.m + rows - 1) // rows
+        # no adder (a carry chain from the controller's command into `last_pass`) for one row
+        token_tiles = cmd.m if rows == 1 else (cmd.m + rows - 1) // rows
         start = self.cmd.valid & self.cmd.ready
         m.d.comb += [
             self.cmd.ready.eq(~biases.busy & ~weights.busy),
