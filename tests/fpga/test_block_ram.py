@@ -5,18 +5,17 @@ stage is the RAM's output register, and the simulation model reads in one or two
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 
 import pytest
 from amaranth import Module, Signal, unsigned
 from amaranth.back import rtlil
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from fpga.boards.ulx3s import platform
 from fpga.tools import tool
 from hw.block_ram import NO_COLLISION_LOGIC, BlockRam, dp16kd_mode, registered_read
+from tests.hw.memory_bench import check_pipelined_reads
 
 #: one memory per DP16KD aspect ratio that the engine uses or could (words x bits)
 MODES = [(512, 36), (1024, 18), (2048, 9), (4096, 4)]
@@ -95,31 +94,6 @@ def test_mode_is_the_widest_holding_every_word():
 
 @pytest.mark.parametrize("read_stages", [1, 2])
 def test_simulation_reads_after_its_stages(read_stages):
-    width, depth = 20, 300
-    ram = BlockRam(width=width, depth=depth, read_stages=read_stages)
-    m = Module()
-    m.submodules.ram = ram
-    rng = random.Random(read_stages)
-    model: dict[int, int] = {}
-
-    async def bench(ctx):
-        in_flight: list[int | None] = [None] * read_stages
-        for cycle in range(3000):
-            waddr, wdata, write = rng.randrange(depth), rng.getrandbits(width), rng.random() < .5
-            raddr, en = rng.randrange(depth), rng.random() < 0.7
-            for port, value in ((ram.write.addr, waddr), (ram.write.data, wdata),
-                                (ram.write.en, write), (ram.read.addr, raddr),
-                                (ram.read.en, en)):
-                ctx.set(port, value)
-            if en:
-                in_flight = [model.get(raddr)] + in_flight[:-1]
-            await ctx.tick()
-            if write:
-                model[waddr] = wdata
-            if in_flight[-1] is not None:
-                assert ctx.get(ram.read.data) == in_flight[-1], f"cycle {cycle}"
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    ram = BlockRam(width=20, depth=300, read_stages=read_stages)
+    check_pipelined_reads(ram, ram.write, ram.read, width=20, depth=300, stages=read_stages,
+                          seed=read_stages)

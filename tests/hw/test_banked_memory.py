@@ -1,17 +1,15 @@
 """hw/banked_memory.py in Amaranth's simulator: banked or whole, a read returns the word at the
-address given READ_STAGES (3) enabled cycles earlier, stalls (``en`` low) hold both read stages, and banking
+address given READ_STAGES (3) enabled cycles earlier, stalls (``en`` low) hold every read stage, and banking
 really splits the storage into block-RAM-deep banks."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from amaranth import Module
 from amaranth.back import rtlil
-from amaranth.sim import Simulator
 
 from hw.banked_memory import READ_STAGES, BankedMemory, bank_depth
+from tests.hw.memory_bench import check_pipelined_reads
 
 WIDTH, DEPTH = 36, 1300
 
@@ -28,36 +26,8 @@ def test_bank_depth_needs_fewest_block_rams():
 @pytest.mark.parametrize("banked", [False, True])
 def test_reads_return_the_word_read_stages_enabled_cycles_later(banked):
     mem = BankedMemory(shape=WIDTH, depth=DEPTH, banked=banked)
-    wp, rp = mem.write_port(), mem.read_port()
-    m = Module()
-    m.submodules.mem = mem
-    rng = random.Random(int(banked))
-    model: dict[int, int] = {}
-
-    async def bench(ctx):
-        in_flight: list[int | None] = [None] * READ_STAGES     # words in the read stages
-        for cycle in range(4000):
-            waddr, wdata = rng.randrange(DEPTH), rng.getrandbits(WIDTH)
-            write = rng.random() < 0.5 or cycle < 1500
-            en = rng.random() < 0.7
-            raddr = rng.randrange(DEPTH)
-            ctx.set(wp.addr, waddr)
-            ctx.set(wp.data, wdata)
-            ctx.set(wp.en, write)
-            ctx.set(rp.addr, raddr)
-            ctx.set(rp.en, en)
-            if en:    # the word read now is the one before this cycle's write (old data)
-                in_flight = [model.get(raddr)] + in_flight[:-1]
-            await ctx.tick()
-            if write:
-                model[waddr] = wdata
-            if in_flight[-1] is not None:
-                assert ctx.get(rp.data) == in_flight[-1], f"cycle {cycle}"
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    check_pipelined_reads(mem, mem.write_port(), mem.read_port(), width=WIDTH, depth=DEPTH,
+                          stages=READ_STAGES, seed=int(banked), cycles=4000)
 
 
 @pytest.mark.parametrize("banked, memories", [(False, 1), (True, 3)])

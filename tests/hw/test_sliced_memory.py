@@ -12,6 +12,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from hw.sliced_memory import SlicedMemory, block_ram_slice_bits
+from tests.hw.memory_bench import check_pipelined_reads
 
 WIDTH, DEPTH = 40, 300
 
@@ -72,30 +73,5 @@ def test_storage_is_split_only_when_sliced(sliced, memories):
 def test_two_read_stages_return_the_word_two_enabled_cycles_later(sliced):
     mem = SlicedMemory(shape=WIDTH, depth=DEPTH, slice_bits=9, sliced=sliced,
                        collisions_undefined=True, read_stages=2)
-    wp, rp = mem.write_port(), mem.read_port()
-    m = Module()
-    m.submodules.mem = mem
-    rng = random.Random(7 + sliced)
-    model: dict[int, int] = {}
-
-    async def bench(ctx):
-        in_flight: list[int | None] = [None, None]
-        for cycle in range(2000):
-            waddr, wdata, write = rng.randrange(DEPTH), rng.getrandbits(WIDTH), rng.random() < .5
-            raddr, en = rng.randrange(DEPTH), rng.random() < 0.7
-            for port, value in ((wp.addr, waddr), (wp.data, wdata), (wp.en, write),
-                                (rp.addr, raddr), (rp.en, en)):
-                ctx.set(port, value)
-            if en:
-                in_flight = [model.get(raddr), in_flight[0]]
-            await ctx.tick()
-            if write:
-                model[waddr] = wdata
-            if in_flight[-1] is not None:
-                assert ctx.get(rp.data) == in_flight[-1], f"cycle {cycle}"
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
-
+    check_pipelined_reads(mem, mem.write_port(), mem.read_port(), width=WIDTH, depth=DEPTH,
+                          stages=2, seed=7 + sliced, cycles=2000)
