@@ -304,8 +304,8 @@ def roms_to_logic(il: str, max_read_ports: int = 2,
 
     Yosys 0.70's ``memory_libmap`` for ECP5 aborts with an uncaught exception on a ROM with many
     read ports (e.g. one table shared by 16 lanes); as logic it synthesises. A small ROM in a
-    DP16KD costs its 5.8 ns unregistered clock-to-output in the next stage (GELU's and
-    softmax's tables feed a multiplier there); as logic the read register sits after the
+    DP16KD costs its 5.8 ns unregistered clock-to-output in the next stage (the softmax's
+    table feeds a multiplier there); as logic the read register sits after the
     table (Yosys moves a ROM's read register to the data side), the same cycle timing.
     """
     patched: list[str] = []

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib.memory import Memory
 from dut import ScaleAdd
 from fpga.boards.ecp5_pll import pll_params
 from fpga.boards.ulx3s import Ulx3sTop, platform
@@ -90,15 +92,29 @@ def test_oversubscribed_multipliers_stop_before_place_and_route():
                                      '"bridge.block_gelu.mul6": {"type": "LUT4"}'), "LFE5U-85F")
 
 
-@pytest.mark.parametrize("lanes,max_words,marked", [(2, 0, False), (4, 0, True), (1, 128, True),
+class _Table(Elaboratable):
+    """A 128-word ROM read by ``ports`` synchronous read ports (as a table shared by lanes)."""
+
+    def __init__(self, ports: int):
+        self.addrs = [Signal(7, name=f"addr{i}") for i in range(ports)]
+        self.datas = [Signal(8, name=f"data{i}") for i in range(ports)]
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.rom = rom = Memory(shape=8, depth=128, init=range(128))
+        for addr, data in zip(self.addrs, self.datas):
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(addr), data.eq(port.data)]
+        return m
+
+
+@pytest.mark.parametrize("ports,max_words,marked", [(2, 0, False), (4, 0, True), (1, 128, True),
                                                    (1, 127, False)])
-def test_roms_with_many_read_ports_or_few_words_are_built_from_logic(lanes, max_words, marked):
+def test_roms_with_many_read_ports_or_few_words_are_built_from_logic(ports, max_words, marked):
     from amaranth.back import rtlil
     from fpga.flow import roms_to_logic
-    from hw.gelu import Gelu
-    cfg = config.load("tiny").replace({"hardware.gelu.lanes": lanes})
-    assert cfg.hardware.gelu.table_entries == 128
-    il = rtlil.convert(Gelu(cfg), name="top")
+    table = _Table(ports)
+    il = rtlil.convert(table, name="top", ports=table.addrs + table.datas)
     new, patched = roms_to_logic(il, max_words=max_words)
     assert patched == (["top.rom"] if marked else [])
     assert new.count('rom_style "logic"') == int(marked)
