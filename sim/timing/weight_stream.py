@@ -25,14 +25,10 @@ WEIGHT_READ_STAGES = 3
 
 
 def latency(cfg: DesignConfig) -> int:
-    """Cycles from the command handshake (cycle 0) to the first weight beat being valid."""
+    """Cycles from the command handshake (cycle 0) to the first weight beat being valid
+    (measured by ``tests/hw/test_weight_buffer.py``). The stream then gives one beat per cycle
+    while its consumer takes them, so a command's total is set by the compute unit."""
     return 1 + WEIGHT_READ_STAGES
-
-
-def cycles(cfg: DesignConfig, words: int, token_tiles: int) -> int:
-    """Cycles from the command handshake to the cycle ``done`` pulses, with no back-pressure:
-    ``words`` weight words replayed once per token tile, one per cycle."""
-    return latency(cfg) + words * token_tiles - 1
 
 
 def hidden_behind_gather(cfg: DesignConfig) -> bool:

@@ -19,6 +19,7 @@ from hw.weight_fetch import FetchLayouts
 from moeaccel.weight_image import BlockShape, ImageLayout, block_bytes
 from hw.weight_stream import command_layout
 from moeaccel import config
+from sim.timing import weight_stream
 from moeaccel.benches.dram import DramModel
 from tests.hw import runner
 from tests.hw.streams import Bench, random_pattern, unpack
@@ -59,13 +60,21 @@ async def blocks_fetched_and_streamed(dut):
     weight_sb = tb.scoreboard("weight", weight_snk)
     header_layout = FetchLayouts(cfg).header
     fetched = streamed = 0
+    first_weight: list[int] = []     # cycles from each stream command to its first weight beat
 
     async def count_pulses():
         nonlocal fetched, streamed
+        cycle, since = 0, None
         while True:
             await RisingEdge(tb.clk)
+            cycle += 1
             fetched += int(dut.fetched.value)
             streamed += int(dut.streamed.value)
+            if since is not None and int(dut.weight__valid.value):
+                first_weight.append(cycle - since)
+                since = None
+            if int(dut.stream_cmd__valid.value) and int(dut.stream_cmd__ready.value):
+                since = cycle
 
     async def until(predicate):
         for _ in range(100_000):
@@ -103,6 +112,8 @@ async def blocks_fetched_and_streamed(dut):
         stream.append({"slot": i % 2, "m": m, "tiles": shape.tiles, "words": shape.weight_words})
         await until(lambda: streamed > i)
     assert weight_sb.pending == 0 and bias_sb.pending == 0
+    # the read stages of sim.timing.weight_stream: the first weight beat of every command
+    assert first_weight == [weight_stream.latency(cfg)] * len(blocks), first_weight
     bias_sb.check()
     weight_sb.check()
     tb.log.info("%d blocks: %s; %s", len(blocks), bias_sb.summary(), weight_sb.summary())
