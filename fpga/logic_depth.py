@@ -4,8 +4,9 @@ place and route (seconds instead of the many minutes nextpnr needs for a large d
     python -m fpga.logic_depth build/fpga/<dir>/top.json [--top 25]
 
 It walks Yosys' ``synth_ecp5`` JSON netlist: sequential cells (TRELLIS_FF, DP16KD, the write
-side of TRELLIS_DPR16X4) start and end paths; LUT4, PFUMX, L6MUX21, CCU2C, MULT18X18D, ALU54B and
-the distributed-RAM read are combinational. Each cell costs :data:`DELAY_NS` (logic plus a
+side of TRELLIS_DPR16X4, a MULT18X18D with its input registers on) start and end paths; LUT4,
+PFUMX, L6MUX21, CCU2C, an unregistered MULT18X18D, ALU54B and the distributed-RAM read are
+combinational. Each cell costs :data:`DELAY_NS` (logic plus a
 typical routed hop on a speed-6 part, fan-out ignored), so the figures rank paths and point at
 the logic to pipeline; nextpnr's routed timing is the real number. One line per distinct
 (start, end) pair of cell-name prefixes, worst first.
@@ -21,7 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 
 #: ns per cell on a path: logic delay plus a typical routing hop (ECP5 speed grade 6)
-DELAY_NS = {"LUT4": 1.2, "PFUMX": 0.3, "L6MUX21": 0.3, "CCU2C": 1.3, "MULT18X18D": 5.0,
+#: (an unregistered MULT18X18D: 3.9 ns through the DSP plus the long routes into and out of the
+#: DSP column, 3.2 + 1.9 ns on the routed ulx3s engine)
+DELAY_NS = {"LUT4": 1.2, "PFUMX": 0.3, "L6MUX21": 0.3, "CCU2C": 1.3, "MULT18X18D": 8.0,
             "ALU54B": 3.0, "TRELLIS_DPR16X4": 1.6}
 #: extra routing ns per doubling of a net's fan-out (wide enables and selects route slowly)
 FANOUT_NS = 0.2
@@ -31,11 +34,23 @@ CARRY_NS = 0.12
 SOURCE_NS = {"TRELLIS_FF": 0.5, "DP16KD": 5.8, "TRELLIS_DPR16X4": 0.5}
 #: clock-to-output of a DP16KD whose read port has its output register (``REGMODE_B = OUTREG``)
 DP16KD_OUTREG_NS = 1.0
+#: a MULT18X18D with its input registers on: clock-to-output with and without its output
+#: register (then the multiply follows the input registers), and the extra route into the DSP
+#: column that a path ending at its inputs pays
+DSP_OUTREG_NS, DSP_INREG_NS, DSP_INPUT_ROUTE_NS = 1.5, 5.5, 1.5
+
+
+def _registered_dsp(cell: dict) -> bool:
+    return cell["type"] == "MULT18X18D" and \
+        cell.get("parameters", {}).get("REG_INPUTA_CLK", "NONE") != "NONE"
 
 
 def _source_ns(cell: dict) -> float:
     if cell["type"] == "DP16KD" and cell.get("parameters", {}).get("REGMODE_B") == "OUTREG":
         return DP16KD_OUTREG_NS
+    if _registered_dsp(cell):
+        registered = cell["parameters"].get("REG_OUTPUT_CLK", "NONE") != "NONE"
+        return DSP_OUTREG_NS if registered else DSP_INREG_NS
     return SOURCE_NS[cell["type"]]
 SEQUENTIAL_INPUTS = {"TRELLIS_FF": {"DI", "CE", "LSR"}, "DP16KD": None,
                      "TRELLIS_DPR16X4": {"DI", "WAD", "WRE"}}
@@ -82,8 +97,8 @@ def longest_paths(netlist: dict, top: int = 25,
     # arrival time at each cell's output, in topological order of the combinational cells
     arrival: dict[str, tuple[float, str | None]] = {
         n: (_source_ns(c) + load(n), None) for n, c in cells.items()
-        if c["type"] in SOURCE_NS}
-    comb = [n for n, c in cells.items() if c["type"] in DELAY_NS]
+        if c["type"] in SOURCE_NS or _registered_dsp(c)}
+    comb = [n for n, c in cells.items() if c["type"] in DELAY_NS and n not in arrival]
     preds = {n: {drivers[b][0] for b in comb_inputs(cells[n]) if b in drivers} for n in comb}
     waiting = {n: sum(1 for p in preds[n] if p in preds) for n in comb}
     users: dict[str, list[str]] = defaultdict(list)
@@ -110,6 +125,8 @@ def longest_paths(netlist: dict, top: int = 25,
     worst: dict[tuple[str, str], tuple[float, list[str]]] = {}
     for name, c in cells.items():
         ends = SEQUENTIAL_INPUTS.get(c["type"], ())
+        if _registered_dsp(c):
+            ends = {p for p in c["connections"] if p[0] in "AB" and p[1:].isdigit()}
         if ends == ():
             continue
         for port, bits in c["connections"].items():
@@ -121,7 +138,7 @@ def longest_paths(netlist: dict, top: int = 25,
                 src = drivers[b][0]
                 if src not in arrival:
                     continue
-                ns = arrival[src][0]
+                ns = arrival[src][0] + (DSP_INPUT_ROUTE_NS if _registered_dsp(c) else 0.0)
                 chain = [src]
                 while arrival[chain[-1]][1] is not None:
                     chain.append(arrival[chain[-1]][1])

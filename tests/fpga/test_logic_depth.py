@@ -64,3 +64,35 @@ def test_block_ram_output_register_starts_paths_early(regmode, source_ns):
              "b_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [2]}, {"Q": [9]})}
     ns = ld.longest_paths(_netlist(cells))[0][0]
     assert ns == pytest.approx(source_ns + ld.DELAY_NS["LUT4"])
+
+
+def _dsp(registers: dict[str, str]) -> dict:
+    dsp = _cell("MULT18X18D", {"A0": [2], "B0": [3]}, {"P0": [4]})
+    dsp["parameters"] = registers
+    return dsp
+
+
+def test_unregistered_dsp_is_combinational():
+    cells = {"a_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [9]}, {"Q": [1]}),
+             "l_LUT4_Z": _cell("LUT4", {"A": [1]}, {"Z": [2]}),
+             "m_MULT18X18D_P0": _dsp({}),
+             "p_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [4]}, {"Q": [9]})}
+    ns, start, end, _ = ld.longest_paths(_netlist(cells))[0]
+    assert (start, end) == ("a", "p")
+    assert ns == pytest.approx(ld.SOURCE_NS["TRELLIS_FF"] + ld.DELAY_NS["LUT4"]
+                               + ld.DELAY_NS["MULT18X18D"])
+
+
+@pytest.mark.parametrize("output, source_ns", [("NONE", ld.DSP_INREG_NS),
+                                               ("CLK0", ld.DSP_OUTREG_NS)])
+def test_registered_dsp_ends_and_starts_paths(output, source_ns):
+    regs = {"REG_INPUTA_CLK": "CLK0", "REG_INPUTB_CLK": "CLK0", "REG_OUTPUT_CLK": output}
+    cells = {"a_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [9]}, {"Q": [1]}),
+             "l_LUT4_Z": _cell("LUT4", {"A": [1]}, {"Z": [2]}),
+             "m_MULT18X18D_P0": _dsp(regs),
+             "o_LUT4_Z": _cell("LUT4", {"A": [4]}, {"Z": [5]}),
+             "p_TRELLIS_FF_Q": _cell("TRELLIS_FF", {"DI": [5]}, {"Q": [9]})}
+    paths = {(s, e): ns for ns, s, e, _ in ld.longest_paths(_netlist(cells))}
+    assert paths[("a", "m")] == pytest.approx(ld.SOURCE_NS["TRELLIS_FF"] + ld.DELAY_NS["LUT4"]
+                                              + ld.DSP_INPUT_ROUTE_NS)
+    assert paths[("m", "p")] == pytest.approx(source_ns + ld.DELAY_NS["LUT4"])
