@@ -19,21 +19,27 @@ class SkidBuffer(StreamStage):
     the buffer (the producer may run one beat ahead). Nothing is lost, duplicated or reordered.
 
     The skid register loads ``i``'s payload in every cycle the buffer is empty (whether or not a
-    beat is offered or refused), so its enable is the ``full`` flip-flop alone: ``o.ready``
-    reaches only ``full``, never the payload-wide register's enables.
+    beat is offered or refused), so its enable is a flip-flop alone: ``o.ready`` reaches only
+    that flip-flop, never the payload-wide register's enables. Two flip-flops hold the state:
+    ``full`` for the handshakes (``i.ready``, ``o.valid``: a few loads, so the producer's and
+    the consumer's control logic start at a lightly loaded register) and its complement
+    ``empty`` for the payload multiplexer and the skid register's enables (twice the payload
+    width of loads). ``empty`` is stored inverted so that synthesis does not merge the two.
 
     Members: ``i`` and ``o`` (:class:`hw.stream_stage.StreamStage`).
     """
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        full = Signal()
+        full = Signal()                   # handshakes only
+        empty = Signal(init=1)            # ~full, for the payload-wide loads
         kept = Signal.like(self.i.payload, reset_less=True)
         m.d.comb += [self.i.ready.eq(~full),
                      self.o.valid.eq(full | self.i.valid),
-                     self.o.payload.eq(Mux(full, kept, self.i.payload))]
+                     self.o.payload.eq(Mux(empty, self.i.payload, kept))]
         # a beat offered and refused stays; a kept beat leaves when taken
-        m.d.sync += full.eq(self.o.valid & ~self.o.ready)
-        with m.If(~full):
+        refused = self.o.valid & ~self.o.ready
+        m.d.sync += [full.eq(refused), empty.eq(~refused)]
+        with m.If(empty):
             m.d.sync += kept.eq(self.i.payload)
         return m
