@@ -4,18 +4,17 @@ into the compute unit by :class:`hw.weight_stream.WeightStream`."""
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Shape, Value
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import Out
 
 from hw.banked_memory import READ_STAGES, BankedMemory
+from hw.block_ram import BlockRam
 from hw.compute_unit_layouts import Layouts
 from hw.weight_fetch import WeightFetch
 from moeaccel.weight_image import ImageLayout, buffer_slots, slot_bytes
 from hw.weight_stream import WeightStream
 from moeaccel.config import DesignConfig
-from sim.timing.weight_stream import WEIGHT_READ_STAGES
+from sim.timing.weight_stream import BIAS_READ_STAGES, WEIGHT_READ_STAGES
 
 
 def buffer_bytes(cfg: DesignConfig) -> int:
@@ -34,7 +33,11 @@ class WeightBuffer(wiring.Component):
     and the weight memory's bank decode are a cycle each), so a word lands one cycle after the
     fetcher writes it, which is the cycle ``fetched`` pulses for the last word: a slot streamed
     from the cycle after ``fetched`` reads the new block. The weight memory is a
-    :class:`hw.banked_memory.BankedMemory` (read in ``WEIGHT_READ_STAGES`` cycles).
+    :class:`hw.banked_memory.BankedMemory` (read in ``WEIGHT_READ_STAGES`` cycles), the
+    header+bias memory a :class:`hw.block_ram.BlockRam` read in ``BIAS_READ_STAGES`` (2)
+    cycles: on ECP5 block RAMs with their output register (a ``cols`` x int32 word is too wide
+    for LUT RAM: 16 lanes took ~1,000 LUT4 of distributed RAM and its read multiplexers),
+    elsewhere a memory and two registers.
 
     Members: ``fetch_cmd``, ``dram_req``, ``dram_data``, ``header``, ``fetched``, ``fetch_busy``
     of :class:`WeightFetch` (``fetched`` = its ``done``); ``stream_cmd``, ``bias``, ``weight``,
@@ -57,16 +60,18 @@ class WeightBuffer(wiring.Component):
         img, lay, slots = ImageLayout.of(self.cfg), Layouts(self.cfg), buffer_slots(self.cfg)
         m.submodules.fetch = fetch = self._fetch
         m.submodules.stream = strm = self._stream
-        m.submodules.wide = wide = Memory(shape=lay.bias, depth=slots * img.slot_wide_words,
-                                        init=[])
+        m.submodules.wide = wide = BlockRam(width=Shape.cast(lay.bias).width,
+                                            depth=slots * img.slot_wide_words,
+                                            read_stages=BIAS_READ_STAGES)
         m.submodules.words = words = BankedMemory(shape=lay.weight,
                                                   depth=slots * img.slot_weight_words)
         assert WEIGHT_READ_STAGES == READ_STAGES
-        for mem, wr, rd in ((wide, fetch.wide_write, strm.wide_read),
-                            (words, fetch.weight_write, strm.weight_read)):
-            wp, rp = mem.write_port(), mem.read_port()
+        for (wp, rp), wr, rd in (((wide.write, wide.read), fetch.wide_write, strm.wide_read),
+                                 ((words.write_port(), words.read_port()), fetch.weight_write,
+                                  strm.weight_read)):
             m.d.sync += [wp.en.eq(wr.en), wp.addr.eq(wr.addr), wp.data.eq(wr.data)]
-            m.d.comb += [rp.en.eq(rd.en), rp.addr.eq(rd.addr), rd.data.eq(rp.data)]
+            m.d.comb += [rp.en.eq(rd.en), rp.addr.eq(rd.addr),
+                         Value.cast(rd.data).eq(rp.data)]
         for ours, theirs in (("fetch_cmd", fetch.cmd), ("dram_req", fetch.dram_req),
                              ("dram_data", fetch.dram_data), ("stream_cmd", strm.cmd),
                              ("bias", strm.bias), ("weight", strm.weight)):

@@ -104,55 +104,82 @@ class WeightFetch(wiring.Component):
         lay = self.image
         wide_beats, word_beats = 4 * cols // width, cols // width
 
-        busy, requested = Signal(), Signal()
-        command = Signal(self.layouts.command)
-        wide_index = Signal(range(lay.slot_wide_words + 1))
-        word_index = Signal(range(lay.slot_weight_words + 1))
-        beat = Signal(range(wide_beats))
-        word = Signal(32 * cols)            # assembler: beats shift in at the top
+        busy = Signal()
+        asking, receiving = Signal(), Signal()    # request offered / response beats taken
+        command = Signal(self.layouts.command, reset_less=True)
+        wide_index = Signal(range(lay.slot_wide_words + 1), reset_less=True)
+        word_index = Signal(range(lay.slot_weight_words + 1), reset_less=True)
+        beat = Signal(range(wide_beats), reset_less=True)
+        word = Signal(32 * cols, reset_less=True)  # assembler: beats shift in at the top
+        # Every decision on a response beat reads registers only: where the assembly is
+        # (``in_wide``: header/bias words, else weight words; ``first_wide``), whether this beat
+        # completes a word (``beat_last``) and whether that word is the block's last of its kind
+        # (``last_wide``, ``last_word``) are flags updated with the counters, each from a
+        # compare with a bound registered at the command (``wide - 2``, ``words - 2``).
+        in_wide, first_wide, beat_last = Signal(reset_less=True), Signal(reset_less=True), \
+            Signal(reset_less=True)
+        last_wide, last_word, no_words = Signal(reset_less=True), Signal(reset_less=True), \
+            Signal(reset_less=True)
+        wide_m2 = Signal(len(command.wide) + 1, reset_less=True)
+        words_m2 = Signal(len(command.words) + 1, reset_less=True)
         m.d.comb += self.busy.eq(busy)
 
         m.d.comb += [
             self.cmd.ready.eq(~busy),
-            self.dram_req.valid.eq(busy & ~requested),
+            self.dram_req.valid.eq(asking),
             self.dram_req.p.addr.eq(command.addr),
             self.dram_req.p.beats.eq(command.wide * wide_beats + command.words * word_beats),
-            self.dram_data.ready.eq(busy & requested),
+            self.dram_data.ready.eq(receiving),
         ]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [busy.eq(1), requested.eq(0), command.eq(self.cmd.p), wide_index.eq(0),
-                         word_index.eq(0), beat.eq(0)]
+            p = self.cmd.p
+            m.d.sync += [busy.eq(1), asking.eq(1), command.eq(p), wide_index.eq(0),
+                         word_index.eq(0), beat.eq(0),
+                         in_wide.eq(p.wide != 0), first_wide.eq(1),
+                         beat_last.eq(Mux(p.wide != 0, wide_beats == 1, word_beats == 1)),
+                         last_wide.eq(p.wide == 1), last_word.eq(p.words == 1),
+                         no_words.eq(p.words == 0),
+                         wide_m2.eq(p.wide - 2), words_m2.eq(p.words - 2)]
         with m.If(self.dram_req.valid & self.dram_req.ready):
-            m.d.sync += requested.eq(1)
+            m.d.sync += [asking.eq(0), receiving.eq(1)]
 
-        in_wide = wide_index != command.wide
         assembled = Signal(32 * cols)
         m.d.comb += assembled.eq(Cat(word[8 * width:], self.dram_data.p.data))
-        complete = Signal()
-        m.d.comb += complete.eq(Mux(in_wide, beat == wide_beats - 1, beat == word_beats - 1))
         m.d.comb += [
             self.wide_write.addr.eq(command.slot * lay.slot_wide_words + wide_index),
             self.wide_write.data.eq(assembled),
             self.weight_write.addr.eq(command.slot * lay.slot_weight_words + word_index),
             self.weight_write.data.eq(assembled[-8 * cols:]),
         ]
+
+        def second_last(beats: int):               # beat == beats - 2
+            return beat == beats - 2 if beats >= 2 else 0
+
         m.d.sync += self.done.eq(0)
         with m.If(self.dram_data.valid & self.dram_data.ready):
-            m.d.sync += [word.eq(assembled), beat.eq(beat + 1)]
-            with m.If(complete):
-                m.d.sync += beat.eq(0)
+            m.d.sync += [word.eq(assembled), beat.eq(beat + 1),
+                         beat_last.eq(Mux(in_wide, second_last(wide_beats),
+                                          second_last(word_beats)))]
+            with m.If(beat_last):
+                m.d.sync += [beat.eq(0), beat_last.eq(word_beats == 1)]
                 with m.If(in_wide):
                     m.d.comb += self.wide_write.en.eq(1)
-                    m.d.sync += wide_index.eq(wide_index + 1)
-                    with m.If(wide_index == 0):
+                    m.d.sync += [wide_index.eq(wide_index + 1), first_wide.eq(0),
+                                 last_wide.eq(wide_index == wide_m2)]
+                    with m.If(~last_wide):              # another wide word follows
+                        m.d.sync += beat_last.eq(wide_beats == 1)
+                    with m.Else():
+                        m.d.sync += in_wide.eq(0)
+                    with m.If(first_wide):
                         for s in range(2):
                             with m.If(command.slot == s):
                                 m.d.sync += self.header[s].eq(assembled[:32 * len(HEADER_FIELDS)])
-                    with m.If((wide_index == command.wide - 1) & (command.words == 0)):
-                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+                    with m.If(last_wide & no_words):
+                        m.d.sync += [busy.eq(0), receiving.eq(0), self.done.eq(1)]
                 with m.Else():
                     m.d.comb += self.weight_write.en.eq(1)
-                    m.d.sync += word_index.eq(word_index + 1)
-                    with m.If(word_index == command.words - 1):
-                        m.d.sync += [busy.eq(0), self.done.eq(1)]
+                    m.d.sync += [word_index.eq(word_index + 1),
+                                 last_word.eq(word_index == words_m2)]
+                    with m.If(last_word):
+                        m.d.sync += [busy.eq(0), receiving.eq(0), self.done.eq(1)]
         return m

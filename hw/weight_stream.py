@@ -30,7 +30,14 @@ class _Replay(wiring.Component):
     (``addr``/``en``/``data`` driven here) whose data follows the address after ``read_stages``
     enabled cycles, as a stream: one word per cycle when ready (back-pressure stalls every
     read stage); ``start`` (a pulse while not ``busy``) latches the parameters; ``done`` pulses
-    when the final beat is taken."""
+    when the final beat is taken.
+
+    Timing structure: ``o.ready`` (a consumer's registered ready, e.g. a skid buffer's) reaches
+    two ``advance`` terms built from two flip-flops of the output's valid bit (``o.valid`` and
+    its complement ``idle``, so synthesis keeps both): the memory's read enables (a register
+    as wide as the word) hang on one, the issue logic (a handful of counters) on the other.
+    Every compare the issue logic needs (end of pass, last pass, ``count == 1``) is a
+    register, so a stall only gates enables."""
 
     def __init__(self, shape, depth: int, count_shape, repeats_shape, read_stages: int = 1):
         self.read_stages = read_stages
@@ -44,38 +51,47 @@ class _Replay(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        busy, last_r = Signal(), Signal()
-        base, count = Signal.like(self.base), Signal.like(self.count)
-        addr = Signal.like(self.rd_addr)        # base + index, kept in step
-        index = Signal.like(self.count)         # beats issued in this pass
-        left = Signal.like(self.repeats)        # passes left
-        # registered compares, so that a stall only gates registers: index == count - 1, left == 1
-        at_end, last_pass = Signal(), Signal()
-        advance = ~self.o.valid | self.o.ready
-        issue = advance & busy
-        final = at_end & last_pass
-        m.d.comb += [self.rd_en.eq(advance), self.rd_addr.eq(addr),
+        busy, last_r = Signal(), Signal(reset_less=True)
+        # the parameters and the position: meaningful only while ``busy`` (reset-less)
+        base = Signal.like(self.base, reset_less=True)
+        addr = Signal.like(self.rd_addr, reset_less=True)      # base + index, kept in step
+        index = Signal.like(self.count, reset_less=True)       # beats issued in this pass
+        end_index = Signal(len(self.count) + 1, reset_less=True)   # count - 2
+        left = Signal.like(self.repeats, reset_less=True)      # passes left
+        # registered compares: index == count - 1, left == 1, count == 1, left == 2
+        at_end, last_pass = Signal(reset_less=True), Signal(reset_less=True)
+        one_beat, two_left = Signal(reset_less=True), Signal(reset_less=True)
+        idle = Signal(init=1)                                  # ~o.valid, for the read enables
+        advance = ~self.o.valid | self.o.ready                 # the issue logic's
+        m.d.comb += [self.rd_en.eq(idle | self.o.ready), self.rd_addr.eq(addr),
                      self.o.p.eq(self.rd_data), self.busy.eq(busy)]
+        issue = Signal()
+        m.d.comb += issue.eq(advance & busy)
+        final = at_end & last_pass
         with m.If(self.start):
             m.d.sync += [busy.eq(1), index.eq(0), left.eq(self.repeats), base.eq(self.base),
-                         count.eq(self.count), addr.eq(self.base),
-                         at_end.eq(self.count == 1), last_pass.eq(self.repeats == 1)]
+                         end_index.eq(self.count - 2), addr.eq(self.base),
+                         one_beat.eq(self.count == 1), at_end.eq(self.count == 1),
+                         last_pass.eq(self.repeats == 1), two_left.eq(self.repeats == 2)]
         with m.If(issue):
             with m.If(at_end):
                 m.d.sync += [index.eq(0), addr.eq(base), left.eq(left - 1),
-                             at_end.eq(count == 1), last_pass.eq(left == 2)]
+                             at_end.eq(one_beat), last_pass.eq(two_left),
+                             two_left.eq(left == 3)]
             with m.Else():
                 m.d.sync += [index.eq(index + 1), addr.eq(addr + 1),
-                             at_end.eq(index + 2 == count)]
+                             at_end.eq(index == end_index)]
             with m.If(final):
                 m.d.sync += busy.eq(0)
         # (valid, final) of each read stage, the last one being the output beat's
         valids = [Signal(name=f"valid{i}") for i in range(self.read_stages - 1)] + [self.o.valid]
-        finals = [Signal(name=f"final{i}") for i in range(self.read_stages - 1)] + [last_r]
+        finals = [Signal(name=f"final{i}", reset_less=True)
+                  for i in range(self.read_stages - 1)] + [last_r]
         with m.If(advance):
             m.d.sync += [valids[0].eq(issue), finals[0].eq(final)]
             m.d.sync += [v.eq(u) for u, v in zip(valids, valids[1:])]
             m.d.sync += [f.eq(e) for e, f in zip(finals, finals[1:])]
+            m.d.sync += idle.eq(~(valids[-2] if self.read_stages > 1 else issue))
         m.d.comb += self.done.eq(self.o.valid & self.o.ready & last_r)
         return m
 
@@ -84,7 +100,7 @@ class WeightStream(wiring.Component):
     """Streams the block in ``slot`` for a GEMM of ``m`` tokens: per token tile, the ``tiles``
     bias words (``bias``) and the ``words`` weight words (``weight``), exactly the beats
     :class:`hw.compute_unit.ComputeUnit` takes. Each stream runs one beat per cycle when ready;
-    a bias beat is valid ``BIAS_READ_STAGES`` (1) cycles after its read, a weight beat
+    a bias beat is valid ``BIAS_READ_STAGES`` (2) cycles after its read, a weight beat
     ``WEIGHT_READ_STAGES`` (3: the weight memory is a :class:`hw.banked_memory.BankedMemory`)
     cycles after (:mod:`sim.timing.weight_stream`). ``done`` pulses when the final weight beat is taken: the slot may
     be refilled from the next cycle. A command is accepted when both streams are idle.

@@ -2,15 +2,17 @@
 replayed into the compute unit's ``bias`` and ``weight`` streams, one beat per cycle each.
 
 A command handshake is cycle 0; the streams read from cycle 1. A bias beat is valid
-``BIAS_READ_STAGES`` cycles after its read (the synchronous read of the small bias memory), a
-weight beat ``WEIGHT_READ_STAGES`` cycles after its read (the block-RAM read, the word of each
+``BIAS_READ_STAGES`` cycles after its read (the block-RAM read and its output register:
+:class:`hw.block_ram.BlockRam`), a weight beat ``WEIGHT_READ_STAGES`` cycles after its read (the block-RAM read, the word of each
 bank registered, the selected word registered: :class:`hw.banked_memory.BankedMemory`), so the first weight beat is
 valid in cycle ``1 + WEIGHT_READ_STAGES``. Back-pressure stalls every read stage; ``done``
 pulses when the final weight beat is taken.
 
 The engine's schedule (:mod:`sim.timing.moe_controller`) does not depend on these constants as
 long as the first weight beat is valid no later than the gathered activations
-(:func:`sim.timing.gather.latency`): the compute unit waits for all three operand streams.
+(:func:`sim.timing.gather.latency`) and a bias beat no later than its tile's first weight beat
+(``BIAS_READ_STAGES <= WEIGHT_READ_STAGES``): the compute unit waits for all three operand
+streams.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from moeaccel.config import DesignConfig
 from sim.timing import gather
 
 #: cycles from a bias word's read to its beat being valid
-BIAS_READ_STAGES = 1
+BIAS_READ_STAGES = 2
 #: cycles from a weight word's read to its beat being valid
 WEIGHT_READ_STAGES = 3
+assert BIAS_READ_STAGES <= WEIGHT_READ_STAGES, "a bias beat must not trail its weight beats"
 
 
 def latency(cfg: DesignConfig) -> int:
