@@ -89,11 +89,11 @@ class Multiplier(wiring.Component):
             "i_SIGNEDA": int(both_signed), "i_SIGNEDB": int(both_signed),
             "i_SOURCEA": 0, "i_SOURCEB": 0, "i_CLK0": ClockSignal("sync"), "i_CE0": self.en,
             "i_RST0": 0,
-            **{f"i_{pin}{j}": 0 for pin in ("CLK", "CE", "RST") for j in (1, 2, 3)},
+            # the cascade inputs SRIA/SRIB and the unused clocks stay unconnected, as Yosys
+            # leaves them: nextpnr cannot route a constant to the cascade pins
             **{f"i_A{j}": a[j] for j in range(DSP_OPERAND_BITS)},
             **{f"i_B{j}": b[j] for j in range(DSP_OPERAND_BITS)},
             **{f"i_C{j}": 0 for j in range(DSP_OPERAND_BITS)},
-            **{f"i_SRI{x}{j}": 0 for x in "AB" for j in range(DSP_OPERAND_BITS)},
             **{f"o_P{j}": p[j] for j in range(DSP_PRODUCT_BITS)},
         }
         m.submodules.dsp = Instance("MULT18X18D", **ports)
