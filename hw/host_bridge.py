@@ -10,7 +10,7 @@ STATUS and READs the output memories. Any block with ``amaranth.lib.stream`` por
 without changes: payload widths come from the port signatures.
 
 Timing: STATUS counts cycles from START (cycle 1 is the input memory's read, cycle 2 loads the
-register that drives the block) up to and including the cycle in which an output word is
+block RAM's output register, which drives the block) up to and including the cycle in which an output word is
 accepted: ``first_out`` = 3 + the block's latency for the first word, and ``cycles`` (to the last
 word) = 2 + latency + N for a block that takes and gives one word per cycle. Nothing else the
 bridge does stalls the block. Requests are parsed at one byte per
@@ -26,11 +26,12 @@ from typing import Mapping
 from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from fpga.host.protocol import SYNC_REQUEST, SYNC_RESPONSE, VERSION, Op, Status
-from hw.block_ram import NO_COLLISION_LOGIC, registered_read
+from hw.block_ram import NO_COLLISION_LOGIC, BlockRam, registered_read
 from hw.host_ports import WIDE_BITS, Port, PortKind, map_digest, port_map
 
 ARG_BYTES = 5  # the longest fixed request header: READ's port, addr, count
@@ -43,6 +44,30 @@ def _times_const(value, k: int):
     for t in terms[1:]:
         total = total + t
     return total
+
+
+def _stream_memory(m: Module, name: str, width: int, depth: int, lutram: bool):
+    """A stream memory: ``(write, read)`` ports of a :class:`~hw.block_ram.BlockRam` with two
+    read stages (the second is the DP16KD's output register), or, for a ``lutram`` memory, the
+    same two stages on distributed RAM (an asynchronous read and two registers). Nothing but a
+    register follows the RAM's read data."""
+    if not lutram:
+        m.submodules[name] = ram = BlockRam(width=width, depth=depth, read_stages=2)
+        return ram.write, ram.read
+    # no collision logic: see the callers
+    mem = Memory(shape=unsigned(width), depth=depth, init=[],
+                 attrs={**NO_COLLISION_LOGIC, "ram_style": "distributed"})
+    m.submodules[name] = mem
+    write = WritePort.Signature(addr_width=ceil_log2(depth), shape=unsigned(width)).create()
+    read = ReadPort.Signature(addr_width=ceil_log2(depth), shape=unsigned(width)).create()
+    first = registered_read(m, mem, read.addr, read.en, f"{name}_read1")
+    second = Signal(width, name=f"{name}_read2", reset_less=True)
+    with m.If(read.en):
+        m.d.sync += second.eq(first)
+    wp = mem.write_port()
+    m.d.comb += [wp.addr.eq(write.addr), wp.data.eq(write.data), wp.en.eq(write.en),
+                 read.data.eq(second)]
+    return write, read
 
 
 def _or_all(values, shape=None) -> Value:
@@ -109,7 +134,8 @@ class HostBridge(wiring.Component):
         addr = Cat(args[1], args[2])
         count = Cat(args[3], args[4])     # READ word count
         set_len = Cat(args[1], args[2])   # LENGTH word count
-        stage = Signal(8 * max_wb)        # WRITE data: bytes shift in from the top
+        stage = Signal(8 * max_wb, reset_less=True)  # WRITE data: bytes shift in from the top
+        last_byte = Signal(8, reset_less=True)      # the byte taken in the previous cycle
         wrem = Signal(range(max_wb))      # bytes of the WRITE word still to come after the next
         # Registered look-aheads keep comparators off the request FSM's byte path:
         word_end = Signal()               # wrem == 0: the next data byte ends a word
@@ -117,11 +143,13 @@ class HostBridge(wiring.Component):
         arg_at = Signal(ARG_BYTES)        # one-hot: the next payload byte is args[i]
         data_phase = Signal()             # received >= 3 (WRITE data bytes)
         is_write = Signal()               # op == Op.WRITE
+        is_read = Signal()                # op == Op.READ
         last_next = Signal()              # the next payload byte is the last (to_come == 1)
         waddr = Signal(17)                # WRITE address
         raddr = Signal(16)                # READ address
         read_end = Signal(17)             # addr + count, registered for the READ range check
         wpending = Signal()
+        listen = Signal(init=1)           # rx.ready: see the request FSM
         bad_write = Signal()
         idle = Signal(range(self.frame_timeout + 1))
 
@@ -158,16 +186,19 @@ class HostBridge(wiring.Component):
         m.d.sync += [wb_hit[w].eq(any_of([h for p, h in zip(ports, hit) if p.word_bytes == w]))
                      for w in widths]
         wb_is1 = wb_hit.get(1, Const(0))  # the selected port's words are one byte
-        # the assembled WRITE word, aligned to bit 0
-        p_word = _or_all(Mux(wb_hit[w], stage >> 8 * (max_wb - w), 0) for w in widths)
+        # the assembled WRITE word, aligned to bit 0: in wpending's cycle, the last byte is still
+        # in ``last_byte`` (see the request FSM)
+        word = Cat(stage[8:], last_byte)
+        p_word = _or_all(Mux(wb_hit[w], word >> 8 * (max_wb - w), 0) for w in widths)
         # WRITE lands one cycle after its last byte: address, data and per-port strobes are
         # registered in front of the memories (the host cannot see the cycle).
-        host_wdata = Signal(8 * max_wb)
-        host_waddr = Signal(16)
+        host_wdata = Signal(8 * max_wb, reset_less=True)
+        host_waddr = Signal(16, reset_less=True)
 
         # ---- per-block sequencers ----------------------------------------------------------------
         start = Signal(max(nblocks, 1))
         abort = Signal(max(nblocks, 1))
+        flush = Signal(max(nblocks, 1))    # start | abort, as a register of its own
         running = Signal(max(nblocks, 1))
         done = Signal(max(nblocks, 1))
         cycles = [Signal(32, name=f"cycles{b}") for b in range(nblocks)]
@@ -198,42 +229,37 @@ class HostBridge(wiring.Component):
                 # no collision logic after the RAM: the host never READs an output memory word
                 # in the cycle the block writes it (the block is done), and a WRITE into an input
                 # memory while its block reads the same word is undefined
-                mem = Memory(shape=unsigned(p.width), depth=p.depth, init=[],
-                             attrs={**NO_COLLISION_LOGIC,
-                                    **({"ram_style": "distributed"} if lutram else {})})
-                m.submodules[f"mem_{name}_{p.member}"] = mem
-                wp = mem.write_port()
-                rp_addr, rp_en = Signal(16, name=f"raddr_{name}_{p.member}"), Signal()
-                rp_data = registered_read(m, mem, rp_addr, rp_en, f"rdata_{name}_{p.member}")
+                wp, rp = _stream_memory(m, f"mem_{name}_{p.member}", p.width, p.depth, lutram)
                 payload = Value.cast(member.payload)
                 # Down-counters with registered "non-zero" flags keep comparators out of the
                 # paths into the block's valid/ready.
                 left = Signal(16, name=f"left_{name}_{p.member}")
                 more = Signal(name=f"more_{name}_{p.member}")
-                if p.kind is PortKind.INPUT:     # host -> memory -> register -> block
+                if p.kind is PortKind.INPUT:     # host -> memory -> 2 read stages -> block
                     m.d.comb += [wp.addr.eq(host_waddr), wp.data.eq(host_wdata), wp.en.eq(we)]
-                    valid = Signal(name=f"valid_{name}_{p.member}")      # rp.data holds a word
+                    # A two-stage pipeline on one enable: the address counter, then the RAM's
+                    # read (``valid``: stage 1 holds a word), then its output register, which
+                    # drives the block (``r_valid``), so the block sees a register, not the
+                    # block RAM's slow read data. Both stages advance when the block takes the
+                    # word or stage 2 is empty; stage 1 only empties after the last word.
+                    valid = Signal(name=f"valid_{name}_{p.member}")
+                    r_valid = Signal(name=f"rvalid_{name}_{p.member}")
                     nxt = Signal(16, name=f"next_{name}_{p.member}")
                     fetch = running[b] & more
-                    # The block sees a register, not the block RAM's slow unregistered output.
-                    r_valid = Signal(name=f"rvalid_{name}_{p.member}")
-                    r_payload = Signal(p.width, name=f"rpayload_{name}_{p.member}")
                     load = ~r_valid | member.ready
-                    m.d.comb += [rp_addr.eq(nxt), rp_en.eq(~valid | load)]
-                    with m.If(rp_en):
-                        m.d.sync += valid.eq(fetch)
+                    m.d.comb += [rp.addr.eq(nxt), rp.en.eq(load)]
+                    with m.If(load):
+                        m.d.sync += [valid.eq(fetch), r_valid.eq(valid)]
                         with m.If(fetch):
                             m.d.sync += [nxt.eq(nxt + 1), left.eq(left - 1), more.eq(left != 1)]
-                    with m.If(load):
-                        m.d.sync += [r_valid.eq(valid), r_payload.eq(rp_data)]
                     if not isinstance(member.valid, Const):
                         m.d.comb += member.valid.eq(r_valid)
-                    m.d.comb += payload.eq(r_payload)
+                    m.d.comb += payload.eq(rp.data)
                     fin = Signal(name=f"fin_{name}_{p.member}")    # registered n == want
                     togo = Signal(16, name=f"togo_{name}_{p.member}")  # want - n
                     with m.If(r_valid & member.ready):
                         m.d.sync += [n.eq(n + 1), togo.eq(togo - 1), fin.eq(togo == 1)]
-                    with m.If(start[b] | abort[b]):
+                    with m.If(flush[b]):
                         m.d.sync += [nxt.eq(0), valid.eq(0), r_valid.eq(0)]
                 else:                             # block -> memory -> host
                     take = running[b] & more
@@ -242,20 +268,18 @@ class HostBridge(wiring.Component):
                     # Registered write: the block's (maybe unregistered) output meets a flip-flop,
                     # not the block RAM's data setup.
                     w_en = Signal(name=f"wen_{name}_{p.member}")
-                    w_addr = Signal(16, name=f"waddr_{name}_{p.member}")
-                    w_data = Signal(p.width, name=f"wdata_{name}_{p.member}")
+                    w_addr = Signal(16, name=f"waddr_{name}_{p.member}", reset_less=True)
+                    w_data = Signal(p.width, name=f"wdata_{name}_{p.member}", reset_less=True)
                     m.d.sync += [w_en.eq(member.valid & take), w_addr.eq(n), w_data.eq(payload)]
                     m.d.comb += [wp.addr.eq(w_addr), wp.data.eq(w_data), wp.en.eq(w_en)]
                     with m.If(member.valid & take):
                         m.d.sync += [n.eq(n + 1), left.eq(left - 1), more.eq(left != 1)]
                     out_taken.append(member.valid & take)
                     fin = ~more                   # n == want, as left counts want - n down
-                    # the word READ: the RAM's read data, then a register (READ_WAIT), so the
-                    # port multiplexer starts at flip-flops
-                    word = Signal(p.width, name=f"rword_{name}_{p.member}", reset_less=True)
-                    m.d.sync += word.eq(rp_data)
-                    host_rdata[p.number] = word
-                    m.d.comb += [rp_addr.eq(raddr), rp_en.eq(1)]
+                    # the word READ: the RAM's read (READ_ADDR), then its output register
+                    # (READ_WAIT), so the port multiplexer starts at flip-flops
+                    host_rdata[p.number] = rp.data
+                    m.d.comb += [rp.addr.eq(raddr), rp.en.eq(1)]
                 with m.If(start[b]):        # last, so they win over the updates above
                     m.d.sync += [left.eq(want), more.eq(want != 0), n.eq(0)]
                     if p.kind is PortKind.INPUT:
@@ -288,7 +312,7 @@ class HostBridge(wiring.Component):
         with m.If(wpending):
             m.d.sync += [host_wdata.eq(p_word), host_waddr.eq(waddr)]
         with m.If(wpending):
-            m.d.sync += [wpending.eq(0), waddr.eq(waddr + 1)]
+            m.d.sync += [wpending.eq(0), waddr.eq(waddr + 1), listen.eq(1)]
             with m.If(~p_host_writes | (waddr >= p_depth)):
                 m.d.sync += bad_write.eq(1)
 
@@ -326,11 +350,12 @@ class HostBridge(wiring.Component):
         status = Signal(8)
         sum_ok = Signal()
         rlen = Signal(16)
+        rlen_zero = Signal()             # registered rlen == 0 (rlen is final from EXECUTE on)
         rtotal = Signal(8)               # the response's running checksum
         rleft = Signal(16)               # payload bytes still to send
         sent_all = Signal()              # registered rleft == 0 (keeps the compare off the
                                          # output register's enable)
-        out_word = Signal(8 * max_wb)
+        out_word = Signal(8 * max_wb, reset_less=True)
         wb_left = Signal(range(max_wb + 1))
         wb_last = Signal()               # wb_left == 1
         words_left = Signal(16)
@@ -345,24 +370,37 @@ class HostBridge(wiring.Component):
                                         Cat(f, Const(0, 8 - len(f) % 8)) for f in fields]))
         # INFO and STATUS payloads are snapshotted into a shift register in EXECUTE and leave
         # from its low byte, so no byte-index mux feeds the output register.
-        reply = Signal(max(len(Cat(*info_bytes)), *(len(r) for r in status_replies)))
+        reply = Signal(max(len(Cat(*info_bytes)), *(len(r) for r in status_replies)),
+                       reset_less=True)
         status_len = Signal(16)
         with m.Switch(block_sel):
             for b in range(nblocks):
                 with m.Case(b):
                     n_streams = sum(1 for p in ports if p.block_index == b and p.kind.is_stream)
                     m.d.comb += status_len.eq(9 + 2 * n_streams)
-        read_len = Signal(16)            # registered: the arguments are final from CHECK on
-        m.d.sync += read_len.eq(_or_all(Mux(wb_hit[w], _times_const(count, w), 0)
-                                        for w in widths))
+        # READ's reply length, count * word_bytes, in two registered steps (the products, then
+        # the selected one): the arguments are final from CHECK on, EXECUTE is 3 cycles later
+        read_len = Signal(16)
+        read_lens = {w: Signal(16, name=f"read_len{w}") for w in widths}
+        m.d.sync += [read_lens[w].eq(_times_const(count, w)) for w in widths]
+        m.d.sync += read_len.eq(_or_all(Mux(wb_hit[w], read_lens[w], 0) for w in widths))
         rdata = Signal(8 * max_wb)
         m.d.comb += rdata.eq(_or_all(Mux(hit[number], value, 0)
                                      for number, value in host_rdata.items()))
 
         # Response bytes leave from a register; each is added to the checksum the cycle after
-        # it was loaded, so no mux feeds the UART or the adder directly.
+        # it was loaded, so no mux feeds the UART or the adder directly. The register is loaded
+        # only when empty (at most a byte per 2 cycles; the UART takes one per 10 bit times),
+        # so the wide reply and READ word shift registers shift the cycle after a byte left
+        # them, on a registered strobe, not on the reply FSM's decode.
         obuf, ovalid, add_pending = Signal(8), Signal(), Signal()
-        can_load = ~ovalid | self.tx.ready
+        can_load = ~ovalid
+        shift_reply, shift_word = Signal(), Signal()
+        m.d.sync += [shift_reply.eq(0), shift_word.eq(0)]
+        with m.If(shift_reply):
+            m.d.sync += reply.eq(reply >> 8)
+        with m.If(shift_word):
+            m.d.sync += out_word.eq(out_word >> 8)
         m.d.comb += [self.tx.valid.eq(ovalid), self.tx.payload.eq(obuf)]
         with m.If(self.tx.ready):
             m.d.sync += ovalid.eq(0)
@@ -378,21 +416,30 @@ class HostBridge(wiring.Component):
                     m.next = then
 
         # ---- the request FSM: takes a frame's bytes ------------------------------------------------
-        # The host's bytes are taken in the states SYNC .. CHECK (a register says so, rather than
-        # a decode of the state), never while a WRITE word is pending.
-        listen = Signal(init=1)
+        # The host's bytes are taken in the states SYNC .. CHECK, never while a WRITE word is
+        # pending: ``listen`` is that, as a register of its own (it drives the byte FIFO's read
+        # enable and every register loaded from a byte). It falls with the checksum byte and
+        # with a WRITE word's last byte (then rises again with wpending's fall: the frame FSM
+        # is in PAYLOAD or CHECK), and rises when the reply's last byte leaves.
         judge = Signal()                  # a whole request has arrived: the reply FSM takes over
-        m.d.comb += self.rx.ready.eq(listen & ~wpending)
+        m.d.comb += self.rx.ready.eq(listen)
         got = self.rx.valid & self.rx.ready
         byte = self.rx.payload
         waiting = Signal()
+        # Every byte taken shifts into ``stage`` a cycle later, from a copy, on a registered
+        # strobe: the enable of its 8 * max_wb flip-flops is a flip-flop, not the FSM's decode.
+        # The WRITE word is the last word_bytes bytes (header bytes shift in too, harmlessly).
+        shift_in = Signal()
+        m.d.sync += [last_byte.eq(byte), shift_in.eq(got)]
+        with m.If(shift_in):
+            m.d.sync += stage.eq(word)
         with m.If(waiting & ~got):
             m.d.sync += idle.eq(idle + 1)
         with m.Else():
             m.d.sync += idle.eq(0)
-        m.d.sync += [start.eq(0), abort.eq(0)]
+        m.d.sync += [start.eq(0), abort.eq(0), flush.eq(0)]
 
-        m.d.sync += read_end.eq(addr + count)
+        m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0)]
         m.d.sync += judge.eq(0)
         with m.FSM(name="frame"):
             with m.State("SYNC"):
@@ -407,7 +454,8 @@ class HostBridge(wiring.Component):
                     with m.If(got):
                         m.d.sync += [field.eq(byte), total.eq(total + byte)]
                         if field is op:
-                            m.d.sync += is_write.eq(byte == Op.WRITE)
+                            m.d.sync += [is_write.eq(byte == Op.WRITE),
+                                         is_read.eq(byte == Op.READ)]
                         if nxt is None:
                             m.d.sync += [to_come.eq(Cat(length[:8], byte)),
                                          last_next.eq(Cat(length[:8], byte) == 1)]
@@ -434,10 +482,9 @@ class HostBridge(wiring.Component):
                         m.d.sync += [waddr.eq(Cat(args[1], byte)), wrem.eq(p_wb_m1),
                                      word_end.eq(wb_is1)]
                     with m.If(is_write & data_phase):
-                        m.d.sync += stage.eq(Cat(stage[8:], byte))
                         with m.If(word_end):
                             m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
-                                         word_start.eq(1)]
+                                         word_start.eq(1), listen.eq(0)]
                         with m.Else():
                             m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
                                          word_start.eq(0)]
@@ -496,9 +543,9 @@ class HostBridge(wiring.Component):
                                 with m.If(hit[number]):
                                     m.d.sync += want.eq(set_len)
                         with m.Case(Op.START):
-                            m.d.sync += start.eq(1 << block_sel)
+                            m.d.sync += [start.eq(1 << block_sel), flush.eq(1 << block_sel)]
                         with m.Case(Op.ABORT):
-                            m.d.sync += abort.eq(1 << block_sel)
+                            m.d.sync += [abort.eq(1 << block_sel), flush.eq(1 << block_sel)]
                 m.next = "SEND_SYNC"
             with m.State("SEND_SYNC"):
                 send(SYNC_RESPONSE, "SEND_CODE", checked=False)
@@ -508,8 +555,8 @@ class HostBridge(wiring.Component):
                 send(rlen[:8], "SEND_LEN1")
             with m.State("SEND_LEN1"):
                 send(rlen[8:], "SEND_PAYLOAD")
-                m.d.sync += [sent_all.eq(rlen == 0), rleft.eq(rlen)]
-                with m.If(can_load & (op == Op.READ) & (rlen != 0)):
+                m.d.sync += [sent_all.eq(rlen_zero), rleft.eq(rlen)]
+                with m.If(can_load & is_read & ~rlen_zero):
                     m.next = "READ_ADDR"
             with m.State("SEND_PAYLOAD"):
                 with m.If(sent_all):
@@ -517,7 +564,7 @@ class HostBridge(wiring.Component):
                 with m.Else():
                     send(reply[:8])
                     with m.If(can_load):
-                        m.d.sync += [reply.eq(reply >> 8), rleft.eq(rleft - 1),
+                        m.d.sync += [shift_reply.eq(1), rleft.eq(rleft - 1),
                                      sent_all.eq(rleft == 1)]
             with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
                 m.next = "READ_WAIT"
@@ -529,7 +576,7 @@ class HostBridge(wiring.Component):
             with m.State("READ_BYTES"):
                 send(out_word[:8])
                 with m.If(can_load):
-                    m.d.sync += [out_word.eq(out_word >> 8), wb_left.eq(wb_left - 1),
+                    m.d.sync += [shift_word.eq(1), wb_left.eq(wb_left - 1),
                                  wb_last.eq(wb_left == 2)]
                     with m.If(wb_last):
                         m.d.sync += [raddr.eq(raddr + 1), words_left.eq(words_left - 1)]

@@ -45,6 +45,9 @@ class UartTx(wiring.Component):
         shift = Signal(10)  # stop, data[7:0], start: shifted out LSB first
         bits = Signal(range(11))
         timer = Signal(range(self.divisor))
+        # registered look-aheads of timer == 0 and timer == 1, so no counter compare sits in
+        # front of the shift register's enable
+        at_zero, at_one = Signal(), Signal()
 
         # ``ready`` is a register (equal to ``bits == 0``): the host bridge loads its response
         # register and read-out word on it, so it should start at a flip-flop
@@ -53,16 +56,17 @@ class UartTx(wiring.Component):
         with m.If(idle):
             with m.If(self.data.valid):
                 m.d.sync += [shift.eq((1 << 9) | (self.data.payload << 1)), bits.eq(10),
-                             timer.eq(0), idle.eq(0)]
+                             timer.eq(0), at_zero.eq(1), at_one.eq(0), idle.eq(0)]
         with m.Else():
             # A bit period is the cycle with timer == 0 (which drives the next bit) plus
             # divisor - 1 countdown cycles; the last of them retires the bit.
-            with m.If(timer == 0):
+            with m.If(at_zero):
                 m.d.sync += [self.tx.eq(shift[0]), shift.eq(shift >> 1),
-                             timer.eq(self.divisor - 1)]
+                             timer.eq(self.divisor - 1), at_zero.eq(0),
+                             at_one.eq(self.divisor == 2)]
             with m.Else():
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 1):
+                m.d.sync += [timer.eq(timer - 1), at_zero.eq(at_one), at_one.eq(timer == 2)]
+                with m.If(at_one):
                     m.d.sync += bits.eq(bits - 1)
                     with m.If(bits == 1):
                         m.d.sync += idle.eq(1)
