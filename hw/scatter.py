@@ -4,11 +4,13 @@ output accumulator memory, and the finalised result read out as a stream
 
 from __future__ import annotations
 
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from golden.fixed import smax, smin
+from hw import multiplier
+from hw.block_ram import BlockRam
 from hw.compute_unit_layouts import Layouts
 from hw import token_tiles
 from hw.saturate import saturate
@@ -70,29 +72,37 @@ class ScatterAccumulate(wiring.Component):
     saturate to ``operand_bits``); lanes past ``n`` are don't-care.
 
     Timing (:mod:`sim.timing.scatter`): one row per cycle, rows hitting the same token back to
-    back never stall. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the memory's read
-    data and the multiplier each get a cycle of their own:
+    back never stall. A route entry's first memory word ``token * words`` comes out of a
+    pipelined DSP multiply (:class:`hw.multiplier.Multiplier`) ``BASE_STAGES`` = 2 cycles after
+    the entry is taken, so a command's first row is taken in cycle ``FIRST_ROW_CYCLE`` = 4 at
+    the earliest (command in cycle 0, its first entry in cycle 1); later entries are taken while
+    earlier ones are in use. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the
+    memory's read data and the multipliers each get a cycle of their own:
 
     * 0: the row's handshake issues the memory read (its address a register: the ring slot,
       place in its token tile (rows left in the tile, last output word: registers, so the
       handshake's case selection starts at one small compare) and address of the row expected
-      next are kept one cycle ahead, not derived from ``y.row``) and registers ``gate`` and
-      ``y``. ``y.ready`` and ``route.ready`` are flip-flops too (computed a cycle ahead), so
-      neither stream's producer sees logic of ours;
-    * 1: the read data is registered (the block RAM's output register), the ``cols`` products
-      ``gate * y`` are computed and registered, and the forwarding choices are registered: the
-      row one ahead (now in stage 2) if it has the same address, else the row two ahead
-      (being written now);
-    * 2: ``old + gate * y`` saturated, ``old`` being the forwarded word or the read data (an
-      adder, one multiplexer and the saturation between registers);
+      next are kept one cycle ahead, not derived from ``y.row``), ``gate`` and ``y`` go into
+      the DSPs' input registers and the address is compared with the three rows ahead's.
+      ``y.ready`` and ``route.ready`` are flip-flops too (computed a cycle ahead), so neither
+      stream's producer sees logic of ours;
+    * 1: the block RAM reads; the ``cols`` products ``gate * y`` are registered (the DSPs'
+      output registers) and the forwarding choices: the row one ahead (now in stage 2) if it
+      has the same address, else the written word of the row two ahead or, failing that, three
+      ahead (in a register of its own);
+    * 2: the read data is in the block RAM's output register; ``old + gate * y`` saturated,
+      ``old`` being the forwarded word or the read data (one multiplexer, a carry-select adder
+      and the saturation between registers);
     * 3: the sum is written (and kept one more cycle for forwarding).
 
-    The read issued in stage 0 is transparent to the write in the same cycle, so it sees rows
-    three or more ahead; the two rows in between are the forwarded ones. A command is accepted once the
+    The block RAM has no collision logic: a read sees the writes of earlier cycles only, so
+    the three rows ahead of a row are the forwarded ones. A command is accepted once the
     previous one has finished and its pipeline is empty (a read-out only after its last beat
-    left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> read data
-    register -> finalise register; back-pressure stalls all three together; the read word is
-    cleared the cycle after its read.
+    left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> the block
+    RAM's output register -> finalise register; back-pressure stalls all three together; the
+    read word is cleared (written with zero) the cycle after its read.
+
+    All data registers are reset-less; reset clears the control state only.
 
     Members
     -------
@@ -118,46 +128,67 @@ class ScatterAccumulate(wiring.Component):
         frac = self.cfg.hardware.softmax.prob_frac_bits
         rows, cols, lay = cu.rows, cu.cols, self.layouts
         assert timing.RMW_STAGES == 3 and timing.READOUT_STAGES == 3
+        assert timing.BASE_STAGES == multiplier.STAGES
+        data_reg = dict(reset_less=True)
 
-        m.submodules.memory = memory = Memory(shape=lay.word, depth=memory_words(self.cfg), init=[])
-        wp = memory.write_port()
-        rp = memory.read_port(transparent_for=[wp])
+        m.submodules.memory = memory = BlockRam(width=lay.word.size, depth=memory_words(self.cfg),
+                                                read_stages=2)
+        wp, rp = memory.write, memory.read
+        read2 = lay.word(rp.data)                 # the memory's output register (stage 2)
 
         busy, readout = Signal(), Signal()
-        command = Signal(lay.command)
-        words = Signal.like(command.n)            # ceil(n / cols)
+        command = Signal(lay.command, **data_reg)
+        words = Signal.like(command.n, **data_reg)          # ceil(n / cols)
         addr_shape = lay.token
 
         # ---- accumulate: route entries in a ring of 2 token tiles -------------------------
-        ring_base = [Signal(addr_shape, name=f"ring_base{s}") for s in range(2 * rows)]
-        ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}") for s in range(2 * rows)]
+        ring_base = [Signal(addr_shape, name=f"ring_base{s}", **data_reg) for s in range(2 * rows)]
+        ring_gate = [Signal(lay.route["gate"].shape, name=f"ring_gate{s}", **data_reg)
+                     for s in range(2 * rows)]
         in_slot = Signal(range(2 * rows))
         tile_slot = Signal(range(2 * rows))       # ring slot (0 or rows) of the token tile in use
         # output tile j of the rows arriving now (set with each command: no reset)
-        col_word = Signal.like(command.n, reset_less=True)
+        col_word = Signal.like(command.n, **data_reg)
         # the first queue index of the tile after the one in use plus ``rows`` (its end), a
         # register: the next tile's row count is computed from it a cycle ahead
-        ring_end = Signal(range((1 << len(command.m)) + 2 * rows))
+        ring_end = Signal(range((1 << len(command.m)) + 2 * rows), **data_reg)
         accumulating = busy & ~readout
         # route entries taken, counted as: ``left`` (m - taken; ``more`` = left != 0, a
         # register), ``tile_taken`` (taken - the tile's first queue index: the ring is full at
-        # 2 * rows) and ``avail`` (taken - the queue index of the row expected next: its entry
-        # is in the ring when avail != 0); small counters, so ``route.ready`` and ``y.ready``
-        # are registers computed one cycle ahead from these counters' next values
-        left = Signal.like(command.m)
+        # 2 * rows) and ``avail`` (entries whose base has landed (below) - the queue index of the
+        # row expected next: its entry is usable when avail != 0); small counters, so
+        # ``route.ready`` and ``y.ready`` are registers computed one cycle ahead from these
+        # counters' next values
+        left = Signal.like(command.m, **data_reg)
         more = Signal()
         tile_taken = Signal(range(2 * rows + 1))
         avail = Signal(range(2 * rows + 1))
         take_route = Signal()
-        route_base = Signal(addr_shape)           # the entry's first memory word, token * words
-        m.d.comb += [take_route.eq(self.route.valid & self.route.ready),
-                     route_base.eq(self.route.p.token * words)]
+        m.d.comb += take_route.eq(self.route.valid & self.route.ready)
         with m.If(take_route):
             for s in range(2 * rows):
                 with m.If(in_slot == s):
-                    m.d.sync += [ring_base[s].eq(route_base), ring_gate[s].eq(self.route.p.gate)]
+                    m.d.sync += ring_gate[s].eq(self.route.p.gate)
             m.d.sync += [left.eq(left - 1), more.eq(left != 1),
                          in_slot.eq(Mux(in_slot == 2 * rows - 1, 0, in_slot + 1))]
+        # the entry's first memory word ``token * words`` from the DSP, BASE_STAGES cycles after
+        # the entry is taken (it "lands" then: written into the ring and forwarded below)
+        m.submodules.base_product = base_mul = multiplier.Multiplier(addr_shape, words.shape())
+        m.d.comb += [base_mul.a.eq(self.route.p.token), base_mul.b.eq(words)]
+        took = [Signal(name=f"took{s}") for s in range(1, timing.BASE_STAGES + 1)]
+        took_slot = [Signal.like(in_slot, name=f"took_slot{s}", **data_reg)
+                     for s in range(1, timing.BASE_STAGES + 1)]
+        m.d.sync += [took[0].eq(take_route), took_slot[0].eq(in_slot)]
+        m.d.sync += [took[s].eq(took[s - 1]) for s in range(1, timing.BASE_STAGES)]
+        m.d.sync += [took_slot[s].eq(took_slot[s - 1]) for s in range(1, timing.BASE_STAGES)]
+        land, land_slot = took[-1], took_slot[-1]
+        land_base = base_mul.p[:addr_shape.width]
+        with m.If(land):
+            for s in range(2 * rows):
+                with m.If(land_slot == s):
+                    m.d.sync += ring_base[s].eq(land_base)
+        # entries taken whose base has not landed by the next cycle
+        in_flight = sum((took[s] for s in range(timing.BASE_STAGES - 1)), take_route)
 
         y = self.y.p
         take_y = Signal()
@@ -173,13 +204,13 @@ class ScatterAccumulate(wiring.Component):
         # for the next output word) and ``next_rows`` = the next tile's rows - 1 (computed a
         # cycle ahead from ``ring_end``; tiles of ``rows >= 2`` rows take two cycles or more);
         # ``last_word`` = col_word == words - 1, updated with col_word (``words_less2`` =
-        # words - 2). All are set the cycle after the command from its registered fields (no
-        # row is taken before then).
-        row_left = Signal(range(rows))
-        tile_rows = Signal(range(rows))
-        next_rows = Signal(range(rows))
-        last_word, one_word = Signal(), Signal()
-        words_less2 = Signal.like(words)
+        # words - 2, ``one_word`` = words == 1: set with the command). All are set the cycle
+        # after the command from its registered fields (no row is taken before then).
+        row_left = Signal(range(rows), **data_reg)
+        tile_rows = Signal(range(rows), **data_reg)
+        next_rows = Signal(range(rows), **data_reg)
+        last_word, one_word = Signal(**data_reg), Signal(**data_reg)
+        words_less2 = Signal.like(words, **data_reg)
         m.d.sync += next_rows.eq(token_tiles.last_row(command.m, ring_end) - (ring_end - rows))
         # what the row taken now does to the position: the next row of the tile, back to the
         # tile's first row for the next output word, or on to the next token tile
@@ -188,10 +219,11 @@ class ScatterAccumulate(wiring.Component):
         m.d.comb += [new_tile.eq(tile_end & last_word), rewind.eq(tile_end & ~last_word),
                      next_row.eq(take_y & ~tile_end)]
         other_tile = Mux(tile_slot == 0, rows, 0)
-        # the memory address of the row expected next, a register (the memory's read address):
-        # each candidate's adder starts at registers, the row handshake only selects; the entry
-        # written into the ring this cycle is forwarded (it is on its tile's first output word)
-        row_addr = Signal(addr_shape)
+        # the memory address of the row expected next (in a read-out: the word read next), a
+        # register and the memory's read address: each candidate's adder starts at registers,
+        # the row handshake only selects; the entry landing this cycle is forwarded (it is on
+        # its tile's first output word)
+        row_addr = Signal(addr_shape, **data_reg)
         slot_next = Signal.like(slot)
         addr_next = Signal(addr_shape)
         tile_taken_next = Signal.like(tile_taken)
@@ -199,57 +231,64 @@ class ScatterAccumulate(wiring.Component):
         m.d.comb += tile_taken_next.eq(tile_taken + take_route - Mux(new_tile, rows, 0))
         with m.If(new_tile):
             m.d.comb += [slot_next.eq(other_tile), addr_next.eq(ring_bases[other_tile]),
-                         avail_next.eq(tile_taken_next)]
+                         avail_next.eq(tile_taken_next - in_flight)]
             m.d.sync += [col_word.eq(0), last_word.eq(one_word), ring_end.eq(ring_end + rows),
                          row_left.eq(next_rows), tile_rows.eq(next_rows),
                          tile_slot.eq(other_tile)]
         with m.Elif(rewind):
             m.d.comb += [slot_next.eq(tile_slot),
                          addr_next.eq(ring_bases[tile_slot] + col_word + 1),
-                         avail_next.eq(tile_taken_next)]
+                         avail_next.eq(tile_taken_next - in_flight)]
             m.d.sync += [col_word.eq(col_word + 1), last_word.eq(col_word == words_less2),
                          row_left.eq(tile_rows)]
         with m.Elif(next_row):
             m.d.comb += [slot_next.eq(slot + 1), addr_next.eq(ring_bases[slot + 1] + col_word),
-                         avail_next.eq(avail + take_route - 1)]
+                         avail_next.eq(avail + land - 1)]
             m.d.sync += row_left.eq(row_left - 1)
         with m.Else():
             m.d.comb += [slot_next.eq(slot), addr_next.eq(row_addr),
-                         avail_next.eq(avail + take_route)]
+                         avail_next.eq(avail + land)]
         m.d.sync += [slot.eq(slot_next), tile_taken.eq(tile_taken_next), avail.eq(avail_next),
-                     row_addr.eq(Mux(take_route & (in_slot == slot_next), route_base, addr_next)),
+                     row_addr.eq(Mux(land & (land_slot == slot_next), land_base, addr_next)),
                      self.route.ready.eq(accumulating & Mux(take_route, left != 1, more)
                                          & (tile_taken_next != 2 * rows)),
                      self.y.ready.eq(accumulating & ~(take_y & y.last) & (avail_next != 0))]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
-        acc_bits = cu.accumulator_bits
-        data_reg = dict(reset_less=True)
-        y_lane = y.data[0].shape()
-        # stage 0 -> 1: the read is issued below (rp.addr); gate and y registered
+        # stage 0 -> 1: the read is issued below (rp.addr = row_addr); gate and y go into the
+        # DSPs' input registers
         valid1, valid2, valid3 = (Signal(name=f"valid{s}") for s in range(1, 4))
         addr1, addr2, addr3 = (Signal(addr_shape, name=f"addr{s}", **data_reg)
                                for s in range(1, 4))
-        gate1 = Signal(row_gate.shape(), **data_reg)
-        y1 = [Signal(y_lane, name=f"y1_{c}", **data_reg) for c in range(cols)]
-        m.d.sync += [valid1.eq(take_y), addr1.eq(row_addr), gate1.eq(row_gate)]
-        m.d.sync += [y1[c].eq(y.data[c]) for c in range(cols)]
-        # stage 1 -> 2: read data, products and forwarding choices registered
-        read2 = Signal(lay.word, **data_reg)             # the memory's read data register
-        prod2 = [Signal(signed(len(gate1) + y_lane.width + 1), name=f"prod2_{c}", **data_reg)
-                 for c in range(cols)]
+        # the row's address compared with the rows one, two and three ahead (in stages 1 to 3)
+        same1 = [Signal(name=f"same1_{d}") for d in range(1, 4)]
+        m.d.sync += [valid1.eq(take_y), addr1.eq(row_addr)]
+        m.d.sync += [same1[d - 1].eq(valid & (addr == row_addr))
+                     for d, valid, addr in ((1, valid1, addr1), (2, valid2, addr2),
+                                            (3, valid3, addr3))]
+        # stage 1 -> 2: read data (the memory's output register), products (the DSPs' output
+        # registers) and the forwarding choices registered
+        prod2 = []
+        for c in range(cols):
+            mul = multiplier.Multiplier(row_gate.shape(), y.data[c].shape())
+            m.submodules[f"product{c}"] = mul
+            m.d.comb += [mul.a.eq(row_gate), mul.b.eq(y.data[c])]
+            prod2.append(mul.p)
         sum3, sum4 = Signal(lay.word, **data_reg), Signal(lay.word, **data_reg)
+        # the row one ahead (``near2``: its sum is sum3 next cycle) or the word of the row two or
+        # three ahead (``far2``: one of them, the nearer, registered in ``far_word2``)
         near2, far2 = Signal(), Signal()
+        far_word2 = Signal(lay.word, **data_reg)
         m.d.sync += [valid2.eq(valid1), addr2.eq(addr1),
-                     near2.eq(valid2 & (addr2 == addr1)), far2.eq(valid3 & (addr3 == addr1))]
-        m.d.sync += [prod2[c].eq(gate1 * y1[c]) for c in range(cols)]
-        with m.If(rp.en):
-            m.d.sync += read2.eq(rp.data)
+                     near2.eq(same1[0]), far2.eq(same1[1] | same1[2]),
+                     far_word2.eq(Mux(same1[1], sum3, sum4))]
         # stage 2 -> 3: saturating add onto the forwarded or read word
         old = Signal(lay.word)
-        m.d.comb += old.eq(Mux(near2, sum3, Mux(far2, sum4, read2)))
+        m.d.comb += old.eq(Mux(near2, sum3, Mux(far2, far_word2, read2)))
         for c in range(cols):
-            m.d.sync += sum3[c].eq(saturate(old[c] + prod2[c], acc_bits))
+            # |gate * y| <= 2**frac * 2**(y bits - 1): the product's low frac + y bits are exact
+            product = prod2[c][:frac + len(y.data[c])].as_signed()
+            m.d.sync += sum3[c].eq(saturating_sum(old[c], product))
         m.d.sync += [valid3.eq(valid2), addr3.eq(addr2)]
         # stage 3: write (below); the written word kept one more cycle for forwarding
         m.d.sync += sum4.eq(sum3)
@@ -257,65 +296,116 @@ class ScatterAccumulate(wiring.Component):
         # ---- read-out: read -> read data register -> finalise register ----------------------
         advance = Signal()
         issue = Signal()
-        read_addr = Signal(addr_shape)
-        read_token = Signal(addr_shape)
-        read_word = Signal.like(command.n)
+        # read_word: the word of the token read next; ``word_last`` / ``token_last`` (flags,
+        # registers) = it is the token's last word / the last token
+        read_token = Signal(addr_shape, **data_reg)
+        read_word = Signal.like(command.n, **data_reg)
+        word_last, token_last = Signal(**data_reg), Signal(**data_reg)
+        tokens_left = Signal.like(command.m, **data_reg)     # tokens after the one read next
         valid_r, valid_f = Signal(), Signal()
-        token_r, token_f = Signal(addr_shape), Signal(addr_shape)
-        last_r, last_f = Signal(), Signal()
-        clear, clear_addr = Signal(), Signal(addr_shape)
-        last_issue = (read_token == command.m - 1) & (read_word == words - 1)
+        token_r, token_f = Signal(addr_shape, **data_reg), Signal(addr_shape, **data_reg)
+        last_r, last_f = Signal(**data_reg), Signal(**data_reg)
+        # the result beat's payload registers (no reset: ``result.valid`` qualifies them)
+        data_o = Signal.like(self.result.p.data, **data_reg)
+        token_o, last_o = Signal(addr_shape, **data_reg), Signal(**data_reg)
+        clear = Signal()
+        last_issue = token_last & word_last
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
                      issue.eq(advance & busy & readout)]
         with m.If(issue):
-            m.d.sync += read_addr.eq(read_addr + 1)
-            with m.If(read_word == words - 1):
-                m.d.sync += [read_word.eq(0), read_token.eq(read_token + 1)]
+            m.d.sync += row_addr.eq(row_addr + 1)
+            with m.If(word_last):
+                m.d.sync += [read_word.eq(0), word_last.eq(one_word),
+                             read_token.eq(read_token + 1), tokens_left.eq(tokens_left - 1),
+                             token_last.eq(tokens_left == 1)]
             with m.Else():
-                m.d.sync += read_word.eq(read_word + 1)
+                m.d.sync += [read_word.eq(read_word + 1), word_last.eq(read_word == words_less2)]
             with m.If(last_issue):
                 m.d.sync += busy.eq(0)
-        m.d.sync += [clear.eq(issue), clear_addr.eq(read_addr)]
+        # the word read is cleared the cycle after (through the write stage's registers)
+        m.d.sync += clear.eq(issue)
         with m.If(advance):
             m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
                          valid_f.eq(valid_r), token_f.eq(token_r), last_f.eq(last_r),
-                         self.result.valid.eq(valid_f), self.result.p.token.eq(token_f),
-                         self.result.p.last.eq(last_f)]
-            half = Const((1 << frac) >> 1 if cu.rounding == "half_up" else 0)
+                         self.result.valid.eq(valid_f), token_o.eq(token_f), last_o.eq(last_f)]
             for c in range(cols):
-                m.d.sync += self.result.p.data[c].eq(
-                    saturate((read2[c] + half) >> frac, cu.operand_bits))
+                m.d.sync += data_o[c].eq(finalise(read2[c], frac, cu.operand_bits,
+                                                  cu.rounding == "half_up"))
+        m.d.comb += [self.result.p.data.eq(data_o), self.result.p.token.eq(token_o),
+                     self.result.p.last.eq(last_o)]
 
-        # ---- the memory ports, shared by the two modes --------------------------------------
+        # ---- the memory ports, shared by the two modes: the write port's address and data are
+        # registers (in a read-out: the address read the cycle before, and zero) -----------------
+        with m.If(readout):
+            m.d.sync += [addr3.eq(row_addr), sum3.eq(0)]
         m.d.comb += [
-            rp.addr.eq(Mux(readout, read_addr, row_addr)),
+            rp.addr.eq(row_addr),
             rp.en.eq(~readout | advance),
-            wp.addr.eq(Mux(readout, clear_addr, addr3)),
-            wp.data.eq(Mux(readout, 0, sum3.as_value())),
-            wp.en.eq(Mux(readout, clear, valid3)),
+            wp.addr.eq(addr3),
+            wp.data.eq(sum3),
+            wp.en.eq(valid3 | clear),
         ]
 
         # ---- commands -------------------------------------------------------------------------
         with m.If(take_y & y.last):
             m.d.sync += busy.eq(0)
-        idle = (~busy & ~valid1 & ~valid2 & ~valid3 & ~clear & ~valid_r & ~valid_f
-                & ~self.result.valid)
-        m.d.comb += self.cmd.ready.eq(idle)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [busy.eq(1), readout.eq(self.cmd.p.readout), command.eq(self.cmd.p),
-                         words.eq((self.cmd.p.n + cols - 1) // cols),
-                         left.eq(self.cmd.p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
-                         self.route.ready.eq(~self.cmd.p.readout), self.y.ready.eq(0),
+        # ``cmd.ready`` = idle: not busy and every pipeline stage empty; a register computed a
+        # cycle ahead from the next values of the flags it tests (1 after reset: all empty)
+        take_cmd = Signal()
+        m.d.comb += take_cmd.eq(self.cmd.valid & self.cmd.ready)
+        ready = Signal(init=1)
+        busy_next = take_cmd | (busy & ~(take_y & y.last) & ~(issue & last_issue))
+        m.d.sync += ready.eq(~busy_next & ~take_y & ~valid1 & ~valid2 & ~issue
+                             & ~Mux(advance, issue | valid_r | valid_f,
+                                    valid_r | valid_f | self.result.valid))
+        m.d.comb += self.cmd.ready.eq(ready)
+        with m.If(take_cmd):
+            p = self.cmd.p
+            m.d.sync += [busy.eq(1), readout.eq(p.readout), command.eq(p),
+                         words.eq((p.n + cols - 1) // cols),
+                         left.eq(p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
+                         self.route.ready.eq(~p.readout), self.y.ready.eq(0),
                          in_slot.eq(0), ring_end.eq(2 * rows), tile_slot.eq(0), col_word.eq(0),
-                         slot.eq(0), read_addr.eq(0),
-                         read_token.eq(0), read_word.eq(0)]
+                         slot.eq(0), row_addr.eq(0), read_token.eq(0), read_word.eq(0),
+                         word_last.eq(p.n <= cols), token_last.eq(p.m == 1),
+                         tokens_left.eq(p.m - 1), one_word.eq(p.n <= cols),
+                         words_less2.eq((p.n + cols - 1) // cols - 2)]
         # the first tile's rows and the word flags from the registered command (no row is taken
         # before then)
         fresh = Signal()
-        m.d.sync += fresh.eq(self.cmd.valid & self.cmd.ready)
+        m.d.sync += fresh.eq(take_cmd)
         with m.If(fresh):
             first_rows = token_tiles.last_row(command.m, rows)
             m.d.sync += [row_left.eq(first_rows), tile_rows.eq(first_rows),
-                         last_word.eq(words == 1), one_word.eq(words == 1),
-                         words_less2.eq(words - 2)]
+                         last_word.eq(one_word)]
         return m
+
+
+def saturating_sum(acc: Value, addend: Value) -> Value:
+    """``saturate(acc + addend, len(acc))`` for a signed ``acc`` and a signed ``addend`` no
+    wider, built for a short path as a carry-select adder: the low half's sum and both high-half
+    sums (carry in 0 and 1) in parallel, each high sum saturated, and the low half's carry
+    choosing between the two (a carry chain of half the width, then two LUT levels)."""
+    bits = len(acc)
+    half = bits // 2
+    low = acc[:half] + addend[:half]                  # its top bit: the carry into the high half
+    acc_high, addend_high = acc[half:].as_signed(), addend[half:].as_signed()
+    sums = [Cat(low[:half], high).as_signed()
+            for high in (acc_high + addend_high, acc_high - ~addend_high)]   # + 0 / + 1
+    return Mux(low[half], saturate(sums[1], bits), saturate(sums[0], bits))
+
+
+def finalise(acc: Value, frac: int, bits: int, half_up: bool) -> Value:
+    """An accumulator's finalised output, :func:`golden.linear.scatter_finalise`: ``acc``
+    rounded off ``frac`` fraction bits (half up, or truncated) and saturated to signed ``bits``.
+
+    Built for a short path: half-up rounding adds bit ``frac - 1`` to ``t = acc >> frac``, and
+    the saturation tests ``t``'s top bits, so no adder spans the accumulator: an 8-bit
+    increment, an all-equal test of ``t``'s top bits and the limits' multiplexer."""
+    t = acc[frac:].as_signed()
+    up = acc[frac - 1] if half_up and frac > 0 else Const(0)
+    low = t[:bits]
+    top = t[bits - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    high = Mux(fits, up & (low == smax(bits)), ~t[-1])     # above the largest output
+    return Mux(fits | ~t[-1], Mux(high, smax(bits), (low + up)[:bits].as_signed()), smin(bits))

@@ -1,11 +1,14 @@
 """Timing of the scatter-accumulate back end (``hw/scatter.py``).
 
-Accumulate: one output row (``cols`` outputs of one queue entry) per cycle; a row's
-read-modify-write takes ``RMW_STAGES`` cycles before its write (memory read issued with ``gate``
-and ``y`` registered; read data, products and forwarding choices registered; add with
-forwarding and saturation; write), rows to the same token back to back never stall (forwarding
-from the two rows ahead that the read cannot see). Read-out: one word of ``cols`` finalised outputs per cycle
-after ``READOUT_STAGES`` (memory read, read data register, finalise register).
+Accumulate: one output row (``cols`` outputs of one queue entry) per cycle, the first
+``FIRST_ROW_CYCLE`` cycles after the command at the earliest (a route entry's first memory word
+is a pipelined multiply, ``BASE_STAGES``); a row's read-modify-write takes ``RMW_STAGES``
+cycles before its write (memory read issued with ``gate`` and ``y`` into the DSPs' input
+registers; products and forwarding choices registered; add onto the block RAM's output register
+or a forwarded word, with saturation; write), rows to the same token back to back never stall
+(forwarding from the three rows ahead that the read cannot see). Read-out: one word of ``cols``
+finalised outputs per cycle after ``READOUT_STAGES`` (memory read, the block RAM's output
+register, finalise register).
 
 Cycle convention (asserted by ``tests/hw/test_scatter.py``): a command's handshake is cycle 0.
 """
@@ -18,9 +21,13 @@ from moeaccel.config import DesignConfig
 
 #: cycles spent accepting a command before its first row / read
 CMD_CYCLES = 1
+#: cycles from a route entry's handshake until its first memory word (``token * words``, a
+#: pipelined DSP multiply: :data:`hw.multiplier.STAGES`) is usable by a row
+BASE_STAGES = 2
 #: earliest cycle (the command's handshake is cycle 0) in which the first output row is taken:
-#: the command in cycle 0, the row's route entry (token, gate) in cycle 1, the row in cycle 2
-FIRST_ROW_CYCLE = 2
+#: the command in cycle 0, the row's route entry (token, gate) in cycle 1, its first memory word
+#: BASE_STAGES cycles later (cycle 3), the row in the cycle after (cycle 4)
+FIRST_ROW_CYCLE = 2 + BASE_STAGES
 #: stages from a row's handshake to its memory write (the write is in cycle handshake + 3)
 RMW_STAGES = 3
 #: stages from a read-out word's memory read to its result beat being valid

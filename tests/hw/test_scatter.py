@@ -200,8 +200,10 @@ async def scatter_backpressure(dut):
 
 @cocotb.test()
 async def scatter_cycles_equal_timing_model(dut):
-    """Rows every cycle, repeated tokens back to back included, never stall; the next command
-    follows ``next_command_after_rows`` cycles after the last row; a read-out takes
+    """The first row is taken ``FIRST_ROW_CYCLE`` cycles after its command (rows and route
+    entries offered from the start); rows every cycle, repeated tokens back to back included,
+    never stall; the next command follows ``next_command_after_rows`` cycles after the last
+    row; a read-out takes
     ``readout_cycles``; and the command after a read-out is taken the cycle after its end."""
     sb = ScatterBench(dut, backpressure=always())
     rng = np.random.default_rng(64)
@@ -216,6 +218,8 @@ async def scatter_cycles_equal_timing_model(dut):
             sb.accumulate([t], [sb.one], sb.random_y(rng, 1))
         await sb.finish(words)
         ys = sb.y.beats[y0:y0 + beats]
+        first = ys[0].cycle - sb.cmd.beats[cmd0].cycle
+        assert first == timing.FIRST_ROW_CYCLE, f"first row {first} cycles after its command"
         assert ys[-1].cycle - ys[0].cycle + 1 == beats, "rows stalled"
         gap = sb.cmd.beats[cmd0 + 1].cycle - ys[-1].cycle
         assert gap == timing.next_command_after_rows(sb.cfg), gap
@@ -258,6 +262,6 @@ async def scatter_reset_mid_stream(dut):
 # --------------------------------------------------------------------------------------------
 # pytest entry point
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cfg_name", ["tiny", "m3vit-tiny"])
+@pytest.mark.parametrize("cfg_name", ["tiny", "m3vit-tiny", "ulx3s"])
 def test_scatter(cfg_name):
     runner.run("scatter", cfg_name, __name__)
