@@ -61,14 +61,16 @@ class FusedActivation(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         lanes, lay = self.cfg.hardware.compute_unit.lanes_out, self.layouts
-        m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=lanes,
-                                                             registered_output=False)
-        r = requantiser.i
         # the second requantiser's settings for the row, chosen before GELU
-        settings = data.StructLayout({name: r.p.shape()[name].shape
+        settings = data.StructLayout({name: lay.drain[name].shape
                                       for name in ("row", "last", "multiplier", "shift", "wide")})
         m.submodules.gelu = gelu = Gelu(gelu_config(self.cfg), tag_bits=settings.size,
                                         bypass=True)
+        # it multiplies GELU's outputs (or the bypassed inputs), no wider than GELU's output lanes
+        m.submodules.requantiser = requantiser = Requantiser(
+            self.cfg, lanes=lanes, registered_output=False,
+            acc_bits=gelu.o.p.data.shape().elem_shape.width)
+        r = requantiser.i
 
         # GELU never sees back-pressure: its pipeline enables are constant 1
         row = self.i.p

@@ -94,7 +94,7 @@ class ComputeUnit(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         m.submodules.array = array = MacArray(self.cfg)
-        m.submodules.buffer = buffer = self._output_pipeline(m, array.drain)
+        m.submodules.buffer = buffer = self._output_pipeline(m, array)
         # a skid buffer, so the consumers' ready reaches the FIFO through a flip-flop, then a
         # register slice: the consumers see flip-flops, not the FIFO's asynchronous LUT-RAM read
         # or the skid buffer's multiplexer
@@ -169,40 +169,33 @@ class ComputeUnit(wiring.Component):
             m.d.sync += busy.eq(0)
         return m
 
-    def _output_pipeline(self, m: Module, drain: stream.Interface) -> CreditBuffer:
-        """Requantiser -> fused activation -> output FIFO for the shadow bank's rows on ``drain``.
+    def _output_pipeline(self, m: Module, array: MacArray) -> CreditBuffer:
+        """Requantiser -> fused activation -> output FIFO for the shadow bank's rows.
 
         With ``row_cycles`` G > 1 a row leaves the shadow bank in G beats of ``lanes_out``
-        lanes (group g = lanes ``g*lanes_out ..``), the first when the FIFO has a credit for
-        the row, the others in the next cycles; the row is acknowledged with its last beat. At
-        the end the first G - 1 groups wait in registers and the whole row is written into the
-        FIFO with the last one. Rows and beats never stall inside."""
+        lanes (group g = lanes ``g*lanes_out ..``; the shadow bank shifts the groups, so a beat
+        is read from registers, not through a lane multiplexer), the first when the FIFO has a
+        credit for the row, the others in the next cycles. At the end the first G - 1 groups
+        wait in registers and the whole row is written into the FIFO with the last one. Rows
+        and beats never stall inside."""
         cu = self.cfg.hardware.compute_unit
-        groups, lanes = cu.row_cycles, cu.lanes_out
-        narrow = Layouts(self.cfg, lanes)
-        m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=lanes)
+        groups = cu.row_cycles
+        drain = array.drain
+        m.submodules.requantiser = requantiser = Requantiser(self.cfg, lanes=cu.lanes_out)
         m.submodules.activation = activation = FusedActivation(self.cfg)
         # a row taken in cycle t is written into the FIFO in cycle t + in_flight
         in_flight = timing.REQUANT_STAGES + timing.ACTIVATION_STAGES - 1 + groups - 1
         buffer = CreditBuffer(self.layouts.out, full_rate_depth(in_flight))
 
-        # serialise: a beat per cycle from the first group on
-        group = Signal(range(groups))
-        first_group, last_group = group == 0, group == groups - 1
+        # a beat per cycle from a row's first group on; the first needs a credit for the row
         beat = Signal()
-        acc_bits = cu.accumulator_bits * lanes
         m.d.comb += [
-            beat.eq(drain.valid & (~first_group | buffer.credit)),
-            drain.ready.eq(last_group & (~first_group | buffer.credit)),
-            buffer.take.eq(beat & first_group),
+            beat.eq(drain.valid & (~array.drain_row_start | buffer.credit)),
+            drain.ready.eq(~array.drain_row_start | buffer.credit),
+            buffer.take.eq(beat & array.drain_row_start),
             requantiser.i.valid.eq(beat),
-            requantiser.i.p.acc.eq(drain.p.acc.as_value().word_select(group, acc_bits)),
+            requantiser.i.p.eq(drain.p),
         ]
-        m.d.comb += [getattr(requantiser.i.p, name).eq(getattr(drain.p, name))
-                     for name, _ in narrow.drain if name != "acc"]
-        if groups > 1:
-            with m.If(beat):
-                m.d.sync += group.eq(Mux(last_group, 0, group + 1))
         wiring.connect(m, requantiser.o, activation.i)
 
         # deserialise: hold groups 0..G-2, write the row with the last one
@@ -212,10 +205,11 @@ class ComputeUnit(wiring.Component):
             m.d.comb += [buffer.i.valid.eq(done.valid), buffer.i.p.data.eq(done.p.data)]
             return buffer
         out_group = Signal(range(groups))
-        held = Signal(len(done.p.data.as_value()) * (groups - 1))
+        width = len(done.p.data.as_value())
+        held = Signal(width * (groups - 1), reset_less=True)   # a shift register of groups
         with m.If(done.valid):
             m.d.sync += out_group.eq(Mux(out_group == groups - 1, 0, out_group + 1))
-            m.d.sync += held.word_select(out_group, len(done.p.data.as_value())).eq(done.p.data)
+            m.d.sync += held.eq(Cat(held[width:], done.p.data))
         m.d.comb += [buffer.i.valid.eq(done.valid & (out_group == groups - 1)),
                      buffer.i.p.data.eq(Cat(held, done.p.data))]
         return buffer

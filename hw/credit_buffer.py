@@ -3,7 +3,7 @@ combinational ``ready`` chain through it."""
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, Signal
+from amaranth import Cat, Module, Shape, Signal
 from amaranth.hdl import ShapeLike
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -58,7 +58,7 @@ class CreditBuffer(wiring.Component):
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.shape, self.depth = shape, depth
         super().__init__({
-            "credit": Out(1, init=1),
+            "credit": Out(1),
             "take": In(1),
             "i": In(stream.Signature(shape, always_ready=True)),
             "o": Out(stream.Signature(shape)),
@@ -74,9 +74,16 @@ class CreditBuffer(wiring.Component):
             buf.r_en.eq(self.o.ready),
         ]
 
-        credits = Signal(range(self.depth + 1), init=self.depth)
+        # the free credits as a thermometer code (bit i: more than i credits), so each bit's
+        # next value is a 3-way choice (up, down, hold) and ``credit`` is bit 0: no adder or
+        # compare between the FIFO's level and ``credit``
+        credits = Signal(self.depth, init=(1 << self.depth) - 1)
         returned = self.o.valid & self.o.ready
-        nxt = Signal.like(credits)
-        m.d.comb += nxt.eq(credits - self.take + returned)
-        m.d.sync += [credits.eq(nxt), self.credit.eq(nxt != 0)]
+        up, down = Signal(), Signal()
+        m.d.comb += [up.eq(returned & ~self.take), down.eq(self.take & ~returned)]
+        with m.If(up):
+            m.d.sync += credits.eq(Cat(1, credits[:-1]))
+        with m.Elif(down):
+            m.d.sync += credits.eq(credits[1:])
+        m.d.comb += self.credit.eq(credits[0])
         return m

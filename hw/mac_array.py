@@ -7,6 +7,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
+from hw.multiplier import STAGES as MULTIPLIER_STAGES, Multiplier
 from moeaccel.config import DesignConfig
 from sim.timing import compute_unit as timing
 
@@ -18,16 +19,19 @@ class MacArray(wiring.Component):
     Every cycle with ``step_valid`` high is one array step: all ``rows * cols`` cells multiply
     ``a[r] * w[c]`` and add the product to their accumulator; on a tile's ``first`` step the
     accumulator starts from ``bias[c]`` (preloaded into the accumulator while the step is in the
-    product stage) instead of its old value. On a tile's
-    ``last`` step the finished sums go to the shadow bank, which drains the tile's ``tile.rows``
-    valid rows, one row of ``cols`` accumulators per ``drain`` handshake, while the next tile
-    accumulates.
+    product stage) instead of its old value. On a tile's ``last`` step the finished sums go to
+    the shadow bank, which drains the tile's ``tile.rows`` valid rows while the next tile
+    accumulates. A row leaves as ``row_cycles`` beats of ``lanes_out`` lanes (group ``g`` = lanes
+    ``g*lanes_out ..``; one beat per row by default), one per ``drain`` handshake: the shadow
+    bank is a shift register of lane groups, so a beat's lanes are the first group's registers
+    themselves (no lane multiplexer between them and the requantiser's multipliers).
 
-    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 3 registers): operand registers (each
-    ``a[r]`` drives the ``cols`` multipliers of its row and each ``w[c]`` the ``rows`` of its
-    column: fan-out ``cols``/``rows``, never ``rows * cols``) -> product registers -> accumulators
-    and shadow bank. Throughput one step per cycle. The controller must not assert a ``last`` step
-    while ``shadow_busy`` is high (the shadow bank still drains or a capture is in flight).
+    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 3 registers): operand registers (the
+    hard multipliers' own input registers, :class:`hw.multiplier.Multiplier`; each ``a[r]``
+    drives the ``cols`` multipliers of its row and each ``w[c]`` the ``rows`` of its column) ->
+    product registers (the multipliers' output registers) -> accumulators and shadow bank.
+    Throughput one step per cycle. The controller must not assert a ``last`` step while
+    ``shadow_busy`` is high (the shadow bank still drains or a capture is in flight).
 
     Members
     -------
@@ -36,12 +40,16 @@ class MacArray(wiring.Component):
     shadow_busy : Out(1)
         A ``last`` step may not be issued this cycle.
     drain : Out(stream)
-        Rows of finished accumulators with their tile's requantisation settings.
+        Lane groups of finished accumulators (``Layouts(cfg, lanes_out).drain``) with their
+        tile's requantisation settings; ``last`` on every beat of the GEMM's last row.
+    drain_row_start : Out(1)
+        The ``drain`` beat is a row's first group (a register).
     """
 
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
         self.layouts = lay = Layouts(cfg)
+        beat = Layouts(cfg, cfg.hardware.compute_unit.lanes_out)
         super().__init__({
             "step_valid": In(1),
             "a": In(lay.act),
@@ -51,32 +59,32 @@ class MacArray(wiring.Component):
             "last": In(1),
             "tile": In(lay.tile),
             "shadow_busy": Out(1),
-            "drain": Out(stream.Signature(lay.drain)),
+            "drain": Out(stream.Signature(beat.drain)),
+            "drain_row_start": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
         m = Module()
         cu = self.cfg.hardware.compute_unit
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.ARRAY_STAGES == 3
+        assert timing.ARRAY_STAGES == MULTIPLIER_STAGES + 1 == 3
 
-        # stage 0: operand registers
-        a0 = Signal(lay.act)
-        w0 = Signal(lay.weight)
-        bias0 = Signal(lay.bias)
-        valid0, last0 = Signal(), Signal()
-        tile0 = Signal(lay.tile)
-        m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile),
-                     valid0.eq(self.step_valid), last0.eq(self.step_valid & self.last)]
-
-        # stage 1: product registers (one multiplier per cell)
-        prod = [[Signal(signed(2 * cu.operand_bits), name=f"prod_{r}_{c}") for c in range(cols)]
-                for r in range(rows)]
-        valid1, last1 = Signal(), Signal()
-        tile1 = Signal(lay.tile)
+        # stages 0-1: one multiplier per cell (stage 0, its operand registers, is where the
+        # step's bias, tile and flags are registered too; stage 1 its product register)
+        prod = [[None] * cols for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
-                m.d.sync += prod[r][c].eq(a0[r] * w0[c])
+                mul = Multiplier(signed(cu.operand_bits), signed(cu.operand_bits))
+                m.submodules[f"mul_{r}_{c}"] = mul
+                m.d.comb += [mul.a.eq(self.a[r]), mul.b.eq(self.w[c])]
+                prod[r][c] = mul.p
+        bias0 = Signal(lay.bias, reset_less=True)
+        valid0, last0 = Signal(), Signal()
+        tile0 = Signal(lay.tile, reset_less=True)
+        m.d.sync += [bias0.eq(self.bias), tile0.eq(self.tile),
+                     valid0.eq(self.step_valid), last0.eq(self.step_valid & self.last)]
+        valid1, last1 = Signal(), Signal()
+        tile1 = Signal(lay.tile, reset_less=True)
         m.d.sync += [tile1.eq(tile0), valid1.eq(valid0), last1.eq(last0)]
 
         # stage 2: accumulators, and the shadow bank on a tile's last step. ``acc`` holds what the
@@ -86,14 +94,18 @@ class MacArray(wiring.Component):
         # chain on an early-arriving flag, and each column's ``first`` copy drives ``rows * width``
         # selects instead of the whole array's.
         acc_shape = signed(cu.accumulator_bits)
-        acc = [[Signal(acc_shape, name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        acc = [[Signal(acc_shape, name=f"acc_{r}_{c}", reset_less=True) for c in range(cols)]
+               for r in range(rows)]
         preload = [Signal(name=f"preload_{c}") for c in range(cols)]
         m.d.sync += [preload[c].eq(self.step_valid & self.first) for c in range(cols)]
-        shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}") for c in range(cols)]
-                  for r in range(rows)]
+        # the shadow bank, row-major: a drain beat shifts it by one group of ``lanes`` lanes
+        shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}", reset_less=True)
+                   for c in range(cols)] for r in range(rows)]
+        flat = [lane for row in shadow for lane in row]
+        lanes, groups = cu.lanes_out, cu.row_cycles
         left = Signal(range(rows + 1))      # rows of the shadow bank still to drain
         row = Signal.like(self.drain.p.row)
-        settings = Signal(lay.tile)
+        settings = Signal(lay.tile, reset_less=True)
         drain_fire = self.drain.valid & self.drain.ready
         for r in range(rows):
             for c in range(cols):
@@ -101,18 +113,29 @@ class MacArray(wiring.Component):
                 m.d.comb += total.eq(acc[r][c] + prod[r][c])
                 with m.If(preload[c] | valid1):
                     m.d.sync += acc[r][c].eq(Mux(preload[c], bias0[c], total))
+                k = r * cols + c + lanes
                 with m.If(last1):
                     m.d.sync += shadow[r][c].eq(total)
                 with m.Elif(drain_fire):
-                    m.d.sync += shadow[r][c].eq(shadow[r + 1][c] if r + 1 < rows else 0)
+                    m.d.sync += shadow[r][c].eq(flat[k] if k < len(flat) else 0)
+
+        # the group of the row being drained: a row ends with its last group's beat
+        row_start, row_end = Signal(init=1), Signal(init=groups == 1)
+        if groups > 1:
+            group = Signal(range(groups))
+            with m.If(last1 | drain_fire):
+                m.d.sync += [group.eq(Mux(last1 | row_end, 0, group + 1)),
+                             row_start.eq(last1 | row_end),
+                             row_end.eq(~last1 & (group == groups - 2))]
         with m.If(last1):
             m.d.sync += [left.eq(tile1.rows), row.eq(tile1.row_base), settings.eq(tile1)]
-        with m.Elif(drain_fire):
+        with m.Elif(drain_fire & row_end):
             m.d.sync += [left.eq(left - 1), row.eq(row + 1)]
 
         m.d.comb += [
             self.shadow_busy.eq((left != 0) | last0 | last1),
             self.drain.valid.eq(left != 0),
+            self.drain_row_start.eq(row_start),
             self.drain.p.row.eq(row),
             self.drain.p.multiplier.eq(settings.multiplier),
             self.drain.p.shift.eq(settings.shift),
@@ -122,6 +145,6 @@ class MacArray(wiring.Component):
             self.drain.p.act_shift.eq(settings.act_shift),
             self.drain.p.last.eq(settings.last & (left == 1)),
         ]
-        for c in range(cols):
+        for c in range(lanes):
             m.d.comb += self.drain.p.acc[c].eq(shadow[0][c])
         return m

@@ -16,7 +16,8 @@ Pipeline (all registered):
   ``min(rows, m - i*rows)``); a row leaves in ``row_cycles = cols / output_lanes`` beats of
   ``output_lanes`` lanes (1 beat when ``output_lanes`` is 0), and is whole again after the last
   stage, ``row_cycles - 1`` cycles after its first beat;
-* ``REQUANT_STAGES``: partial products with the requant multiplier -> their sum plus the rounding
+* ``REQUANT_STAGES``: the hard multipliers' operand registers -> partial products with the
+  requant multiplier (the multipliers' output registers) -> their sum plus the rounding
   constant -> arithmetic shift -> saturation into the output register;
 * ``ACTIVATION_STAGES``: the fused activation (GELU's pipeline, then the activation
   requantiser, whose last register is the output FIFO of :class:`hw.credit_buffer.CreditBuffer`),
@@ -52,7 +53,7 @@ CMD_CYCLES = 1
 #: register stages from an array step's handshake until its result is in the shadow bank
 ARRAY_STAGES = 3
 #: register stages from a shadow-bank row leaving to its output beat being valid
-REQUANT_STAGES = 4
+REQUANT_STAGES = 5
 #: register stages of the fused activation: GELU, then a second requantiser
 ACTIVATION_STAGES = gelu.PIPELINE_STAGES + REQUANT_STAGES
 #: register stages between the output FIFO and ``out``
