@@ -7,7 +7,9 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw import multiplier
 from hw.compute_unit_layouts import Layouts
+from hw.multiplier import Multiplier
 from hw.sliced_memory import SlicedMemory
 from moeaccel.config import DesignConfig
 from sim.timing import gather as timing
@@ -72,17 +74,22 @@ class Gather(wiring.Component):
     with an 8:1 multiplexer after the RAMs), so each read goes from the RAM straight into the
     read word's register. A write never targets a word being read (above), so read-during-write
     collisions are left undefined and Yosys adds no forwarding logic either. Token ids are turned
-    into row bases ``id * k`` by one multiplier as they arrive. Size (ulx3s: 1 read port, YoWASP
+    into row bases ``id * k`` by a :class:`hw.multiplier.Multiplier` (the DSP with its input and
+    output registers: a token id goes from the queue straight into the DSP, the product straight
+    into the bank's register). Size (ulx3s: 1 read port, YoWASP
     Yosys ``synth_ecp5`` of the block alone): 431 LUT4, 282 FF, 1 MULT18X18D and 32 DP16KD.
 
     Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
-    command; the ids of a token tile fill one of two banks of ``rows`` row bases while the other
-    bank streams, so with ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle
-    after the first tile's ids (``latency``). The read address of the next beat is a register
+    command into the multiplier's ``MULTIPLY_STAGES`` = 2 stages, which advance together; a row
+    base leaving them is written into its tile's bank unless that bank still streams its
+    previous tile, in which case the pipeline holds (and takes no id): ``token.ready`` and the
+    pipeline's enable are one gate after flip-flops (``head_free``, a look-ahead register). The
+    row bases of a token tile fill one of two banks while the other bank streams, so with
+    ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle after the first tile's
+    row bases (``latency``). The read address of the next beat is a register
     (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
     step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
-    registered flags, not compares, and so is "the filling bank is free": ``token.ready`` is one
-    AND of two flip-flops. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
+    registered flags, not compares. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
     the read word registered (on ECP5 the block RAMs' own output registers); the lane's element
     is picked from the registered word by a multiplexer on the ``act`` payload. Back-pressure
     stalls both stages together. The next command is accepted the cycle after the last act beat
@@ -123,51 +130,71 @@ class Gather(wiring.Component):
                      wp.en.eq(self.write.valid), self.write.ready.eq(1)]
 
         busy = Signal()
-        command = Signal(self.layouts.command)
+        command = Signal(self.layouts.command, reset_less=True)
         addr_shape = unsigned(max(1, (elements - 1).bit_length()))
+        data_reg = dict(reset_less=True)    # loaded before use: no reset (control state has one)
 
-        # collector: token ids -> row bases, two banks of `rows`
-        base = [[Signal(addr_shape, name=f"base{b}_{r}") for r in range(rows)] for b in range(2)]
+        # collector: token ids -> row bases (``id * k`` through the pipelined multiplier), two
+        # banks of `rows`. An id is taken into the multiplier with its tag (bank, row, last of
+        # its tile); MULTIPLY_STAGES enabled cycles later its product is written into the bank,
+        # if the bank is not full (still streaming its previous tile), else the pipeline holds.
+        base = [[Signal(addr_shape, name=f"base{b}_{r}", **data_reg) for r in range(rows)]
+                for b in range(2)]
         full = Signal(2)
-        fill_bank = Signal()
-        fill_row = Signal(range(rows))
-        ids_left = Signal.like(command.m)
+        fill_bank = Signal(**data_reg)
+        fill_row = Signal(range(rows), **data_reg)
+        ids_left = Signal.like(command.m, **data_reg)
         # ``ids_left != 0`` and ``ids_left == 1`` as registers (set with the command, updated
-        # with each id taken), and ``fill_free`` = the filling bank is not full (from the next
-        # values of ``full`` and ``fill_bank``), so ``token.ready`` is one AND of two flip-flops
-        # (ids are left only while busy: the last beat needs the last id's bank full)
+        # with each id taken), so ``token.ready`` is one gate after flip-flops (ids are left only
+        # while busy: the last beat needs the last id's bank full)
         ids_some, ids_one = Signal(), Signal()
-        fill_free = Signal(init=1)
-        take_id = Signal()
+        assert timing.MULTIPLY_STAGES == multiplier.STAGES
+        m.submodules.row_base = mult = Multiplier(self.layouts.token, command.k.shape())
+        tags = data.StructLayout({"valid": 1, "bank": 1, "row": range(rows), "last": 1})
+        tag = [Signal(tags, name=f"tag{s}") for s in range(1, timing.MULTIPLY_STAGES + 1)]
+        head = tag[-1]                      # the id whose product ``mult.p`` is
+        # ``head_free`` = head's bank is not full, a register (the look-ahead of ``full`` and of
+        # the bank the head holds next cycle), so the pipeline's enable is one gate after
+        # flip-flops
+        head_free = Signal(init=1)
+        pipe_en, take, write = Signal(), Signal(), Signal()
         row_base = Signal(addr_shape)
-        m.d.comb += [take_id.eq(ids_some & fill_free),
-                     self.token.ready.eq(take_id), row_base.eq(self.token.p * command.k)]
-        tile_full = (fill_row == rows - 1) | ids_one
-        set_full = Signal(2)
-        fill_flip = Signal()
-        with m.If(take_id & self.token.valid):
-            for b in range(2):
-                for r in range(rows):
-                    with m.If((fill_bank == b) & (fill_row == r)):
-                        m.d.sync += base[b][r].eq(row_base)
+        m.d.comb += [pipe_en.eq(~head.valid | head_free),
+                     write.eq(head.valid & head_free),
+                     self.token.ready.eq(ids_some & pipe_en),
+                     take.eq(self.token.ready & self.token.valid),
+                     mult.a.eq(self.token.p), mult.b.eq(command.k), mult.en.eq(pipe_en),
+                     row_base.eq(mult.p)]
+        with m.If(pipe_en):
+            m.d.sync += [tag[0].valid.eq(take), tag[0].bank.eq(fill_bank),
+                         tag[0].row.eq(fill_row), tag[0].last.eq((fill_row == rows - 1) | ids_one)]
+            m.d.sync += [later.eq(earlier) for earlier, later in zip(tag, tag[1:])]
+        with m.If(take):
             m.d.sync += [ids_left.eq(ids_left - 1), ids_some.eq(ids_left != 1),
                          ids_one.eq(ids_left == 2)]
-            with m.If(tile_full):
-                m.d.comb += [set_full.eq(1 << fill_bank), fill_flip.eq(1)]
+            with m.If((fill_row == rows - 1) | ids_one):
                 m.d.sync += [fill_bank.eq(~fill_bank), fill_row.eq(0)]
             with m.Else():
                 m.d.sync += fill_row.eq(fill_row + 1)
+        set_full = Signal(2)
+        with m.If(write):
+            for b in range(2):
+                for r in range(rows):
+                    with m.If((head.bank == b) & (head.row == r)):
+                        m.d.sync += base[b][r].eq(row_base)
+            with m.If(head.last):
+                m.d.comb += set_full.eq(1 << head.bank)
 
         # streamer: bank `play_bank` -> one read per act beat
-        play_bank = Signal()
-        kk = Signal.like(command.k)
+        play_bank = Signal(**data_reg)
+        kk = Signal.like(command.k, **data_reg)
         # command.k - 1 and - 2 and - 3, and k == 1, k == 2, registered with the command (so the
         # step flags below compare kk with registers only, never through an adder)
-        k_last, k_less2, k_less3 = (Signal.like(command.k, name=n)
+        k_last, k_less2, k_less3 = (Signal.like(command.k, name=n, **data_reg)
                                     for n in ("k_last", "k_less2", "k_less3"))
-        k_one, k_two = Signal(), Signal()
-        cols_left = Signal.like(command.n)
-        rows_left = Signal.like(command.m)
+        k_one, k_two = Signal(**data_reg), Signal(**data_reg)
+        cols_left = Signal.like(command.n, **data_reg)
+        rows_left = Signal.like(command.m, **data_reg)
         advance = Signal()
         issue = Signal()
         clear_full = Signal(2)
@@ -181,12 +208,14 @@ class Gather(wiring.Component):
         # ``rows_left <= rows``, and the tile's (``tile_end``) and command's (``cmd_end``) last
         # beat. Each is recomputed from the registers it compares in a cycle that does not change
         # them, and from their next values when a beat is issued (``issue`` only picks between
-        # the two). A command's first beat is issued two cycles after its handshake at the
-        # earliest (an id taken, then its bank full), so the flags have settled on the command's
-        # values by then. (Initial values: those of the registers' reset values.)
-        last_step, kk_zero, near_step = Signal(init=1), Signal(init=1), Signal()
-        last_col_tile, last_row_tile = Signal(init=1), Signal(init=1)
-        tile_end, cmd_end = Signal(init=1), Signal(init=1)
+        # the two). A command's first beat is issued MULTIPLY_STAGES + 2 cycles after its
+        # handshake at the earliest (an id taken, multiplied, written, then its bank full), so the flags have settled on the command's
+        # values by then. (No reset: refreshed every cycle, and a beat is issued only after a
+        # command.)
+        last_step, kk_zero, near_step = (Signal(name=n, **data_reg)
+                                         for n in ("last_step", "kk_zero", "near_step"))
+        last_col_tile, last_row_tile = Signal(**data_reg), Signal(**data_reg)
+        tile_end, cmd_end = Signal(**data_reg), Signal(**data_reg)
         step_n, near_n, col_n, row_n = Signal(), Signal(), Signal(), Signal()
         with m.If(issue):
             m.d.comb += [step_n.eq(Mux(last_step, k_one, near_step)),
@@ -215,13 +244,16 @@ class Gather(wiring.Component):
                                  play_bank.eq(~play_bank)]
                     with m.If(cmd_end):
                         m.d.sync += busy.eq(0)
-        full_next, full_set = Signal(2), Signal(2)
-        m.d.comb += [full_set.eq(full | set_full), full_next.eq(full_set & ~clear_full)]
+        full_set = Signal(2)
+        m.d.comb += full_set.eq(full | set_full)
         # (both banks are free when a command is accepted, whichever fill_bank or play_bank
         # was); the bank played next is the other one after a tile's last beat (``tile_end``),
-        # which clears the bank played now
-        m.d.sync += [full.eq(full_next),
-                     fill_free.eq(~full_next.bit_select(fill_bank ^ fill_flip, 1)),
+        # which clears the bank played now. ``head_free`` for the bank the head holds next
+        # cycle: both outcomes (a beat issued or not) from registers, ``issue`` picks last
+        head_bank_n = Mux(pipe_en, tag[-2].bank if len(tag) > 1 else fill_bank, head.bank)
+        busy_n = full_set.bit_select(head_bank_n, 1)
+        m.d.sync += [full.eq(full_set & ~clear_full),
+                     head_free.eq(~busy_n | (issue & tile_end & (head_bank_n == play_bank))),
                      play_full.eq(Mux(issue & tile_end, full_set.bit_select(~play_bank, 1),
                                       full_set.bit_select(play_bank, 1)))]
 
@@ -240,19 +272,19 @@ class Gather(wiring.Component):
             m.d.sync += [valid1.eq(issue), self.act.valid.eq(valid1)]
         for r in range(rows):
             port = memory.read_port()
-            addr = Signal(addr_shape, name=f"addr{r}")
-            taking = take_id & self.token.valid & (fill_row == r)
+            addr = Signal(addr_shape, name=f"addr{r}", **data_reg)
+            writing = write & (head.row == r)
 
             def reload(bank):
-                """The row base of ``bank``'s row ``r`` next cycle (the id being taken, if so)."""
-                return Mux(taking & (fill_bank == bank), row_base,
+                """The row base of ``bank``'s row ``r`` next cycle (the one being written, if so)."""
+                return Mux(writing & (head.bank == bank), row_base,
                            Mux(bank, base[1][r], base[0][r]))
 
             if_issue = Mux(last_step, reload(play_bank ^ last_col_tile), addr + 1)
             if_idle = Mux(accept | kk_zero, reload(~accept & play_bank), addr)
             m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
-            lane1 = Signal(range(lanes), name=f"lane1_{r}")
-            lane2 = Signal(range(lanes), name=f"lane2_{r}")
+            lane1 = Signal(range(lanes), name=f"lane1_{r}", **data_reg)
+            lane2 = Signal(range(lanes), name=f"lane2_{r}", **data_reg)
             m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(advance)]
             with m.If(advance):
                 m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1)]

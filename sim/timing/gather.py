@@ -2,10 +2,12 @@
 
 Cycle convention (as :mod:`sim.timing.compute_unit`): the command handshake is cycle 0; token
 ids are offered every cycle and ``act`` is always ready. Token ids are taken one per cycle from
-cycle ``CMD_CYCLES``; a tile's ids fill one of two banks of ``rows`` row bases; the bank is
-streamable the cycle after its last id; each act beat is issued to the memory read and is valid
-``READ_STAGES`` cycles later (the read, then the read word's register). A bank is refilled from
-the cycle after its last beat was issued.
+cycle ``CMD_CYCLES`` into the row-base multiplier, a pipeline of ``MULTIPLY_STAGES`` that advances
+in lockstep; an id's row base leaves it into one of two banks of ``rows`` row bases (a tile's ids
+into one bank), the bank streamable the cycle after its tile's last row base was written. A bank
+is written again from the cycle after its last beat was issued: until then the pipeline holds
+(and takes no id). Each act beat is issued to the memory read and is valid ``READ_STAGES`` cycles
+later (the read, then the read word's register).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from sim.timing import compute_unit
 
 #: cycles spent accepting the command before the first token id
 CMD_CYCLES = 1
+#: register stages of the row-base multiplier ``id * k`` (:data:`hw.multiplier.STAGES`)
+MULTIPLY_STAGES = 2
 #: stages between a beat's issue and its ``act`` beat being valid: the synchronous memory read
 #: and the read word's register
 READ_STAGES = 2
@@ -29,23 +33,27 @@ def tile_rows(cfg: DesignConfig, m: int) -> list[int]:
 
 
 def issue_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> list[tuple[int, int]]:
-    """``(first, last)`` issue cycle of each token tile's act beats, with no stalls."""
+    """``(first, last)`` issue cycle of each token tile's act beats, with no stalls.
+
+    Row bases are written one per cycle from cycle ``CMD_CYCLES + MULTIPLY_STAGES`` (the first
+    id's product); a write waiting for its bank holds the pipeline with the next ids in it, so
+    once the bank is released the writes go on one per cycle."""
     steps = k * math.ceil(n / cfg.hardware.compute_unit.cols)
-    collect_end: list[int] = []
+    written: list[int] = []     # each tile's last row base write
     spans: list[tuple[int, int]] = []
     for t, r in enumerate(tile_rows(cfg, m)):
-        start = CMD_CYCLES if t == 0 else collect_end[-1] + 1
+        start = CMD_CYCLES + MULTIPLY_STAGES if t == 0 else written[-1] + 1
         if t >= 2:
             start = max(start, spans[t - 2][1] + 1)     # wait for the bank to be released
-        collect_end.append(start + r - 1)
-        first = collect_end[-1] + 1 if t == 0 else max(collect_end[-1] + 1, spans[-1][1] + 1)
+        written.append(start + r - 1)
+        first = written[-1] + 1 if t == 0 else max(written[-1] + 1, spans[-1][1] + 1)
         spans.append((first, first + steps - 1))
     return spans
 
 
 def latency(cfg: DesignConfig, m: int = 1) -> int:
     """Cycles from the command handshake to the first ``act`` beat being valid."""
-    return CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + READ_STAGES
+    return CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + MULTIPLY_STAGES + READ_STAGES
 
 
 def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
