@@ -104,9 +104,11 @@ class ExpertQueues(wiring.Component):
 
     Timing: a slot is written ``sim.timing.router.WRITE_DELAY`` (1) cycle after it is accepted
     (it is registered first, so no path runs from the slot's source into the memory). After the
-    flush handshake (cycle 0) the first entry is valid in cycle 2 and, with ``o`` always ready,
-    one entry per cycle follows (empty experts are skipped at no cost); ``busy`` falls the cycle
-    after the final entry left. Read-out pipeline: generator registers (entry, its expert's
+    flush handshake (cycle 0) the first entry is valid in cycle
+    ``sim.timing.router.READOUT_FIRST`` (3) and, with ``o`` always ready, one entry per cycle
+    follows (empty experts are skipped at no cost); ``busy`` falls the cycle after the final
+    entry left. Read-out pipeline: the registered handshake (``start``, cycle 1) -> generator
+    registers (entry, its expert's
     length, "last of expert", next non-empty expert) -> memory read + output register -> a
     zero-latency skid buffer (:class:`hw.skid_buffer.SkidBuffer`), so ``o.ready`` only reaches
     the skid buffer and ``busy``.
@@ -129,18 +131,31 @@ class ExpertQueues(wiring.Component):
                                                attrs=NO_COLLISION_LOGIC)
         wr = mem.write_port()
 
-        counts = Array(Signal(range(cap + 1), name=f"count{e}") for e in range(n_exp))
-        nonempty = Signal(n_exp)                        # counts[e] != 0
-        single = Signal(n_exp)                          # counts[e] == 1
-        full = Signal(n_exp)                            # counts[e] == cap
+        # The counters and flags below are cleared by logic (after a read-out, at a flush) and
+        # by ``wipe``, high in the first cycle after a reset, instead of by the reset itself: the
+        # reset then reaches one flip-flop here, not a LUT merging it with the clears in front
+        # of every counter bit (the block's longest reset path).
+        wipe = Signal(init=1)
+        m.d.sync += wipe.eq(0)
+        counts = Array(Signal(range(cap + 1), name=f"count{e}", reset_less=True)
+                       for e in range(n_exp))
+        nonempty = Signal(n_exp, reset_less=True)       # counts[e] != 0
+        single = Signal(n_exp, reset_less=True)         # counts[e] == 1
+        full = Signal(n_exp, reset_less=True)           # counts[e] == cap
         # the two lowest non-empty experts, kept up to date by the writes (for the read-out)
-        first, second = Signal(range(n_exp)), Signal(range(n_exp))
-        has_first, has_second = Signal(), Signal()
-        token = Signal(range(model.tokens + 1))
+        first = Signal(range(n_exp), reset_less=True)
+        second = Signal(range(n_exp), reset_less=True)
+        has_first, has_second = Signal(reset_less=True), Signal(reset_less=True)
+        token = Signal(range(model.tokens + 1), reset_less=True)
         slots = status_layout(self.cfg)
-        dropped = Signal(slots["dropped"].shape)
-        nulls = Signal(slots["null_slots"].shape)
+        dropped = Signal(slots["dropped"].shape, reset_less=True)
+        nulls = Signal(slots["null_slots"].shape, reset_less=True)
         reading = Signal()
+        # the flush handshake is registered (``start``) before it loads the read-out: the
+        # handshake's ready/valid logic (through the router and the controller) reaches only
+        # these two flip-flops, not the read-out generator's loads
+        start = Signal()
+        discard = Signal(reset_less=True)
         m.d.comb += self.busy.eq(reading)
 
         # ---- writing (two stages) ----------------------------------------------------------
@@ -150,10 +165,10 @@ class ExpertQueues(wiring.Component):
         s = self.i.payload
         accept = self.i.valid & self.i.ready
         pend = Signal()                                  # stage 2 holds a slot
-        p_expert = Signal.like(s.expert)
-        p_hot = Signal(n_exp)                            # one-hot p_expert (0: null expert)
-        p_gate = Signal.like(s.gate)
-        p_last, p_null = Signal(), Signal()
+        p_expert = Signal.like(s.expert, reset_less=True)
+        p_hot = Signal(n_exp, reset_less=True)           # one-hot p_expert (0: null expert)
+        p_gate = Signal.like(s.gate, reset_less=True)
+        p_last, p_null = Signal(reset_less=True), Signal(reset_less=True)
         m.d.comb += self.i.ready.eq(~reading)
         m.d.sync += [pend.eq(accept), p_expert.eq(s.expert), p_gate.eq(s.gate),
                      p_last.eq(s.last), p_null.eq(s.expert >= n_exp)]
@@ -215,9 +230,12 @@ class ExpertQueues(wiring.Component):
 
         rest_e = lowest(rest)
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
+        m.d.sync += start.eq(self.flush.valid & self.flush.ready)
         with m.If(self.flush.valid & self.flush.ready):
+            m.d.sync += [reading.eq(1), discard.eq(self.flush.payload.discard)]
+        with m.If(start):
             m.d.sync += [
-                reading.eq(1), generating.eq(has_first & ~self.flush.payload.discard),
+                generating.eq(has_first & ~discard),
                 expert.eq(first), index.eq(0), length.eq(counts[first]),
                 index2.eq(2), is_last.eq(single.bit_select(first, 1)),
                 nxt.eq(second), has_nxt.eq(has_second),
@@ -255,10 +273,14 @@ class ExpertQueues(wiring.Component):
         # the read-out ends when the generator is done and the last beat leaves ``o`` (from
         # the output register or the skid buffer); the counters are cleared for the next layer
         beats = Cat(out.valid, ~out.ready)           # output register, skid buffer full
-        with m.If(reading & ~generating &
+        with m.If(reading & ~start & ~generating &
                   ((beats == 0) | ((beats != 0b11) & self.o.ready))):
             m.d.sync += reading.eq(0)
+        with m.If(wipe | (reading & ~start & ~generating &
+                          ((beats == 0) | ((beats != 0b11) & self.o.ready)))):
             m.d.sync += [c.eq(0) for c in counts]
             m.d.sync += [nonempty.eq(0), single.eq(0), full.eq(0),
                          has_first.eq(0), has_second.eq(0)]
+        with m.If(wipe):
+            m.d.sync += [token.eq(0), dropped.eq(0), nulls.eq(0)]
         return m

@@ -37,8 +37,10 @@ class QueueLayouts:
 class _Replay(wiring.Component):
     """One replay port: a ``cmd`` then ``count`` entries on ``o``, one per cycle when ready (one
     read stage: the store, a LUT RAM, is read asynchronously at ``rd_addr`` and the entry
-    registered, so ``o`` starts at flip-flops, not at a block RAM's slow unregistered output:
-    the gather's row-base multiplier and the scatter's follow it). ``rd_addr`` is itself a
+    registered, so ``o`` is flip-flops and nothing else, not a block RAM's slow unregistered
+    output nor a multiplexer: the gather's row-base multiplier and the scatter's take it
+    straight into their input registers; the identity queue's entry is chosen before that
+    register). ``rd_addr`` is itself a
     register (``start`` loaded with the command, +1 per entry issued), so the read runs from
     flip-flops through the LUT RAM into the entry register with no adder before it."""
 
@@ -56,12 +58,12 @@ class _Replay(wiring.Component):
         assert READ_STAGES == 1
         one = 1 << self.cfg.hardware.softmax.prob_frac_bits
         busy = Signal()
-        command = Signal.like(self.cmd.p)
-        index = Signal.like(command.count)
+        command = Signal.like(self.cmd.p, reset_less=True)
+        index = Signal.like(command.count, reset_less=True)
         # the read address ``start + index`` kept in its own register (stepped with ``index``),
         # so the LUT RAM's read starts at flip-flops, not after an adder
-        addr = Signal.like(self.rd_addr)
-        queue_r, index_r, data_r = Signal(), Signal.like(index), Signal.like(self.rd_data)
+        addr = Signal.like(self.rd_addr, reset_less=True)
+        data_r = Signal.like(self.rd_data, reset_less=True)
         advance = ~self.o.valid | self.o.ready
         issue = advance & busy
         m.d.comb += [self.cmd.ready.eq(~busy), self.rd_addr.eq(addr)]
@@ -72,10 +74,10 @@ class _Replay(wiring.Component):
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(issue), queue_r.eq(command.queue), index_r.eq(index),
-                         data_r.eq(self.rd_data)]
-        m.d.comb += [self.o.p.token.eq(Mux(queue_r, data_r.token, index_r)),
-                     self.o.p.gate.eq(Mux(queue_r, data_r.gate, one))]
+            m.d.sync += [self.o.valid.eq(issue),
+                         data_r.token.eq(Mux(command.queue, self.rd_data.token, index)),
+                         data_r.gate.eq(Mux(command.queue, self.rd_data.gate, one))]
+        m.d.comb += self.o.p.eq(data_r)
         return m
 
 
@@ -119,8 +121,16 @@ class QueueStore(wiring.Component):
         m.submodules.mem = mem = Memory(shape=lay.entry, depth=lay.entries, init=[],
                                         attrs={"ram_style": "distributed"})
         wp = mem.write_port()
-        written = Signal(range(lay.entries + 1))
-        new_expert = Signal(init=1)            # the next entry starts an expert's queue
+        # cleared by ``clear`` or by ``wipe`` (the first cycle after a reset) rather than by the
+        # reset itself, which then reaches one flip-flop here instead of a LUT per register
+        # merging it with ``clear``; the table is data (no reset: rows past ``active`` are unused)
+        wipe = Signal(init=1)
+        m.d.sync += wipe.eq(0)
+        written = Signal(range(lay.entries + 1), reset_less=True)
+        new_expert = Signal(reset_less=True)   # the next entry starts an expert's queue
+        active = Signal(range(e + 1), reset_less=True)
+        table = Signal(data.ArrayLayout(lay.expert, e), reset_less=True)
+        m.d.comb += [self.active.eq(active), self.table.eq(table)]
         take = self.i.valid & self.i.ready
         m.d.comb += [self.i.ready.eq(1), wp.en.eq(take), wp.addr.eq(written),
                      wp.data.token.eq(self.i.p.token), wp.data.gate.eq(self.i.p.gate)]
@@ -128,13 +138,13 @@ class QueueStore(wiring.Component):
             m.d.sync += [written.eq(written + 1), new_expert.eq(self.i.p.last)]
             with m.If(new_expert):
                 for x in range(e):
-                    with m.If(self.active == x):
-                        m.d.sync += [self.table[x].expert.eq(self.i.p.expert),
-                                     self.table[x].start.eq(written),
-                                     self.table[x].count.eq(self.i.p.count)]
-                m.d.sync += self.active.eq(self.active + 1)
-        with m.If(self.clear):
-            m.d.sync += [written.eq(0), new_expert.eq(1), self.active.eq(0)]
+                    with m.If(active == x):
+                        m.d.sync += [table[x].expert.eq(self.i.p.expert),
+                                     table[x].start.eq(written),
+                                     table[x].count.eq(self.i.p.count)]
+                m.d.sync += active.eq(active + 1)
+        with m.If(self.clear | wipe):
+            m.d.sync += [written.eq(0), new_expert.eq(1), active.eq(0)]
 
         for name in ("tokens", "routes"):
             replay = _Replay(self.cfg, lay.entries)

@@ -60,15 +60,16 @@ alone, the critical path then in the host bridge, not in this block.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hw.block_ram import NO_COLLISION_LOGIC, registered_read
+from hw.block_ram import BlockRam
 from hw.credit_buffer import CreditBuffer
+from hw.multiplier import Multiplier
 from golden.softmax import Formats, exp2_table, table_field_bits
 from moeaccel.config import DesignConfig, SoftmaxConfig
 from moeaccel.errors import ConfigError
@@ -146,12 +147,14 @@ class Softmax(wiring.Component):
         row = _row_layout(sm)
         m.submodules.rows = rows = SyncFIFO(width=row.size, depth=timing.ROW_CREDITS)
         # the writer stays a row ahead of the row being read (buffer_depth): no word is read in
-        # the cycle it is written, so no collision logic after the block RAM
-        m.submodules.buffer = buffer = Memory(shape=_element_layout(sm), depth=buffer_depth(sm),
-                                              init=[], attrs=NO_COLLISION_LOGIC)
-        write = buffer.write_port()
-        rp = Signal(range(buffer_depth(sm)))             # the normalise stage's read address
-        read = registered_read(m, buffer, rp, 1, "read")
+        # the cycle it is written, so no collision logic; two read stages, the second the block
+        # RAM's output register, which feeds the normalise multipliers' input registers directly
+        m.submodules.buffer = buffer = BlockRam(width=_element_layout(sm).size,
+                                                depth=buffer_depth(sm), read_stages=2)
+        write = buffer.write
+        read = _element_layout(sm)(buffer.read.data)
+        m.d.comb += buffer.read.en.eq(1)
+        rp = buffer.read.addr                            # the normalise stage's read address
         result = stream.Signature(_result_layout(sm)).create(path=("reciprocal",))
         row_taken = self._reciprocal(m, rows, row, result)
         self._accumulate(m, fm, rows, row, write, row_taken)
@@ -178,66 +181,51 @@ class Softmax(wiring.Component):
         with m.If(accept):
             m.d.sync += [wp.eq(wp + 1), in_row.eq(~last), count.eq(Mux(last, 0, count + 1))]
 
-        # Stage 1: x * log2(e) (the multiplier's output register).
+        # Each stage's tags: ``valid`` (reset) and the element's row bookkeeping (no reset: a
+        # reset fans out to every flip-flop it reaches, and only ``valid`` needs it).
         tags = _tag_layout(sm)
-        s1 = Signal(tags)
-        prod1 = Signal(signed(sm.input_bits + fm.log2e.bit_length() + 1))
-        m.d.sync += [s1.valid.eq(accept), s1.first.eq(first), s1.last.eq(last),
-                     s1.addr.eq(wp), s1.length.eq(count + 1),
-                     prod1.eq(self.i.payload.logit * fm.log2e)]
+        valid = [Signal(name=f"a{j}_valid") for j in range(1, 9)]
+        tag = [Signal(tags, name=f"a{j}_tags", reset_less=True) for j in range(1, 9)]
+        m.d.sync += [valid[0].eq(accept), tag[0].first.eq(first), tag[0].last.eq(last),
+                     tag[0].addr.eq(wp), tag[0].length.eq(count + 1)]
+        m.d.sync += [v.eq(u) for v, u in zip(valid[1:], valid)]
+        m.d.sync += [v.eq(u) for v, u in zip(tag[1:], tag)]
 
-        # Stage 2: z = x * log2(e), rounded to EF fraction bits.
-        z = prod1
+        # Stages 1-2: x * log2(e) in the DSP (its input, then its output register).
+        m.submodules.log2e = log2e = Multiplier(self.i.payload.logit.shape(),
+                                                unsigned(fm.log2e.bit_length()))
+        m.d.comb += [log2e.a.eq(self.i.payload.logit), log2e.b.eq(fm.log2e)]
+
+        # Stage 3: z = x * log2(e), rounded to EF fraction bits.
+        z = log2e.p
         if sm.input_frac_bits:
             z = (z + (1 << (sm.input_frac_bits - 1))) >> sm.input_frac_bits
-        s2 = Signal(tags)
-        z2 = Signal(signed(fm.z_bits))
-        m.d.sync += [s2.eq(s1), z2.eq(z)]
+        z3 = Signal(signed(fm.z_bits), reset_less=True)
+        m.d.sync += z3.eq(z)
+        frac, fl3 = z3[:ef], z3[ef:].as_signed()
 
-        # Stage 3: table read at the fraction's top bits (synchronous ROM).
+        # Stage 4: the table read at the fraction's top bits (synchronous ROM) and, in parallel
+        # (they need only the exponent), the running max and the two shift amounts of the sum
+        # update (saturated to the bits that can shift their operand out: a larger shift gives
+        # 0 either way). The comparison and both differences are parallel carry chains.
         t_bits, d_bits = table_field_bits(sm)
         word = data.StructLayout({"t": unsigned(t_bits), "d": unsigned(d_bits)})
         m.submodules.exp2 = rom = Memory(
             shape=word, depth=sm.exp_table_entries,
             init=[{"t": int(t), "d": int(d)} for t, d in exp2_table(sm)])
         lookup = rom.read_port()
-        frac = z2[:ef]
         m.d.comb += lookup.addr.eq(frac[pos_bits:])
-        s3 = Signal(tags)
-        fl3 = Signal(signed(fm.fl_bits))
-        pos3 = Signal(pos_bits)
-        m.d.sync += [s3.eq(s2), fl3.eq(z2[ef:].as_signed()), pos3.eq(frac[:pos_bits])]
+        pos4 = Signal(max(pos_bits, 1), reset_less=True)
+        m.d.sync += pos4.eq(frac[:pos_bits])
 
-        # Stage 4: D * r (the multiplier's output register).
-        s4 = Signal(tags)
-        prod4 = Signal(d_bits + pos_bits)
-        base4 = Signal(t_bits)
-        fl4 = Signal(signed(fm.fl_bits))
-        m.d.sync += [s4.eq(s3), prod4.eq(lookup.data.d * pos3), base4.eq(lookup.data.t),
-                     fl4.eq(fl3)]
-
-        # Stage 5: t = T + round(D * r / 2^P).
-        interp = prod4
-        if pos_bits:
-            interp = (interp + (1 << (pos_bits - 1))) >> pos_bits
-        s5 = Signal(tags)
-        t5 = Signal(fm.t_bits)
-        fl5 = Signal(signed(fm.fl_bits))
-        m.d.sync += [s5.eq(s4), t5.eq(base4 + interp), fl5.eq(fl4)]
-
-        # Stage 6: running max; the two shift amounts of the sum update (saturated to the bits
-        # that can shift their operand out: a larger shift gives 0 either way); the element
-        # into the row buffer. The comparison and both differences are parallel carry chains.
-        run_max = Signal(signed(fm.fl_bits))
+        run_max = Signal(signed(fm.fl_bits), reset_less=True)
         grow = Signal()                                 # the element raises the row's max
         up = Signal(signed(fm.fl_bits + 1))
         down = Signal(signed(fm.fl_bits + 2))
-        m.d.comb += [grow.eq(s5.first | (fl5 > run_max)), up.eq(fl5 - run_max),
-                     down.eq(run_max - fl5 + fm.sum_right)]
-        with m.If(s5.valid & grow):
-            m.d.sync += run_max.eq(fl5)
-        m.d.comb += [write.en.eq(s5.valid), write.addr.eq(s5.addr),
-                     write.data.t.eq(t5), write.data.fl.eq(fl5)]
+        m.d.comb += [grow.eq(tag[2].first | (fl3 > run_max)), up.eq(fl3 - run_max),
+                     down.eq(run_max - fl3 + fm.sum_right)]
+        with m.If(valid[2] & grow):
+            m.d.sync += run_max.eq(fl3)
         term_bits = fm.t_bits + fm.sum_left
 
         def saturate(amount, limit: int):
@@ -245,28 +233,48 @@ class Softmax(wiring.Component):
             n = ceil_log2(limit + 1)
             return Mux(amount.as_unsigned()[n:].any(), (1 << n) - 1, amount[:n])
 
-        s6 = Signal(tags)
-        t6 = Signal(fm.t_bits)
-        rescale6 = Signal(ceil_log2(fm.sum_bits + 1))   # shift of the old sum (max grew by it)
-        below6 = Signal(ceil_log2(term_bits + 1))       # shift of the new term (it is below max)
-        m.d.sync += [s6.eq(s5), t6.eq(t5),
-                     rescale6.eq(Mux(grow & ~s5.first, saturate(up, fm.sum_bits), 0)),
-                     below6.eq(Mux(grow, fm.sum_right, saturate(down, term_bits)))]
+        # per stage 4..8: the element's exponent, the row's max including it, the shift of the
+        # old sum (all ones on a row's first element: the old sum shifts out entirely, no clear)
+        # and the shift of the new term; delayed to the stages that use them
+        rescale_bits = ceil_log2(fm.sum_bits + 1)
+        shifts = data.StructLayout({"fl": signed(fm.fl_bits), "max": signed(fm.fl_bits),
+                                    "rescale": rescale_bits,
+                                    "below": ceil_log2(term_bits + 1)})
+        sh = [Signal(shifts, name=f"a{j}_shifts", reset_less=True) for j in range(4, 9)]
+        m.d.sync += [sh[0].fl.eq(fl3), sh[0].max.eq(Mux(grow, fl3, run_max)),
+                     sh[0].rescale.eq(Mux(tag[2].first, (1 << rescale_bits) - 1,
+                                          Mux(grow, saturate(up, fm.sum_bits), 0))),
+                     sh[0].below.eq(Mux(grow, fm.sum_right, saturate(down, term_bits)))]
+        m.d.sync += [v.eq(u) for v, u in zip(sh[1:], sh)]
 
-        # Stage 7: run_sum = (run_sum >> rescale) + ((t << L) >> below): one shift-add per cycle.
-        run_sum = Signal(fm.sum_bits)
-        term = (t6 << fm.sum_left) >> below6
-        with m.If(s6.valid):
-            m.d.sync += run_sum.eq(Mux(s6.first, 0, run_sum >> rescale6) + term)
-        push7 = Signal()
-        max7 = Signal(signed(fm.fl_bits))               # run_max is the next element's by stage 8
-        length7 = Signal.like(s6.length)
-        m.d.sync += [push7.eq(s6.valid & s6.last), max7.eq(run_max), length7.eq(s6.length)]
+        # Stages 5-6: D * r in the DSP; T waits beside it.
+        m.submodules.interp = interp = Multiplier(unsigned(d_bits), pos4.shape())
+        m.d.comb += [interp.a.eq(lookup.data.d), interp.b.eq(pos4)]
+        base5, base6 = (Signal(t_bits, name=f"base{j}", reset_less=True) for j in (5, 6))
+        m.d.sync += [base5.eq(lookup.data.t), base6.eq(base5)]
 
-        # Stage 8: the finished row {max, sum, length} into the row queue, from registers.
+        # Stage 7: t = T + round(D * r / 2^P) as one carry chain ((T << P | half) + D * r, as
+        # the half has no bit in common with T << P), and the new term (t << L) >> below.
+        if pos_bits:
+            t = (((base6 << pos_bits) | (1 << (pos_bits - 1))) + interp.p) >> pos_bits
+        else:
+            t = base6 + interp.p
+        t7 = Signal(fm.t_bits, reset_less=True)
+        term7 = Signal(term_bits, reset_less=True)
+        m.d.sync += [t7.eq(t), term7.eq((t[:fm.t_bits] << fm.sum_left) >> sh[2].below)]
+
+        # Stage 8: run_sum = (run_sum >> rescale) + term: one shift-add per cycle; the element
+        # into the row buffer (from registers).
+        run_sum = Signal(fm.sum_bits, reset_less=True)
+        with m.If(valid[6]):
+            m.d.sync += run_sum.eq((run_sum >> sh[3].rescale) + term7)
+        m.d.comb += [write.en.eq(valid[6]), write.addr.eq(tag[6].addr),
+                     write.data.eq(Cat(t7, sh[3].fl))]
+
+        # Stage 9: the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
-        m.d.comb += [rows.w_en.eq(push7), finished.max.eq(max7),
-                     finished.sum.eq(run_sum), finished.length.eq(length7)]
+        m.d.comb += [rows.w_en.eq(valid[7] & tag[7].last), finished.max.eq(sh[4].max),
+                     finished.sum.eq(run_sum), finished.length.eq(tag[7].length)]
 
     # ------------------------------------------------------------------------------ reciprocal
     def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,
@@ -293,12 +301,20 @@ class Softmax(wiring.Component):
         hold = Signal(row)                               # the row's max and length
         taken = result.valid & result.ready
 
+        def pick(short: list, options: list, low: int = 0) -> Value:
+            """``options[d - low]`` for the digit ``d``: the largest ``j`` whose compare did not come
+            out short. The flags are a thermometer (``short[j-1]`` implies ``short[j]``), so
+            the pick is a balanced tree of 2:1 multiplexers, ``k`` deep: the middle flag
+            chooses the half (two LUT levels for ``k = 2``, where a priority chain took 3)."""
+            if len(options) == 1:
+                return Value.cast(options[0])
+            mid = len(options) // 2
+            return Mux(short[low + mid - 1], pick(short, options[:mid], low),
+                       pick(short, options[mid:], low + mid))
+
         def digit_of(short: list) -> Value:
-            """The digit: the largest ``j`` whose compare did not come out short (monotonic)."""
-            digit = 0
-            for j, below in enumerate(short, 1):
-                digit = Mux(below, digit, j)
-            return Value.cast(digit)
+            """The digit chosen by the compares' flags."""
+            return pick(short, list(range(1 << k)))
 
         head = row(rows.r_data)
         pop = rows.r_rdy & ~busy & (~done | taken)
@@ -315,9 +331,7 @@ class Softmax(wiring.Component):
         with m.Elif(busy):
             # remainder < sum always (it starts below 2^sum_frac_bits <= sum), so the next k
             # quotient bits are the largest digit j with (remainder << k) >= j * sum
-            remainder = candidate[0]
-            for below, cand in zip(short, candidate[1:]):
-                remainder = Mux(below, remainder, cand)
+            remainder = pick(short, candidate)
             shifted = Signal(len(candidate[0]) + k)
             m.d.comb += shifted.eq(remainder << k)
             for j, (mult, below) in enumerate(zip(multiples, short), 1):
@@ -361,36 +375,42 @@ class Softmax(wiring.Component):
                          one_left.eq(result.payload.length == 1),
                          row_max.eq(result.payload.max), row_recip.eq(result.payload.recip)]
 
-        # One stage per hop: 1 the buffer read, 2 its data registered, 3 partial products
-        # t * R (R split at the multiplier width) and the shift max - fl, 4 their sum, 5 the
-        # shift (only the bits rounding keeps), 6 round, saturate, into the output queue.
+        # One stage per hop: 1-2 the buffer read (the block RAM's two read stages); 3-4 the
+        # partial products t * R (R split at the DSP's width) in the DSPs, beside them the shift
+        # max - fl; 5 their sum; 6 the shift (only the bits rounding keeps); 7 round, saturate,
+        # into the output queue. Only the valid bits have a reset.
         prod_bits = fm.t_bits + fm.recip_bits
         split = min(fm.recip_bits, _MULT_BITS)
         kept = prod_bits - (fm.prob_shift - 1)          # bits of (t * R) >> (drop + shift - 1)
-        tags = data.StructLayout({"valid": 1, "last": 1, "max": signed(fm.fl_bits),
+        tags = data.StructLayout({"last": 1, "max": signed(fm.fl_bits),
                                   "recip": unsigned(fm.recip_bits)})
-        s1, s2, s3, s4, s5 = (Signal(tags, name=f"n{j}") for j in range(1, 6))
-        # the data registers have no reset (the tags' valid bits do): a reset fans out to
-        # thousands of flip-flops, and through their reset inputs it was this block's longest path
-        t2, fl2 = Signal(fm.t_bits, reset_less=True), Signal(signed(fm.fl_bits), reset_less=True)
-        lo3 = Signal(fm.t_bits + split, reset_less=True)
-        hi3 = Signal(fm.t_bits + fm.recip_bits - split, reset_less=True)
+        valid = [Signal(name=f"n{j}_valid") for j in range(1, 7)]
+        tag = [Signal(tags, name=f"n{j}", reset_less=True) for j in range(1, 7)]
+        m.d.sync += [valid[0].eq(issue), tag[0].last.eq(one_left), tag[0].max.eq(row_max),
+                     tag[0].recip.eq(row_recip)]
+        m.d.sync += [v.eq(u) for v, u in zip(valid[1:], valid)]
+        m.d.sync += [v.eq(u) for v, u in zip(tag[1:], tag)]
+        m.submodules.lo = lo = Multiplier(read.t.shape(), unsigned(split))
+        m.d.comb += [lo.a.eq(read.t), lo.b.eq(tag[1].recip[:split])]
+        hi_p = 0
+        if fm.recip_bits > split:
+            m.submodules.hi = hi = Multiplier(read.t.shape(), unsigned(fm.recip_bits - split))
+            m.d.comb += [hi.a.eq(read.t), hi.b.eq(tag[1].recip[split:])]
+            hi_p = hi.p
+        drop = (tag[1].max - read.fl).as_unsigned()
         drop3 = Signal(range(prod_bits + 1), reset_less=True)
-        prod4, drop4 = Signal(prod_bits, reset_less=True), Signal.like(drop3, reset_less=True)
-        top5 = Signal(kept, reset_less=True)
-        rounded = (top5 + 1) >> 1
+        drop4, drop5 = (Signal.like(drop3, name=f"drop{j}", reset_less=True) for j in (4, 5))
+        prod5 = Signal(prod_bits, reset_less=True)
+        top6 = Signal(kept, reset_less=True)
+        rounded = (top6 + 1) >> 1
         one = 1 << sm.prob_frac_bits
-        drop = (s2.max - fl2).as_unsigned()
         m.d.sync += [
-            s1.valid.eq(issue), s1.last.eq(remaining == 1), s1.max.eq(row_max),
-            s1.recip.eq(row_recip),
-            s2.eq(s1), t2.eq(read.t), fl2.eq(read.fl),
-            s3.eq(s2), lo3.eq(t2 * s2.recip[:split]), hi3.eq(t2 * s2.recip[split:]),
-            drop3.eq(Mux(drop >= prod_bits, prod_bits, drop)),
-            s4.eq(s3), prod4.eq(lo3 + (hi3 << split)), drop4.eq(drop3),
-            s5.eq(s4), top5.eq((prod4 >> drop4) >> (fm.prob_shift - 1)),
+            drop3.eq(Mux(drop >= prod_bits, prod_bits, drop)), drop4.eq(drop3),
+            prod5.eq(lo.p + (hi_p << split)), drop5.eq(drop4),
+            top6.eq((prod5 >> drop5) >> (fm.prob_shift - 1)),
         ]
         beat = Signal(self.o.payload.shape())
-        m.d.comb += [beat.last.eq(s5.last), beat.max.eq(s5.max), beat.recip.eq(s5.recip),
+        m.d.comb += [beat.last.eq(tag[5].last), beat.max.eq(tag[5].max),
+                     beat.recip.eq(tag[5].recip),
                      beat.prob.eq(Mux(rounded > one, one, rounded)),
-                     out.i.valid.eq(s5.valid), out.i.payload.eq(beat)]
+                     out.i.valid.eq(valid[5]), out.i.payload.eq(beat)]

@@ -28,6 +28,9 @@ from sim.timing import softmax
 
 #: cycles from a slot accepted by the expert queues to its queue write (the slot is registered)
 WRITE_DELAY = 1
+#: cycles from the flush handshake to the first read-out entry being valid (the handshake is
+#: registered, then the generator's registers, then the memory read and output register)
+READOUT_FIRST = 3
 
 
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
@@ -88,9 +91,10 @@ def interval(cfg: DesignConfig) -> float:
 
 def readout_cycles(cfg: DesignConfig, entries: int) -> int:
     """Cycles from the flush handshake (cycle 0) until the router is idle again: the first entry
-    is valid in cycle 2, one entry per cycle follows (empty experts cost nothing), and ``busy``
-    falls the cycle after the last entry leaves. With no entries, ``busy`` falls in cycle 2."""
-    return entries + 2
+    is valid in cycle :data:`READOUT_FIRST`, one entry per cycle follows (empty experts cost
+    nothing), and ``busy`` falls the cycle after the last entry leaves. With no entries,
+    ``busy`` falls in cycle ``READOUT_FIRST``."""
+    return entries + READOUT_FIRST
 
 
 def layer_cycles(cfg: DesignConfig, tokens: int, entries: int) -> int:

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from moeaccel.config import DesignConfig
 
 #: cycles from a row's last beat accepted to its {max, sum} being readable by the divider
-ACCUMULATE_DEPTH = 8
+ACCUMULATE_DEPTH = 9
 #: rows the accumulate stage may hold beyond the divider (row-queue depth)
 ROW_CREDITS = 2
 #: cycles from a buffer read issued to its probability presented on the output
-NORMALISE_DEPTH = 6
+NORMALISE_DEPTH = 7
 #: beats the normalise stage's output queue holds; reads are issued while the reads in flight
 #: plus the queued beats are fewer (``NORMALISE_DEPTH + 1`` keeps one per cycle into a ready sink)
 OUTPUT_QUEUE = NORMALISE_DEPTH + 1

@@ -308,8 +308,8 @@ async def cycles_match_timing(dut):
         entries = rb.entries - entries_before
         await rb.snk.wait_for(rb.entries)
         if entries:
-            assert rb.snk.beats[out_first].cycle - flush_cycle == 2
-            assert rb.snk.beats[-1].cycle - flush_cycle == entries + 1
+            assert rb.snk.beats[out_first].cycle - flush_cycle == timing.READOUT_FIRST
+            assert rb.snk.beats[-1].cycle - flush_cycle == entries + timing.READOUT_FIRST - 1
         assert idle_at is not None
         assert idle_at - flush_cycle == timing.readout_cycles(cfg, entries), \
             (entries, idle_at - flush_cycle, timing.readout_cycles(cfg, entries))
