@@ -13,7 +13,6 @@ from hw import multiplier
 from hw.block_ram import BlockRam
 from hw.compute_unit_layouts import Layouts
 from hw import token_tiles
-from hw.saturate import saturate
 from moeaccel.config import DesignConfig
 from sim.timing import scatter as timing
 
@@ -57,7 +56,7 @@ class ScatterAccumulate(wiring.Component):
     ``token * ceil(n/cols) + j`` = outputs ``j*cols ..``), all zero after configuration and
     cleared by each read-out of the words it reads (ready for the next layer; reset does not
     clear it). It holds ``memory_words // ceil(n/cols)`` tokens: 2048 words = 170 tokens of 192
-    outputs on m3vit-tiny; the ulx3s preset's 64 KiB (1024 words) holds only 85 of its 129.
+    outputs on m3vit-tiny; the ulx3s preset's 1548 words (57 DP16KD) hold exactly its 129.
 
     Accumulate (``cmd.readout = 0``, ``m`` entries): ``route`` carries the expert queue's ``m``
     ``(token, gate)`` entries in queue order; ``y`` the compute unit's output rows exactly as
@@ -76,27 +75,27 @@ class ScatterAccumulate(wiring.Component):
     pipelined DSP multiply (:class:`hw.multiplier.Multiplier`) ``BASE_STAGES`` = 2 cycles after
     the entry is taken, so a command's first row is taken in cycle ``FIRST_ROW_CYCLE`` = 4 at
     the earliest (command in cycle 0, its first entry in cycle 1); later entries are taken while
-    earlier ones are in use. Read-modify-write in ``RMW_STAGES`` = 3 stages, so that the
-    memory's read data and the multipliers each get a cycle of their own:
+    earlier ones are in use. Read-modify-write in ``RMW_STAGES`` = 4 stages, so that the
+    memory's read, the multipliers and the saturating add each get a cycle of their own:
 
     * 0: the row's handshake issues the memory read (its address a register: the ring slot,
       place in its token tile (rows left in the tile, last output word: registers, so the
       handshake's case selection starts at one small compare) and address of the row expected
       next are kept one cycle ahead, not derived from ``y.row``), ``gate`` and ``y`` go into
-      the DSPs' input registers and the address is compared with the three rows ahead's.
+      the DSPs' input registers and the address is compared with the four rows ahead's.
       ``y.ready`` and ``route.ready`` are flip-flops too (computed a cycle ahead), so neither
       stream's producer sees logic of ours;
-    * 1: the block RAM reads; the ``cols`` products ``gate * y`` are registered (the DSPs'
-      output registers) and the forwarding choices: the row one ahead (now in stage 2) if it
-      has the same address, else the written word of the row two ahead or, failing that, three
-      ahead (in a register of its own);
-    * 2: the read data is in the block RAM's output register; ``old + gate * y`` saturated,
-      ``old`` being the forwarded word or the read data (one multiplexer, a carry-select adder
-      and the saturation between registers);
-    * 3: the sum is written (and kept one more cycle for forwarding).
+    * 1: the block RAM reads; the forwarding choices are registered: the row one ahead (its
+      sum is computed in the cycle this row needs it) or the sum of the nearest of the rows
+      two to four ahead (registered here: ``far2_word``);
+    * 2: the read word is in the block RAM's output register, the products in the DSPs';
+      registered: the row's old word (the one ahead's sum, the far word or the read word) and
+      the products;
+    * 3: ``old + gate * y`` saturated (an adder and the saturation between registers);
+    * 4: the sum is written (and kept one more cycle for forwarding).
 
     The block RAM has no collision logic: a read sees the writes of earlier cycles only, so
-    the three rows ahead of a row are the forwarded ones. A command is accepted once the
+    the four rows ahead of a row are the forwarded ones. A command is accepted once the
     previous one has finished and its pipeline is empty (a read-out only after its last beat
     left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> the block
     RAM's output register -> finalise register; back-pressure stalls all three together; the
@@ -127,7 +126,7 @@ class ScatterAccumulate(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         frac = self.cfg.hardware.softmax.prob_frac_bits
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.RMW_STAGES == 3 and timing.READOUT_STAGES == 3
+        assert timing.RMW_STAGES == 4 and timing.READOUT_STAGES == 3
         assert timing.BASE_STAGES == multiplier.STAGES
         data_reg = dict(reset_less=True)
 
@@ -136,7 +135,9 @@ class ScatterAccumulate(wiring.Component):
         wp, rp = memory.write, memory.read
         read2 = lay.word(rp.data)                 # the memory's output register (stage 2)
 
-        busy, readout = Signal(), Signal()
+        # ``reading`` = busy & readout (a register: the read-out's issue is one gate after the
+        # result's ready)
+        busy, readout, reading = Signal(), Signal(), Signal()
         command = Signal(lay.command, **data_reg)
         words = Signal.like(command.n, **data_reg)          # ceil(n / cols)
         addr_shape = lay.token
@@ -255,43 +256,46 @@ class ScatterAccumulate(wiring.Component):
                      self.y.ready.eq(accumulating & ~(take_y & y.last) & (avail_next != 0))]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
-        # stage 0 -> 1: the read is issued below (rp.addr = row_addr); gate and y go into the
-        # DSPs' input registers
-        valid1, valid2, valid3 = (Signal(name=f"valid{s}") for s in range(1, 4))
-        addr1, addr2, addr3 = (Signal(addr_shape, name=f"addr{s}", **data_reg)
-                               for s in range(1, 4))
-        # the row's address compared with the rows one, two and three ahead (in stages 1 to 3)
-        same1 = [Signal(name=f"same1_{d}") for d in range(1, 4)]
-        m.d.sync += [valid1.eq(take_y), addr1.eq(row_addr)]
-        m.d.sync += [same1[d - 1].eq(valid & (addr == row_addr))
-                     for d, valid, addr in ((1, valid1, addr1), (2, valid2, addr2),
-                                            (3, valid3, addr3))]
-        # stage 1 -> 2: read data (the memory's output register), products (the DSPs' output
-        # registers) and the forwarding choices registered
-        prod2 = []
+        stages = range(1, timing.RMW_STAGES + 1)
+        valid = {s: Signal(name=f"valid{s}") for s in stages}
+        addr = {s: Signal(addr_shape, name=f"addr{s}", **data_reg) for s in stages}
+        m.d.sync += [valid[1].eq(take_y), addr[1].eq(row_addr)]
+        m.d.sync += [valid[s].eq(valid[s - 1]) for s in stages[1:]]
+        m.d.sync += [addr[s].eq(addr[s - 1]) for s in stages[1:]]
+        # stage 0: the read is issued (rp.addr = row_addr); gate and y go into the DSPs' input
+        # registers; the row's address is compared with the rows 1 .. 4 ahead (in stages 1 .. 4)
+        same1 = {d: Signal(name=f"same1_{d}") for d in stages}
+        m.d.sync += [same1[d].eq(valid[d] & (addr[d] == row_addr)) for d in stages]
+        products = []
         for c in range(cols):
             mul = multiplier.Multiplier(row_gate.shape(), y.data[c].shape())
             m.submodules[f"product{c}"] = mul
             m.d.comb += [mul.a.eq(row_gate), mul.b.eq(y.data[c])]
-            prod2.append(mul.p)
-        sum3, sum4 = Signal(lay.word, **data_reg), Signal(lay.word, **data_reg)
-        # the row one ahead (``near2``: its sum is sum3 next cycle) or the word of the row two or
-        # three ahead (``far2``: one of them, the nearer, registered in ``far_word2``)
+            products.append(mul.p)
+        # the sums: ``total`` (stage 3, combinational), then ``sum4`` (stage 4, being written)
+        # and ``sum5`` (kept for forwarding)
+        total = Signal(lay.word)
+        sum4, sum5 = Signal(lay.word, **data_reg), Signal(lay.word, **data_reg)
+        # stage 1: the forwarding choices for the row's stage 3: the row one ahead (``near2``:
+        # its total, computed then), else the word ``far2_word`` of the nearest of the rows two
+        # to four ahead (``far2``), else the read word
         near2, far2 = Signal(), Signal()
-        far_word2 = Signal(lay.word, **data_reg)
-        m.d.sync += [valid2.eq(valid1), addr2.eq(addr1),
-                     near2.eq(same1[0]), far2.eq(same1[1] | same1[2]),
-                     far_word2.eq(Mux(same1[1], sum3, sum4))]
-        # stage 2 -> 3: saturating add onto the forwarded or read word
-        old = Signal(lay.word)
-        m.d.comb += old.eq(Mux(near2, sum3, Mux(far2, far_word2, read2)))
+        far2_word = Signal(lay.word, **data_reg)
+        m.d.sync += [near2.eq(same1[1]), far2.eq(same1[2] | same1[3] | same1[4]),
+                     far2_word.eq(Mux(same1[2], total, Mux(same1[3], sum4, sum5)))]
+        # stage 2: the read word is in the block RAM's output register and the products in the
+        # DSPs'; registered: the row's ``old`` word (forwarded or read) and products (exact in
+        # frac + y bits: |gate * y| <= 2**frac * 2**(y bits - 1))
+        old3 = Signal(lay.word, **data_reg)
+        product_bits = frac + len(y.data[0])
+        prod3 = [Signal(signed(product_bits), name=f"prod3_{c}", **data_reg) for c in range(cols)]
+        m.d.sync += old3.eq(Mux(near2, total, Mux(far2, far2_word, read2)))
+        m.d.sync += [prod3[c].eq(products[c][:product_bits]) for c in range(cols)]
+        # stage 3: old + gate * y saturated, between registers
         for c in range(cols):
-            # |gate * y| <= 2**frac * 2**(y bits - 1): the product's low frac + y bits are exact
-            product = prod2[c][:frac + len(y.data[c])].as_signed()
-            m.d.sync += sum3[c].eq(saturating_sum(old[c], product))
-        m.d.sync += [valid3.eq(valid2), addr3.eq(addr2)]
-        # stage 3: write (below); the written word kept one more cycle for forwarding
-        m.d.sync += sum4.eq(sum3)
+            m.d.comb += total[c].eq(saturating_sum(old3[c], prod3[c]))
+        # stage 4: the sum is written (below) and kept one more cycle for forwarding
+        m.d.sync += [sum4.eq(total), sum5.eq(sum4)]
 
         # ---- read-out: read -> read data register -> finalise register ----------------------
         advance = Signal()
@@ -311,7 +315,7 @@ class ScatterAccumulate(wiring.Component):
         clear = Signal()
         last_issue = token_last & word_last
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
-                     issue.eq(advance & busy & readout)]
+                     issue.eq(advance & reading)]
         with m.If(issue):
             m.d.sync += row_addr.eq(row_addr + 1)
             with m.If(word_last):
@@ -321,7 +325,7 @@ class ScatterAccumulate(wiring.Component):
             with m.Else():
                 m.d.sync += [read_word.eq(read_word + 1), word_last.eq(read_word == words_less2)]
             with m.If(last_issue):
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), reading.eq(0)]
         # the word read is cleared the cycle after (through the write stage's registers)
         m.d.sync += clear.eq(issue)
         with m.If(advance):
@@ -336,14 +340,15 @@ class ScatterAccumulate(wiring.Component):
 
         # ---- the memory ports, shared by the two modes: the write port's address and data are
         # registers (in a read-out: the address read the cycle before, and zero) -----------------
+        last = timing.RMW_STAGES
         with m.If(readout):
-            m.d.sync += [addr3.eq(row_addr), sum3.eq(0)]
+            m.d.sync += [addr[last].eq(row_addr), sum4.eq(0)]
         m.d.comb += [
             rp.addr.eq(row_addr),
             rp.en.eq(~readout | advance),
-            wp.addr.eq(addr3),
-            wp.data.eq(sum3),
-            wp.en.eq(valid3 | clear),
+            wp.addr.eq(addr[last]),
+            wp.data.eq(sum4),
+            wp.en.eq(valid[last] | clear),
         ]
 
         # ---- commands -------------------------------------------------------------------------
@@ -355,13 +360,14 @@ class ScatterAccumulate(wiring.Component):
         m.d.comb += take_cmd.eq(self.cmd.valid & self.cmd.ready)
         ready = Signal(init=1)
         busy_next = take_cmd | (busy & ~(take_y & y.last) & ~(issue & last_issue))
-        m.d.sync += ready.eq(~busy_next & ~take_y & ~valid1 & ~valid2 & ~issue
+        m.d.sync += ready.eq(~busy_next & ~take_y & ~Cat(*(valid[s] for s in stages[:-1])).any()
+                             & ~issue
                              & ~Mux(advance, issue | valid_r | valid_f,
                                     valid_r | valid_f | self.result.valid))
         m.d.comb += self.cmd.ready.eq(ready)
         with m.If(take_cmd):
             p = self.cmd.p
-            m.d.sync += [busy.eq(1), readout.eq(p.readout), command.eq(p),
+            m.d.sync += [busy.eq(1), readout.eq(p.readout), reading.eq(p.readout), command.eq(p),
                          words.eq((p.n + cols - 1) // cols),
                          left.eq(p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
                          self.route.ready.eq(~p.readout), self.y.ready.eq(0),
@@ -382,17 +388,14 @@ class ScatterAccumulate(wiring.Component):
 
 
 def saturating_sum(acc: Value, addend: Value) -> Value:
-    """``saturate(acc + addend, len(acc))`` for a signed ``acc`` and a signed ``addend`` no
-    wider, built for a short path as a carry-select adder: the low half's sum and both high-half
-    sums (carry in 0 and 1) in parallel, each high sum saturated, and the low half's carry
-    choosing between the two (a carry chain of half the width, then two LUT levels)."""
+    """``saturate(acc + addend, len(acc))`` for signed ``acc`` and ``addend`` (no wider), built
+    so that the wide saturation select is one LUT after the adder's sign bit: the sum wraps to
+    ``len(acc)`` bits, and it overflowed when both operands have one sign and the sum the other
+    (the limit is then the one of ``acc``'s sign, a register)."""
     bits = len(acc)
-    half = bits // 2
-    low = acc[:half] + addend[:half]                  # its top bit: the carry into the high half
-    acc_high, addend_high = acc[half:].as_signed(), addend[half:].as_signed()
-    sums = [Cat(low[:half], high).as_signed()
-            for high in (acc_high + addend_high, acc_high - ~addend_high)]   # + 0 / + 1
-    return Mux(low[half], saturate(sums[1], bits), saturate(sums[0], bits))
+    wrapped = (acc + addend)[:bits].as_signed()
+    overflow = (acc[-1] == addend[-1]) & (wrapped[-1] != acc[-1])
+    return Mux(overflow, Mux(acc[-1], smin(bits), smax(bits)), wrapped)
 
 
 def finalise(acc: Value, frac: int, bits: int, half_up: bool) -> Value:

@@ -28,8 +28,8 @@ BASE_STAGES = 2
 #: the command in cycle 0, the row's route entry (token, gate) in cycle 1, its first memory word
 #: BASE_STAGES cycles later (cycle 3), the row in the cycle after (cycle 4)
 FIRST_ROW_CYCLE = 2 + BASE_STAGES
-#: stages from a row's handshake to its memory write (the write is in cycle handshake + 3)
-RMW_STAGES = 3
+#: stages from a row's handshake to its memory write (the write is in cycle handshake + 4)
+RMW_STAGES = 4
 #: stages from a read-out word's memory read to its result beat being valid
 READOUT_STAGES = 3
 
