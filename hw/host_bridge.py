@@ -141,9 +141,10 @@ class HostBridge(wiring.Component):
         word_end = Signal()               # wrem == 0: the next data byte ends a word
         word_start = Signal()             # no WRITE word is half received
         arg_at = Signal(ARG_BYTES)        # one-hot: the next payload byte is args[i]
-        data_phase = Signal()             # received >= 3 (WRITE data bytes)
-        is_write = Signal()               # op == Op.WRITE
-        is_read = Signal()                # op == Op.READ
+        write_data = Signal()             # a WRITE's payload bytes from the 3rd on (its data)
+        # op == o, one-hot, registered with the op byte (no 8-bit compare after ``op``)
+        op_is = {o: Signal(name=f"is_{o.name.lower()}") for o in Op}
+        is_write, is_read = op_is[Op.WRITE], op_is[Op.READ]
         last_next = Signal()              # the next payload byte is the last (to_come == 1)
         waddr = Signal(17)                # WRITE address
         raddr = Signal(16)                # READ address
@@ -322,24 +323,17 @@ class HostBridge(wiring.Component):
         m.d.comb += blk_running.eq(running.bit_select(block_sel, 1) & blk_ok)
         args_ok = Signal()
         busy = Signal()
-        with m.Switch(op):
-            with m.Case(Op.INFO):
-                m.d.comb += args_ok.eq(length == 0)
-            with m.Case(Op.WRITE):
-                m.d.comb += args_ok.eq((length >= 3) & p_valid & p_host_writes & word_start
-                                       & ~bad_write & ~wpending)
-            with m.Case(Op.READ):
-                m.d.comb += args_ok.eq((length == 5) & p_valid & p_host_reads
-                                       & (read_end <= p_depth))
-            with m.Case(Op.LENGTH):
-                m.d.comb += [args_ok.eq((length == 3) & p_valid & p_stream & (set_len <= p_depth)),
-                             busy.eq(running.bit_select(p_block, 1))]
-            with m.Case(Op.START):
-                m.d.comb += [args_ok.eq((length == 1) & blk_ok), busy.eq(blk_running)]
-            with m.Case(Op.STATUS, Op.ABORT):
-                m.d.comb += args_ok.eq((length == 1) & blk_ok)
+        m.d.comb += args_ok.eq(
+            op_is[Op.INFO] & (length == 0)
+            | is_write & (length >= 3) & p_valid & p_host_writes & word_start & ~bad_write
+            & ~wpending
+            | is_read & (length == 5) & p_valid & p_host_reads & (read_end <= p_depth)
+            | op_is[Op.LENGTH] & (length == 3) & p_valid & p_stream & (set_len <= p_depth)
+            | (op_is[Op.START] | op_is[Op.STATUS] | op_is[Op.ABORT]) & (length == 1) & blk_ok)
+        m.d.comb += busy.eq(op_is[Op.LENGTH] & running.bit_select(p_block, 1)
+                            | op_is[Op.START] & blk_running)
         known_op = Signal()
-        m.d.comb += known_op.eq(Cat(*[op == o for o in Op]).any())
+        m.d.comb += known_op.eq(Cat(*op_is.values()).any())
         # VALIDATE reads them registered: the arguments are final from the cycle the checksum
         # byte is taken (CHECK); read_end (addr + count) is registered in the next (IDLE), so
         # args_ok_r is final in VALIDATE, and the adders and compares stay off `status`
@@ -352,9 +346,12 @@ class HostBridge(wiring.Component):
         rlen = Signal(16)
         rlen_zero = Signal()             # registered rlen == 0 (rlen is final from EXECUTE on)
         rtotal = Signal(8)               # the response's running checksum
-        rleft = Signal(16)               # payload bytes still to send
+        rleft = Signal(16)               # bytes still to send from ``reply``
         sent_all = Signal()              # registered rleft == 0 (keeps the compare off the
                                          # output register's enable)
+        first = Signal()                 # the next byte from ``reply`` is the (unchecked) sync
+        ok = Signal()                    # status == OK, registered with it
+        words_last = Signal()            # registered words_left == 1
         out_word = Signal(8 * max_wb, reset_less=True)
         wb_left = Signal(range(max_wb + 1))
         wb_last = Signal()               # wb_left == 1
@@ -368,10 +365,11 @@ class HostBridge(wiring.Component):
             fields += [moved[p.number] for p in ports if p.block_index == b and p.kind.is_stream]
             status_replies.append(Cat(*[f.as_unsigned() if len(f) % 8 == 0 else
                                         Cat(f, Const(0, 8 - len(f) % 8)) for f in fields]))
-        # INFO and STATUS payloads are snapshotted into a shift register in EXECUTE and leave
-        # from its low byte, so no byte-index mux feeds the output register.
-        reply = Signal(max(len(Cat(*info_bytes)), *(len(r) for r in status_replies)),
-                       reset_less=True)
+        # The reply header (sync, status, length) and the INFO and STATUS payloads leave from
+        # the low byte of one shift register (the payload is snapshotted in EXECUTE, the header
+        # added in HEADER), so no byte-index or state mux feeds the output register.
+        payload_bits = max(len(Cat(*info_bytes)), *(len(r) for r in status_replies))
+        reply = Signal(32 + payload_bits, reset_less=True)
         status_len = Signal(16)
         with m.Switch(block_sel):
             for b in range(nblocks):
@@ -439,13 +437,17 @@ class HostBridge(wiring.Component):
             m.d.sync += idle.eq(0)
         m.d.sync += [start.eq(0), abort.eq(0), flush.eq(0)]
 
-        m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0)]
+        m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0),
+                     words_last.eq(words_left == 1)]
         m.d.sync += judge.eq(0)
         with m.FSM(name="frame"):
             with m.State("SYNC"):
+                # the request state starts afresh in every cycle of SYNC (so no byte compare
+                # sits in front of it); VALIDATE judges the last request from registers loaded
+                # before (args_ok_r)
+                m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0), arg_at.eq(1),
+                             write_data.eq(0)]
                 with m.If(got & (byte == SYNC_REQUEST)):
-                    m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0),
-                                 arg_at.eq(1), data_phase.eq(0)]
                     m.next = "CODE"
             for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
                                       ("LEN1", None, length[8:])):
@@ -454,8 +456,7 @@ class HostBridge(wiring.Component):
                     with m.If(got):
                         m.d.sync += [field.eq(byte), total.eq(total + byte)]
                         if field is op:
-                            m.d.sync += [is_write.eq(byte == Op.WRITE),
-                                         is_read.eq(byte == Op.READ)]
+                            m.d.sync += [op_is[o].eq(byte == o) for o in Op]
                         if nxt is None:
                             m.d.sync += [to_come.eq(Cat(length[:8], byte)),
                                          last_next.eq(Cat(length[:8], byte) == 1)]
@@ -472,7 +473,7 @@ class HostBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
                     m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
-                                 data_phase.eq(data_phase | arg_at[2])]
+                                 write_data.eq(write_data | is_write & arg_at[2])]
                     for i in range(ARG_BYTES):
                         with m.If(arg_at[i]):
                             m.d.sync += args[i].eq(byte)
@@ -481,7 +482,7 @@ class HostBridge(wiring.Component):
                     with m.If(arg_at[2]):
                         m.d.sync += [waddr.eq(Cat(args[1], byte)), wrem.eq(p_wb_m1),
                                      word_end.eq(wb_is1)]
-                    with m.If(is_write & data_phase):
+                    with m.If(write_data):
                         with m.If(word_end):
                             m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
                                          word_start.eq(1), listen.eq(0)]
@@ -509,6 +510,7 @@ class HostBridge(wiring.Component):
                 with m.If(judge):
                     m.next = "VALIDATE"
             with m.State("VALIDATE"):
+                m.d.sync += ok.eq(0)
                 with m.If(~sum_ok):
                     m.d.sync += status.eq(Status.BAD_CHECKSUM)
                 with m.Elif(~known_op_r):
@@ -518,53 +520,48 @@ class HostBridge(wiring.Component):
                 with m.Elif(busy):
                     m.d.sync += status.eq(Status.BUSY)
                 with m.Else():
-                    m.d.sync += status.eq(Status.OK)
+                    m.d.sync += [status.eq(Status.OK), ok.eq(1)]
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count),
-                             rlen.eq(0)]
-                with m.If(op == Op.INFO):
-                    m.d.sync += reply.eq(Cat(*info_bytes))
+                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count), rlen.eq(0)]
+                with m.If(op_is[Op.INFO]):
+                    m.d.sync += reply[32:].eq(Cat(*info_bytes))
                 with m.Else():
                     with m.Switch(block_sel):
                         for b, r in enumerate(status_replies):
                             with m.Case(b):
-                                m.d.sync += reply.eq(r)
-                with m.If(status == Status.OK):
-                    with m.Switch(op):
-                        with m.Case(Op.INFO):
-                            m.d.sync += rlen.eq(len(info_bytes))
-                        with m.Case(Op.READ):
-                            m.d.sync += rlen.eq(read_len)
-                        with m.Case(Op.STATUS):
-                            m.d.sync += rlen.eq(status_len)
-                        with m.Case(Op.LENGTH):
-                            for number, want in lengths.items():
-                                with m.If(hit[number]):
-                                    m.d.sync += want.eq(set_len)
-                        with m.Case(Op.START):
-                            m.d.sync += [start.eq(1 << block_sel), flush.eq(1 << block_sel)]
-                        with m.Case(Op.ABORT):
-                            m.d.sync += [abort.eq(1 << block_sel), flush.eq(1 << block_sel)]
-                m.next = "SEND_SYNC"
-            with m.State("SEND_SYNC"):
-                send(SYNC_RESPONSE, "SEND_CODE", checked=False)
-            with m.State("SEND_CODE"):
-                send(status, "SEND_LEN0")
-            with m.State("SEND_LEN0"):
-                send(rlen[:8], "SEND_LEN1")
-            with m.State("SEND_LEN1"):
-                send(rlen[8:], "SEND_PAYLOAD")
-                m.d.sync += [sent_all.eq(rlen_zero), rleft.eq(rlen)]
-                with m.If(can_load & is_read & ~rlen_zero):
-                    m.next = "READ_ADDR"
-            with m.State("SEND_PAYLOAD"):
+                                m.d.sync += reply[32:].eq(r)
+                with m.If(ok):
+                    with m.If(op_is[Op.INFO]):
+                        m.d.sync += rlen.eq(len(info_bytes))
+                    with m.If(is_read):
+                        m.d.sync += rlen.eq(read_len)
+                    with m.If(op_is[Op.STATUS]):
+                        m.d.sync += rlen.eq(status_len)
+                    with m.If(op_is[Op.LENGTH]):
+                        for number, want in lengths.items():
+                            with m.If(hit[number]):
+                                m.d.sync += want.eq(set_len)
+                    with m.If(op_is[Op.START]):
+                        m.d.sync += [start.eq(1 << block_sel), flush.eq(1 << block_sel)]
+                    with m.If(op_is[Op.ABORT]):
+                        m.d.sync += [abort.eq(1 << block_sel), flush.eq(1 << block_sel)]
+                m.next = "HEADER"
+            with m.State("HEADER"):
+                # READ's payload comes from the memory, the others' from ``reply``
+                m.d.sync += [reply[:32].eq(Cat(Const(SYNC_RESPONSE, 8), status, rlen)),
+                             rleft.eq(Mux(is_read, 4, rlen + 4)), sent_all.eq(0),
+                             first.eq(1)]
+                m.next = "SEND_REPLY"
+            with m.State("SEND_REPLY"):
                 with m.If(sent_all):
                     m.next = "SEND_CHECK"
+                    with m.If(is_read & ~rlen_zero):
+                        m.next = "READ_ADDR"
                 with m.Else():
-                    send(reply[:8])
                     with m.If(can_load):
-                        m.d.sync += [shift_reply.eq(1), rleft.eq(rleft - 1),
+                        m.d.sync += [obuf.eq(reply[:8]), ovalid.eq(1), add_pending.eq(~first),
+                                     first.eq(0), shift_reply.eq(1), rleft.eq(rleft - 1),
                                      sent_all.eq(rleft == 1)]
             with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
                 m.next = "READ_WAIT"
@@ -581,7 +578,7 @@ class HostBridge(wiring.Component):
                     with m.If(wb_last):
                         m.d.sync += [raddr.eq(raddr + 1), words_left.eq(words_left - 1)]
                         m.next = "READ_ADDR"
-                        with m.If(words_left == 1):
+                        with m.If(words_last):
                             m.next = "SEND_CHECK"
             with m.State("SEND_CHECK"):
                 with m.If(~add_pending):
