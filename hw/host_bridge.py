@@ -14,7 +14,8 @@ block RAM's output register, which drives the block) up to and including the cyc
 accepted: ``first_out`` = 3 + the block's latency for the first word, and ``cycles`` (to the last
 word) = 2 + latency + N for a block that takes and gives one word per cycle. Nothing else the
 bridge does stalls the block. Requests are parsed at one byte per
-cycle; the byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
+cycle, responses leave at one byte per 2 cycles at most (a UART takes one per 10 bit times); the
+byte streams are usually a UART (:mod:`hw.uart`), or, in simulation, a test's bytes.
 A WRITE word lands in its memory (or register) two cycles after its last byte (registered
 address, data and strobe; the next request cannot see the difference); a STATUS reply is a
 snapshot of the counters taken when the request executes, so its fields are consistent.
