@@ -108,13 +108,14 @@ class ComputeUnit(wiring.Component):
         # the running command and the position of the next array step
         busy = Signal()
         command = Signal(self.layouts.command)
-        k_last = Signal.like(command.k)          # k - 1
+        k_near = Signal.like(command.k)          # k - 2 (the step before the last; k >= 2)
+        k_one = Signal()                         # k == 1
         kk = Signal.like(command.k)               # reduction index of the next step
         rows_left = Signal.like(command.m)        # tokens from this tile on
         cols_left = Signal.like(command.n)        # outputs from this tile on
         row_base = Signal.like(command.m)
 
-        # kk == 0, kk == k_last and the tile's position (last column tile, last row tile) are
+        # kk == 0, kk == k - 1 and the tile's position (last column tile, last row tile) are
         # registers; every counter's next value is computed from registers alone (``busy``
         # tells a command load from a step), so the step decision (a join of the act, weight
         # and bias streams) reaches the counters only through their enables
@@ -150,12 +151,12 @@ class ComputeUnit(wiring.Component):
         load = self.cmd.valid & ~busy             # never in a step's cycle (step needs busy)
         p = self.cmd.p
         with m.If(load):
-            m.d.sync += [busy.eq(1), command.eq(p), k_last.eq(p.k - 1),
-                         n_one_tile.eq(p.n <= cu.cols)]
+            m.d.sync += [busy.eq(1), command.eq(p), k_near.eq(p.k - 2),
+                         k_one.eq(p.k == 1), n_one_tile.eq(p.n <= cu.cols)]
         with m.If(load | step):                   # the next array step
             m.d.sync += [kk.eq(Mux(busy & ~last, kk + 1, 0)),
                          first.eq(~busy | last),
-                         last.eq(Mux(busy, Mux(last, k_last == 0, kk + 1 == k_last), p.k == 1))]
+                         last.eq(Mux(busy, Mux(last, k_one, kk == k_near), p.k == 1))]
         with m.If(load | (step & last)):          # the next output tile
             m.d.sync += [cols_left.eq(Mux(busy & ~last_col_tile, cols_left - cu.cols,
                                           Mux(busy, command.n, p.n))),

@@ -179,13 +179,16 @@ class Gelu(wiring.Component):
             x = self.i.payload.data[lane]
 
             # Stage 1: |x| -> segment index (table address) and position f; ReLU(x).
+            # |x| < bound as two compares on x itself, in parallel with the negation
             u = Signal(unsigned(ge.input_bits), name=f"u{lane}")
             fine = Signal(name=f"fine{lane}")
-            m.d.comb += [u.eq(Mux(x < 0, -x, x)), fine.eq(u < seg.fine_end)]
+            m.d.comb += [u.eq(Mux(x < 0, -x, x)),
+                         fine.eq((x < seg.fine_end) & (x > -seg.fine_end))]
             index1 = stage(f"index1_{lane}", range(ge.table_entries),
                            Mux(fine, u >> s, (u >> (s + 1)) + seg.coarse_base))
             f1 = stage(f"f1_{lane}", unsigned(p), Mux(fine, u[:s] << 1, u[:s + 1]))
-            in_table1 = stage(f"in_table1_{lane}", 1, u < seg.table_end)
+            in_table1 = stage(f"in_table1_{lane}", 1,
+                              (x < seg.table_end) & (x > -seg.table_end))
             relu1 = stage(f"relu1_{lane}", unsigned(ge.input_bits - 1), Mux(x < 0, 0, x))
             x1 = stage(f"x1_{lane}", signed(ge.input_bits), x) if self.bypass else None
 
