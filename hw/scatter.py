@@ -12,6 +12,7 @@ from golden.fixed import smax, smin
 from hw import multiplier
 from hw.block_ram import BlockRam
 from hw.compute_unit_layouts import Layouts
+from hw.saturate import saturate
 from hw import token_tiles
 from moeaccel.config import DesignConfig
 from sim.timing import scatter as timing
@@ -293,7 +294,7 @@ class ScatterAccumulate(wiring.Component):
         m.d.sync += [prod3[c].eq(products[c][:product_bits]) for c in range(cols)]
         # stage 3: old + gate * y saturated, between registers
         for c in range(cols):
-            m.d.comb += total[c].eq(saturating_sum(old3[c], prod3[c]))
+            m.d.comb += total[c].eq(saturate(old3[c] + prod3[c], cu.accumulator_bits))
         # stage 4: the sum is written (below) and kept one more cycle for forwarding
         m.d.sync += [sum4.eq(total), sum5.eq(sum4)]
 
@@ -385,17 +386,6 @@ class ScatterAccumulate(wiring.Component):
             m.d.sync += [row_left.eq(first_rows), tile_rows.eq(first_rows),
                          last_word.eq(one_word)]
         return m
-
-
-def saturating_sum(acc: Value, addend: Value) -> Value:
-    """``saturate(acc + addend, len(acc))`` for signed ``acc`` and ``addend`` (no wider), built
-    so that the wide saturation select is one LUT after the adder's sign bit: the sum wraps to
-    ``len(acc)`` bits, and it overflowed when both operands have one sign and the sum the other
-    (the limit is then the one of ``acc``'s sign, a register)."""
-    bits = len(acc)
-    wrapped = (acc + addend)[:bits].as_signed()
-    overflow = (acc[-1] == addend[-1]) & (wrapped[-1] != acc[-1])
-    return Mux(overflow, Mux(acc[-1], smin(bits), smax(bits)), wrapped)
 
 
 def finalise(acc: Value, frac: int, bits: int, half_up: bool) -> Value:
