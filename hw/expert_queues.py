@@ -102,8 +102,10 @@ class ExpertQueues(wiring.Component):
     busy : Out(1)
         A read-out is in progress.
 
-    Timing: a slot is written ``sim.timing.router.WRITE_DELAY`` (1) cycle after it is accepted
-    (it is registered first, so no path runs from the slot's source into the memory). After the
+    Timing: a slot is counted (its expert's length, the dropped and null counters)
+    ``sim.timing.router.WRITE_DELAY`` (1) cycle after it is accepted (it is registered first,
+    so no path runs from the slot's source into the memory), and written to the memory the
+    cycle after that (not observable: the read-out starts later). After the
     flush handshake (cycle 0) the first entry is valid in cycle
     ``sim.timing.router.READOUT_FIRST`` (3) and, with ``o`` always ready, one entry per cycle
     follows (empty experts are skipped at no cost); ``busy`` falls the cycle after the final
@@ -175,13 +177,16 @@ class ExpertQueues(wiring.Component):
         m.d.sync += [p_hot[e].eq(s.expert == e) for e in range(n_exp)]
         count = counts[p_expert]
         write = Signal()
-        m.d.comb += [
-            write.eq(pend & ~p_null & ((full & p_hot) == 0)),
-            wr.en.eq(write),
-            wr.addr.eq(Cat(count[:abits], p_expert)),
-            wr.data.token.eq(token),
-            wr.data.gate.eq(p_gate),
-        ]
+        m.d.comb += write.eq(pend & ~p_null & ((full & p_hot) == 0))
+        # the memory write itself is registered once more (its address needs the expert's
+        # count, a 16-way multiplexer): it lands in the cycle the flush may be accepted at the
+        # earliest, and the read-out reads from the cycle after the registered handshake on
+        wr_en = Signal()
+        wr_addr = Signal.like(wr.addr, reset_less=True)
+        wr_data = Signal.like(wr.data, reset_less=True)
+        m.d.sync += [wr_en.eq(write), wr_addr.eq(Cat(count[:abits], p_expert)),
+                     wr_data.token.eq(token), wr_data.gate.eq(p_gate)]
+        m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
         with m.If(pend):
             with m.If(p_null):
                 m.d.sync += nulls.eq(nulls + 1)
@@ -190,7 +195,9 @@ class ExpertQueues(wiring.Component):
             with m.If(p_last):
                 m.d.sync += token.eq(token + 1)
         for e in range(n_exp):
-            with m.If(write & p_hot[e]):
+            # p_hot is zero for a null expert: each counter's enable is its own expert's
+            # flags, not the write decision (an OR over all experts)
+            with m.If(pend & p_hot[e] & ~full[e]):
                 m.d.sync += [counts[e].eq(counts[e] + 1), nonempty[e].eq(1),
                              single[e].eq(~nonempty[e]), full[e].eq(counts[e] == cap - 1)]
         # an expert's first entry: it may become the first or second non-empty expert (a full

@@ -4,7 +4,7 @@ Exactly :func:`golden.router.route`, built from the softmax unit (:class:`hw.sof
 a streaming top-k (:class:`hw.topk.TopK`) and the queue memory
 (:class:`hw.expert_queues.ExpertQueues`)::
 
-    softmax_topk:  i ──> Softmax (R) ──prob──> TopK ──(expert, gate)──> ExpertQueues ──> o
+    softmax_topk:  i ──> Softmax (R) ──prob──> RegisterSlice ──> TopK ──(expert, gate)──> ExpertQueues ──> o
     topk_softmax:  i ──> TopK ──logit──> Softmax (k) ──prob──┐
                           └──expert──> id FIFO ──────────────┴──(expert, gate)──> ExpertQueues ──> o
 
@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In
 from golden.softmax import Formats
 from hw.expert_queues import ExpertQueues, readout_members
 from hw.softmax import Softmax, input_layout
-from hw.topk import TopK
+from hw.register_slice import RegisterSlice
+from hw.topk import TopK, value_layout
 from moeaccel.config import DesignConfig
 from sim.timing import softmax as softmax_timing
 
@@ -58,7 +59,7 @@ class Router(wiring.Component):
         A read-out is in progress (tokens of the next layer are accepted meanwhile, and wait).
 
     Timing (``sim.timing.router``): one logit per cycle in; the queue writes of token ``t``
-    follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 61 cycles and one token per
+    follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 65 cycles and one token per
     16 cycles for m3vit-tiny. Read-out: :func:`sim.timing.router.readout_cycles`.
     """
 
@@ -78,10 +79,17 @@ class Router(wiring.Component):
         if model.gating == "softmax_topk":
             m.submodules.topk = topk = TopK(r, k, unsigned(Formats(sm).prob_bits))
             wiring.connect(m, wiring.flipped(self.i), softmax.i)
+            # the probabilities reach the top-k compares from flip-flops (not from the
+            # softmax's LUT-RAM output queue), and its credit counter sees the slice's ready,
+            # not the top-k's: ``sim.timing.router.TOPK_INPUT_DELAY`` cycle
+            m.submodules.probs = probs = RegisterSlice(value_layout(topk.value_shape))
             m.d.comb += [
-                topk.i.valid.eq(softmax.o.valid),
-                topk.i.payload.value.eq(softmax.o.payload.prob),
-                softmax.o.ready.eq(topk.i.ready),
+                probs.i.valid.eq(softmax.o.valid),
+                probs.i.payload.value.eq(softmax.o.payload.prob),
+                softmax.o.ready.eq(probs.i.ready),
+            ]
+            wiring.connect(m, probs.o, topk.i)
+            m.d.comb += [
                 slot.valid.eq(topk.o.valid),
                 slot.payload.expert.eq(topk.o.payload.index),
                 slot.payload.gate.eq(topk.o.payload.value),

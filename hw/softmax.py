@@ -10,20 +10,24 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
               │                                              ^
               └──{max, sum, n}──> row queue ──> reciprocal ──┘ {max, 1/sum, n}
 
-* **accumulate** (8 stages, never stalls once a beat is accepted): 1 ``x * log2(e)``; 2 round
-  to ``z``; 3 table read ``(T, D)`` at the fraction's top bits; 4 ``D * r``; 5 ``t = T +
-  round(D * r)``; 6 running max and the two shift amounts, ``{t, fl}`` written to the row
-  buffer; 7 running sum (one shift-add); 8 the finished row's ``{max, sum, length}`` pushed from
-  registers into a 2-deep row queue. A new row is accepted only while fewer than
-  :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
+* **accumulate** (10 stages, never stalls once a beat is accepted): 1-2 ``x * log2(e)`` in a DSP
+  (:class:`hw.multiplier.Multiplier`: input, then output register); 3 round to ``z``; 4 table
+  read ``(T, D)`` at the fraction's top bits and, beside it, the running max and the two shift
+  amounts (they need only the exponent); 5-6 ``D * r`` in a DSP; 7 ``t = T + round(D * r)``
+  (one carry chain); 8 the new term ``(t << L) >> below``, ``{t, fl}`` written to the row
+  buffer; 9 running sum (one shift-add: the block's only loop); 10 the finished row's ``{max,
+  sum, length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
+  while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
   remainder is held as its ``2^k`` candidates and the compares' signs that pick one, so a step
   is the pick (a multiplexer on registers) and the compares' carry chains into registers.
-* **normalise** (6 stages, never stalls): 1 buffer read; 2 its data registered; 3 partial
-  products of ``t * R`` and ``max - fl``; 4 their sum; 5 the shift; 6 round, saturate to 1.0,
-  into an output queue of ``OUTPUT_QUEUE`` beats. A read is issued only while the reads in
+* **normalise** (7 stages, never stalls): 1-2 buffer read (a :class:`hw.block_ram.BlockRam`
+  with two read stages, the second the block RAM's output register); 3-4 the partial products
+  of ``t * R`` in DSPs (their input registers take the RAM's data), beside them ``max - fl``; 5
+  their sum; 6 the shift; 7 round, saturate to 1.0, into an output queue of ``OUTPUT_QUEUE``
+  beats. A read is issued only while the reads in
   flight plus the queued beats are fewer (a credit counter), so ``o.ready`` drives no stage.
 
 The row buffer holds ``(ROW_CREDITS + 2) * max_row_length`` entries rounded up to a power of
@@ -50,17 +54,17 @@ o : Out(stream.Signature(output_layout))
 Timing (:mod:`sim.timing.softmax`)
 ----------------------------------
 One element per cycle in and out. A lone row of ``n`` elements presents its first probability
-``n - 1 + latency`` cycles after its first logit was accepted, ``latency = 8 + ceil((RF+1) /
-divider_bits_per_cycle) + 2 + 6`` (29 with the default config). Rows stream back to back at
+``n - 1 + latency`` cycles after its first logit was accepted, ``latency = 10 + ceil((RF+1) /
+divider_bits_per_cycle) + 2 + 7`` (32 with the default config). Rows stream back to back at
 ``max(n, divider_interval)`` cycles per row (``divider_interval`` = 14 by default).
 
-Fmax (``moeaccel fpga --board ulx3s-85f --config ulx3s --blocks softmax --seed 1``): 102 MHz
-alone, the critical path then in the host bridge, not in this block.
+Every multiply is a :class:`hw.multiplier.Multiplier` (registers only at its input and
+output), data registers have no reset (only the stages' valid bits do).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -184,8 +188,8 @@ class Softmax(wiring.Component):
         # Each stage's tags: ``valid`` (reset) and the element's row bookkeeping (no reset: a
         # reset fans out to every flip-flop it reaches, and only ``valid`` needs it).
         tags = _tag_layout(sm)
-        valid = [Signal(name=f"a{j}_valid") for j in range(1, 9)]
-        tag = [Signal(tags, name=f"a{j}_tags", reset_less=True) for j in range(1, 9)]
+        valid = [Signal(name=f"a{j}_valid") for j in range(1, 10)]
+        tag = [Signal(tags, name=f"a{j}_tags", reset_less=True) for j in range(1, 10)]
         m.d.sync += [valid[0].eq(accept), tag[0].first.eq(first), tag[0].last.eq(last),
                      tag[0].addr.eq(wp), tag[0].length.eq(count + 1)]
         m.d.sync += [v.eq(u) for v, u in zip(valid[1:], valid)]
@@ -233,14 +237,14 @@ class Softmax(wiring.Component):
             n = ceil_log2(limit + 1)
             return Mux(amount.as_unsigned()[n:].any(), (1 << n) - 1, amount[:n])
 
-        # per stage 4..8: the element's exponent, the row's max including it, the shift of the
+        # per stage 4..9: the element's exponent, the row's max including it, the shift of the
         # old sum (all ones on a row's first element: the old sum shifts out entirely, no clear)
         # and the shift of the new term; delayed to the stages that use them
         rescale_bits = ceil_log2(fm.sum_bits + 1)
         shifts = data.StructLayout({"fl": signed(fm.fl_bits), "max": signed(fm.fl_bits),
                                     "rescale": rescale_bits,
                                     "below": ceil_log2(term_bits + 1)})
-        sh = [Signal(shifts, name=f"a{j}_shifts", reset_less=True) for j in range(4, 9)]
+        sh = [Signal(shifts, name=f"a{j}_shifts", reset_less=True) for j in range(4, 10)]
         m.d.sync += [sh[0].fl.eq(fl3), sh[0].max.eq(Mux(grow, fl3, run_max)),
                      sh[0].rescale.eq(Mux(tag[2].first, (1 << rescale_bits) - 1,
                                           Mux(grow, saturate(up, fm.sum_bits), 0))),
@@ -254,27 +258,39 @@ class Softmax(wiring.Component):
         m.d.sync += [base5.eq(lookup.data.t), base6.eq(base5)]
 
         # Stage 7: t = T + round(D * r / 2^P) as one carry chain ((T << P | half) + D * r, as
-        # the half has no bit in common with T << P), and the new term (t << L) >> below.
+        # the half has no bit in common with T << P).
         if pos_bits:
             t = (((base6 << pos_bits) | (1 << (pos_bits - 1))) + interp.p) >> pos_bits
         else:
             t = base6 + interp.p
         t7 = Signal(fm.t_bits, reset_less=True)
-        term7 = Signal(term_bits, reset_less=True)
-        m.d.sync += [t7.eq(t), term7.eq((t[:fm.t_bits] << fm.sum_left) >> sh[2].below)]
+        m.d.sync += t7.eq(t)
 
-        # Stage 8: run_sum = (run_sum >> rescale) + term: one shift-add per cycle; the element
-        # into the row buffer (from registers).
-        run_sum = Signal(fm.sum_bits, reset_less=True)
-        with m.If(valid[6]):
-            m.d.sync += run_sum.eq((run_sum >> sh[3].rescale) + term7)
+        # Stage 8: the new term (t << L) >> below; the element into the row buffer.
+        term8 = Signal(term_bits, reset_less=True)
+        m.d.sync += term8.eq((t7 << fm.sum_left) >> sh[3].below)
         m.d.comb += [write.en.eq(valid[6]), write.addr.eq(tag[6].addr),
                      write.data.eq(Cat(t7, sh[3].fl))]
 
-        # Stage 9: the finished row {max, sum, length} into the row queue, from registers.
+        # Stage 9: run_sum = (run_sum >> rescale) + term: one shift-add per cycle, the loop of
+        # this block. The shift is two multiplexer levels, coarse (by multiples of 8) then fine,
+        # each from its own copy of the amount (half the fan-out each).
+        run_sum = Signal(fm.sum_bits, reset_less=True)
+        fine_bits = min(3, rescale_bits)
+        coarse = Signal(rescale_bits - fine_bits, reset_less=True)
+        fine = Signal(fine_bits, reset_less=True)
+        m.d.sync += [coarse.eq(sh[3].rescale[fine_bits:]), fine.eq(sh[3].rescale[:fine_bits])]
+        scaled = Value.cast(run_sum)
+        if len(coarse):
+            scaled = Array(scaled >> (c << fine_bits) for c in range(1 << len(coarse)))[coarse]
+        scaled = Array(scaled >> f for f in range(1 << fine_bits))[fine]
+        with m.If(valid[7]):
+            m.d.sync += run_sum.eq(scaled + term8)
+
+        # Stage 10: the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
-        m.d.comb += [rows.w_en.eq(valid[7] & tag[7].last), finished.max.eq(sh[4].max),
-                     finished.sum.eq(run_sum), finished.length.eq(tag[7].length)]
+        m.d.comb += [rows.w_en.eq(valid[8] & tag[8].last), finished.max.eq(sh[5].max),
+                     finished.sum.eq(run_sum), finished.length.eq(tag[8].length)]
 
     # ------------------------------------------------------------------------------ reciprocal
     def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,

@@ -2,9 +2,9 @@
 
 Pipeline (``R = experts + null_experts`` logits per token, one per beat; ``k = top_k``):
 
-* ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``) over all ``R`` -> top-k
-  scan of the probabilities (one per cycle) -> ``k`` slots, one per cycle, starting the cycle
-  after the token's last probability; each is written to its queue ``WRITE_DELAY`` cycles after.
+* ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``) over all ``R`` -> a
+  register slice (``TOPK_INPUT_DELAY``) -> top-k scan of the probabilities (one per cycle) ->
+  ``k`` slots, one per cycle, starting the cycle after the token's last probability is scanned; each is written to its queue ``WRITE_DELAY`` cycles after.
 * ``topk_softmax``: logits -> top-k scan (one per cycle) -> the ``k`` chosen logits go to the
   softmax unit as a row of ``k``, their ids to a small FIFO -> each probability is written to
   its queue in the cycle it leaves the softmax. The scan stalls a token's last logit until the
@@ -28,6 +28,9 @@ from sim.timing import softmax
 
 #: cycles from a slot accepted by the expert queues to its queue write (the slot is registered)
 WRITE_DELAY = 1
+#: ``softmax_topk``: cycles from a probability leaving the softmax to the top-k scan taking it
+#: (a register slice between them)
+TOPK_INPUT_DELAY = 1
 #: cycles from the flush handshake to the first read-out entry being valid (the handshake is
 #: registered, then the generator's registers, then the memory read and output register)
 READOUT_FIRST = 3
@@ -56,7 +59,8 @@ def fed_schedule(cfg: DesignConfig, tokens: int,
         if m.gating == "softmax_topk":
             row = pipe.row(r, arrival)
             previous = row.last_in
-            out.append((previous, [row.last_out + 1 + WRITE_DELAY + s for s in range(k)]))
+            out.append((previous, [row.last_out + TOPK_INPUT_DELAY + 1 + WRITE_DELAY + s
+                                   for s in range(k)]))
             continue
         # topk_softmax: the scan takes one logit per cycle; a token's last logit waits for the
         # previous token's k logits to have entered the softmax (same cycle allowed)

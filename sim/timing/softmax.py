@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from moeaccel.config import DesignConfig
 
 #: cycles from a row's last beat accepted to its {max, sum} being readable by the divider
-ACCUMULATE_DEPTH = 9
+ACCUMULATE_DEPTH = 10
 #: rows the accumulate stage may hold beyond the divider (row-queue depth)
 ROW_CREDITS = 2
 #: cycles from a buffer read issued to its probability presented on the output
