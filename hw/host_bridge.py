@@ -400,6 +400,10 @@ class HostBridge(wiring.Component):
             m.d.sync += reply.eq(reply >> 8)
         with m.If(shift_word):
             m.d.sync += out_word.eq(out_word >> 8)
+        latch_word = Signal()            # READ_LATCH, as a strobe of its own (out_word is wide)
+        m.d.sync += latch_word.eq(0)
+        with m.If(latch_word):
+            m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb), wb_last.eq(wb_is1)]
         m.d.comb += [self.tx.valid.eq(ovalid), self.tx.payload.eq(obuf)]
         with m.If(self.tx.ready):
             m.d.sync += ovalid.eq(0)
@@ -567,9 +571,9 @@ class HostBridge(wiring.Component):
             with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
                 m.next = "READ_WAIT"
             with m.State("READ_WAIT"):      # the read word is registered
+                m.d.sync += latch_word.eq(1)
                 m.next = "READ_LATCH"
-            with m.State("READ_LATCH"):
-                m.d.sync += [out_word.eq(rdata), wb_left.eq(p_wb), wb_last.eq(wb_is1)]
+            with m.State("READ_LATCH"):     # out_word loads (on latch_word, a register)
                 m.next = "READ_BYTES"
             with m.State("READ_BYTES"):
                 send(out_word[:8])
