@@ -79,9 +79,11 @@ class BankedMemory(Elaboratable):
                          ram.read.addr.eq(rd.addr[:bank_bits]), ram.read.en.eq(rd.en)]
             words.append(ram.read.data)
         words = Array(words)
-        bank1, bank2 = (Signal(range(banks), name=n) for n in ("bank1", "bank2"))
+        # data and bank numbers: no reset (the reader's valid bits are its control)
+        bank1, bank2 = (Signal(range(banks), name=n, reset_less=True) for n in ("bank1", "bank2"))
+        data = Signal(self.width, name="data", reset_less=True)
+        m.d.comb += Value.cast(rd.data).eq(data)
         with m.If(rd.en):
-            m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1)]
-        with m.If(rd.en):
-            m.d.sync += Value.cast(rd.data).eq(words[bank2])
+            m.d.sync += [bank1.eq(rd.addr[bank_bits:] if banks > 1 else 0), bank2.eq(bank1),
+                         data.eq(words[bank2])]
         return m

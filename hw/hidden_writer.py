@@ -54,7 +54,8 @@ class HiddenWriter(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         rows, ops, tiles = cu.rows, cu.operand_bits, self.cfg.model.expert_hidden // cu.cols
-        count = Signal.like(self.m)
+        # every register is (re)loaded by ``start`` before the GEMM's first row: reset-less
+        count = Signal.like(self.m, reset_less=True)
         # The rows still to come in the current pass (token tile x output tile) are counted
         # down, with ``at_last`` (the row arriving next ends the pass) a register: the unit
         # emits a tile's rows in order, so no compare of ``y.row`` follows the handshake. The
@@ -63,11 +64,12 @@ class HiddenWriter(wiring.Component):
         # next advance (a tile of two rows or more takes two cycles or more; a one-row tile
         # other than the last exists only when ``rows`` is 1, where every count is 1).
         width = range(rows + 1)
-        left, tile_rows, next_rows = Signal(width), Signal(width), Signal(width)
-        at_last, tile_one, next_one = Signal(), Signal(), Signal()    # left / tile_rows / next_rows == 1
-        next_start = Signal(range((1 << len(self.m)) + rows))         # first row of the next tile
-        col = Signal(range(tiles))
-        last_col = Signal(init=tiles == 1)         # col == tiles - 1, registered
+        left, tile_rows, next_rows = (Signal(width, reset_less=True) for _ in range(3))
+        # left / tile_rows / next_rows == 1
+        at_last, tile_one, next_one = (Signal(reset_less=True) for _ in range(3))
+        next_start = Signal(range((1 << len(self.m)) + rows), reset_less=True)  # next tile's row
+        col = Signal(range(tiles), reset_less=True)
+        last_col = Signal(init=tiles == 1, reset_less=True)   # col == tiles - 1, registered
 
         def tile_size(first_row):                  # rows of the token tile starting at first_row
             return token_tiles.last_row(count, first_row + rows) + 1 - first_row

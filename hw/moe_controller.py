@@ -45,6 +45,9 @@ class MoeController(Elaboratable):
         self.cfg = cfg
         self.e = engine
         self.use_hidden = Signal()     # act/token from gather_h (GEMM2), else gather_x
+        self.use_x = Signal(init=1)    # ~use_hidden: a second flip-flop for the act payload
+        #                                multiplexer's many selects (stored inverted, so that
+        #                                synthesis keeps it apart from use_hidden)
         self.dest = Signal(2)          # unit out -> 0 serialiser, 1 hidden writer, 2 scatter
 
     def elaborate(self, platform) -> Module:
@@ -81,7 +84,7 @@ class MoeController(Elaboratable):
             return Mux(index < S, E + index, routed) if S else routed
 
         fcmd = e.weights.fetch_cmd
-        is_gate = fetch_n == 0
+        is_gate = Signal(init=1)                  # fetch_n == 0, a register
         # every matrix address is a constant: a table indexed by (record, W2?) instead of a
         # multiply by the expert's size and two adds
         addr_width = len(fcmd.p.addr)
@@ -124,7 +127,7 @@ class MoeController(Elaboratable):
                                 Mux(f_second, img.w2.weight_words, img.w1.weight_words))),
         ]
         with m.If(accept):
-            m.d.sync += fetch_n.eq(fetch_n + 1)
+            m.d.sync += [fetch_n.eq(fetch_n + 1), is_gate.eq(0)]
             with m.If(~is_gate):
                 m.d.sync += f_second.eq(~f_second)
                 with m.If(f_second):
@@ -153,7 +156,7 @@ class MoeController(Elaboratable):
         def first_queue():                        # queue_of(0) with the index a constant
             return (T, 0) if S else (table[0].count, table[0].start)
 
-        count, start = Signal(count_width), Signal(count_width)
+        count, start = Signal(count_width, reset_less=True), Signal(count_width, reset_less=True)
         next_count = Signal(count_width, reset_less=True)   # refreshed every cycle
         next_start = Signal(count_width, reset_less=True)
         x1 = Signal(range(max_x + 2), init=1)     # x + 1
@@ -177,14 +180,16 @@ class MoeController(Elaboratable):
         # cycle), and the commands are offered from the next state, GEMM, so the payloads are
         # right when offered and no compare of ``g`` or ``x`` sits in front of a consumer's
         # command register.
-        g_m, g_k, g_n = Signal.like(unit_cmd.p.m), Signal.like(unit_cmd.p.k), Signal.like(unit_cmd.p.n)
+        g_m, g_k, g_n = (Signal.like(unit_cmd.p.m, reset_less=True),
+                         Signal.like(unit_cmd.p.k, reset_less=True),
+                         Signal.like(unit_cmd.p.n, reset_less=True))
         with m.If(router_gemm):
             m.d.sync += [g_m.eq(T), g_k.eq(D), g_n.eq(R)]
         with m.Elif(second):
             m.d.sync += [g_m.eq(count), g_k.eq(H), g_n.eq(D)]
         with m.Else():
             m.d.sync += [g_m.eq(count), g_k.eq(D), g_n.eq(H)]
-        ids_queue, routes_queue = Signal(), Signal()
+        ids_queue, routes_queue = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [ids_queue.eq(~router_gemm & ~second & ~shared), routes_queue.eq(~shared)]
         # the hidden writer is armed the cycle after the GEMM's commands are decided (its first
         # row comes from the compute unit many cycles after the unit's command), with ``g_m``
@@ -194,7 +199,7 @@ class MoeController(Elaboratable):
         # takes its command, T at every other time (the read-out command's ``m``), so it is
         # already T on the way into READOUT (the end of a GEMM does not reach it)
         readout = Signal()
-        sc_m = Signal.like(g_m)
+        sc_m = Signal.like(g_m, reset_less=True)
         waiting = Signal()                          # in WAIT_WEIGHTS
         gemm2 = second & ~router_gemm
         m.d.sync += sc_m.eq(Mux(gemm2 & (waiting | p_scatter), count, T))
@@ -272,11 +277,33 @@ class MoeController(Elaboratable):
         x_last = Signal()
         m.d.sync += x_last.eq(x1 == experts)
 
+        # ``fetched > g`` (the weights of matrix ``g`` are on chip) as a register, so that the
+        # compare is not in front of WAIT_WEIGHTS' many loads: computed from the values of the
+        # next cycle, ``fetched`` plus this cycle's ``fetched`` pulse and the ``g`` of the next
+        # state (``g + 1`` leaving GEMM, ``g`` elsewhere; 0 from IDLE, where ``g`` and
+        # ``fetched`` restart). ``g <= fetched`` always (a GEMM starts only when its weights are
+        # in), so the compare is an inequality.
+        weights_in = Signal()
+        in_gemm, in_idle = Signal(), Signal()
+        g1 = Signal(range(matrices + 2), init=1)         # g + 1
+        fetched1 = Signal(range(matrices + 2), init=1)   # fetched + 1
+        with m.If(e.weights.fetched):
+            m.d.sync += fetched1.eq(fetched1 + 1)
+        m.d.sync += weights_in.eq(~in_idle & (Mux(e.weights.fetched, fetched1, fetched)
+                                              != Mux(in_gemm, g1, g)))
+
         m.d.comb += e.busy.eq(running)
+        # the expert queues are emptied the cycle after ``start`` (a register: the start
+        # handshake's many loads are not in front of the queue store's); they are first written
+        # by the router long after
+        clear_queues = Signal()
+        m.d.sync += clear_queues.eq(0)
+        m.d.comb += e.queues.clear.eq(clear_queues)
         idle = Signal(init=1)                       # in IDLE, a register (start.ready)
         m.d.comb += e.start.ready.eq(idle)
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += in_idle.eq(1)
                 # the gate matrix's address follows the offered task while idle (the handshake
                 # does not reach it)
                 m.d.sync += [task.eq(e.start.p.task), f_addr_r.eq(e.start.p.task * img.gate.bytes)]
@@ -286,11 +313,13 @@ class MoeController(Elaboratable):
                                  st.cycles.eq(0), st.mac_steps.eq(0), st.ffn_cycles.eq(0),
                                  st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
                                  st.fetches.eq(0), st.experts.eq(0),
-                                 known.eq(0), fetch_n.eq(0), fetched.eq(0), used.eq(0),
+                                 known.eq(0), fetch_n.eq(0), is_gate.eq(1), fetched.eq(0),
+                                 used.eq(0),
+                                 fetched1.eq(1), g1.eq(1),
                                  used_s.eq(slots),
                                  f_x.eq(0), f_second.eq(0), g.eq(0), router_gemm.eq(1),
                                  x.eq(0), x1.eq(1)]
-                    m.d.comb += e.queues.clear.eq(1)
+                    m.d.sync += clear_queues.eq(1)
                     with m.If(e.start.p.clear):
                         m.d.sync += to_readout
                         m.next = "READOUT"
@@ -299,11 +328,12 @@ class MoeController(Elaboratable):
                         m.next = "WAIT_WEIGHTS"
             with m.State("WAIT_WEIGHTS"):
                 m.d.comb += waiting.eq(1)
-                with m.If(fetched > g):
+                with m.If(weights_in):
                     m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
                                  p_scatter.eq(second & ~router_gemm), readout.eq(0),
                                  p_routes.eq(second & ~router_gemm),
                                  use_hidden.eq(second & ~router_gemm),
+                                 self.use_x.eq(~(second & ~router_gemm)),
                                  dest.eq(Mux(router_gemm, 0, Mux(second, 2, 1))),
                                  out_last_seen.eq(0)]
                     m.d.sync += hidden_start.eq(1)
@@ -311,7 +341,7 @@ class MoeController(Elaboratable):
                 with m.Else():
                     m.d.sync += st.weight_wait.eq(st.weight_wait + 1)
             with m.State("GEMM"):
-                m.d.comb += in_ffn.eq(~router_gemm)
+                m.d.comb += [in_ffn.eq(~router_gemm), in_gemm.eq(1)]
                 gemm_done = Signal()
                 # GEMM1 and GEMM2 end with the unit's last row taken by the hidden writer or the
                 # scatter (the sink is known from ``second``, so the engine's ``dest`` multiplexer
@@ -320,7 +350,7 @@ class MoeController(Elaboratable):
                 m.d.comb += gemm_done.eq(Mux(router_gemm, out_last_seen & e.serialiser.idle,
                                              e.unit.out.valid & e.unit.out.p.last & sink_ready))
                 with m.If(gemm_done):
-                    m.d.sync += [g.eq(g + 1), router_gemm.eq(0)]
+                    m.d.sync += [g.eq(g1), g1.eq(g1 + 1), router_gemm.eq(0)]
                     with m.If(router_gemm):
                         m.next = "FLUSH"
                     with m.Elif(second):

@@ -160,16 +160,19 @@ class MoeEngine(wiring.Component):
         wiring.connect(m, self.router.o, q.i)
         wiring.connect(m, self.hidden.write, gh.write)
 
-        # act and token ids: gather_x (router GEMM, GEMM1) or gather_h (GEMM2)
-        hid = ctrl.use_hidden
+        # act and token ids: gather_x (router GEMM, GEMM1) or gather_h (GEMM2). Only the gather
+        # with a command offers act beats (``act.valid``) or takes ids (``token.ready``, high only
+        # while ids of its command are left), and the controller commands one gather per GEMM
+        # and the next GEMM only after the unit's last row: so the handshakes are ORs and
+        # broadcasts, free of the controller's steering flip-flop; only the payload multiplexer
+        # is steered (by ``use_x``, the controller's copy of ``~use_hidden`` for its many loads).
         m.d.comb += [
-            skids["act"].i.valid.eq(Mux(hid, gh.act.valid, gx.act.valid)),
-            skids["act"].i.p.eq(Mux(hid, gh.act.p, gx.act.p)),
-            gx.act.ready.eq(skids["act"].i.ready & ~hid),
-            gh.act.ready.eq(skids["act"].i.ready & hid),
-            gx.token.valid.eq(q.tokens.valid & ~hid), gh.token.valid.eq(q.tokens.valid & hid),
+            skids["act"].i.valid.eq(gx.act.valid | gh.act.valid),
+            skids["act"].i.p.eq(Mux(ctrl.use_x, gx.act.p, gh.act.p)),
+            gx.act.ready.eq(skids["act"].i.ready), gh.act.ready.eq(skids["act"].i.ready),
+            gx.token.valid.eq(q.tokens.valid), gh.token.valid.eq(q.tokens.valid),
             gx.token.p.eq(q.tokens.p.token), gh.token.p.eq(q.tokens.p.token),
-            q.tokens.ready.eq(Mux(hid, gh.token.ready, gx.token.ready)),
+            q.tokens.ready.eq(gx.token.ready | gh.token.ready),
             # routes for the scatter block
             self.scatter.route.valid.eq(q.routes.valid),
             self.scatter.route.p.token.eq(q.routes.p.token),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Signal
 
 from hw.stream_stage import StreamStage
 
@@ -22,7 +22,8 @@ class RegisterSlice(StreamStage):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        payload = Signal.like(self.o.payload, reset_less=True)   # data: no reset
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready), self.o.payload.eq(payload)]
         with m.If(self.i.ready):
-            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            m.d.sync += [self.o.valid.eq(self.i.valid), payload.eq(self.i.payload)]
         return m

@@ -106,6 +106,9 @@ class WeightFetch(wiring.Component):
 
         busy = Signal()
         asking, receiving = Signal(), Signal()    # request offered / response beats taken
+        # ~receiving, for the assembler's enables (its many loads kept off the control logic's
+        # path; stored inverted so that synthesis keeps it apart from ``receiving``)
+        not_receiving = Signal(init=1)
         command = Signal(self.layouts.command, reset_less=True)
         wide_index = Signal(range(lay.slot_wide_words + 1), reset_less=True)
         word_index = Signal(range(lay.slot_weight_words + 1), reset_less=True)
@@ -141,7 +144,7 @@ class WeightFetch(wiring.Component):
                          no_words.eq(p.words == 0),
                          wide_m2.eq(p.wide - 2), words_m2.eq(p.words - 2)]
         with m.If(self.dram_req.valid & self.dram_req.ready):
-            m.d.sync += [asking.eq(0), receiving.eq(1)]
+            m.d.sync += [asking.eq(0), receiving.eq(1), not_receiving.eq(0)]
 
         assembled = Signal(32 * cols)
         m.d.comb += assembled.eq(Cat(word[8 * width:], self.dram_data.p.data))
@@ -156,8 +159,10 @@ class WeightFetch(wiring.Component):
             return beat == beats - 2 if beats >= 2 else 0
 
         m.d.sync += self.done.eq(0)
+        with m.If(self.dram_data.valid & ~not_receiving):     # = the take below
+            m.d.sync += word.eq(assembled)
         with m.If(self.dram_data.valid & self.dram_data.ready):
-            m.d.sync += [word.eq(assembled), beat.eq(beat + 1),
+            m.d.sync += [beat.eq(beat + 1),
                          beat_last.eq(Mux(in_wide, second_last(wide_beats),
                                           second_last(word_beats)))]
             with m.If(beat_last):
@@ -175,11 +180,13 @@ class WeightFetch(wiring.Component):
                             with m.If(command.slot == s):
                                 m.d.sync += self.header[s].eq(assembled[:32 * len(HEADER_FIELDS)])
                     with m.If(last_wide & no_words):
-                        m.d.sync += [busy.eq(0), receiving.eq(0), self.done.eq(1)]
+                        m.d.sync += [busy.eq(0), receiving.eq(0), not_receiving.eq(1),
+                                     self.done.eq(1)]
                 with m.Else():
                     m.d.comb += self.weight_write.en.eq(1)
                     m.d.sync += [word_index.eq(word_index + 1),
                                  last_word.eq(word_index == words_m2)]
                     with m.If(last_word):
-                        m.d.sync += [busy.eq(0), receiving.eq(0), self.done.eq(1)]
+                        m.d.sync += [busy.eq(0), receiving.eq(0), not_receiving.eq(1),
+                                     self.done.eq(1)]
         return m
