@@ -13,6 +13,7 @@ from hw import multiplier
 from hw.block_ram import BlockRam
 from hw.compute_unit_layouts import Layouts
 from hw.saturate import saturate
+from hw.skid_buffer import SkidBuffer
 from hw import token_tiles
 from moeaccel.config import DesignConfig
 from sim.timing import scatter as timing
@@ -163,6 +164,7 @@ class ScatterAccumulate(wiring.Component):
         # counters' next values
         left = Signal.like(command.m, **data_reg)
         more = Signal()
+        left_one = Signal(**data_reg)           # left == 1 (the entry taken next is the last)
         tile_taken = Signal(range(2 * rows + 1))
         avail = Signal(range(2 * rows + 1))
         take_route = Signal()
@@ -171,7 +173,7 @@ class ScatterAccumulate(wiring.Component):
             for s in range(2 * rows):
                 with m.If(in_slot == s):
                     m.d.sync += ring_gate[s].eq(self.route.p.gate)
-            m.d.sync += [left.eq(left - 1), more.eq(left != 1),
+            m.d.sync += [left.eq(left - 1), more.eq(~left_one), left_one.eq(left == 2),
                          in_slot.eq(Mux(in_slot == 2 * rows - 1, 0, in_slot + 1))]
         # the entry's first memory word ``token * words`` from the DSP, BASE_STAGES cycles after
         # the entry is taken (it "lands" then: written into the ring and forwarded below)
@@ -189,8 +191,9 @@ class ScatterAccumulate(wiring.Component):
             for s in range(2 * rows):
                 with m.If(land_slot == s):
                     m.d.sync += ring_base[s].eq(land_base)
-        # entries taken whose base has not landed by the next cycle
-        in_flight = sum((took[s] for s in range(timing.BASE_STAGES - 1)), take_route)
+        # entries taken before this cycle whose base has not landed by the next cycle (registers;
+        # with the entry taken now, if any, they are the entries in flight)
+        pending = sum((took[s] for s in range(timing.BASE_STAGES - 1)), Const(0, 1))
 
         y = self.y.p
         take_y = Signal()
@@ -215,12 +218,22 @@ class ScatterAccumulate(wiring.Component):
         words_less2 = Signal.like(words, **data_reg)
         m.d.sync += next_rows.eq(token_tiles.last_row(command.m, ring_end) - (ring_end - rows))
         # what the row taken now does to the position: the next row of the tile, back to the
-        # tile's first row for the next output word, or on to the next token tile
-        tile_end = take_y & (row_left == 0)
+        # tile's first row for the next output word, or on to the next token tile. Every next
+        # value below is computed for each of the four cases from registers, in parallel, and
+        # ``step`` picks one: only ``take_y`` (the row handshake, whose ``y.valid`` comes from
+        # the compute unit) and the case flags (registers) select, at the end of each path.
+        at_end = row_left == 0
+
+        def step(hold, new_tile, rewind, next_row) -> Value:
+            return Mux(take_y, Mux(at_end, Mux(last_word, new_tile, rewind), next_row), hold)
+
+        tile_end = take_y & at_end
         new_tile, rewind, next_row = Signal(), Signal(), Signal()
         m.d.comb += [new_tile.eq(tile_end & last_word), rewind.eq(tile_end & ~last_word),
-                     next_row.eq(take_y & ~tile_end)]
+                     next_row.eq(take_y & ~at_end)]
         other_tile = Mux(tile_slot == 0, rows, 0)
+        slot_plus = Signal.like(slot)
+        m.d.comb += slot_plus.eq(slot + 1)
         # the memory address of the row expected next (in a read-out: the word read next), a
         # register and the memory's read address: each candidate's adder starts at registers,
         # the row handshake only selects; the entry landing this cycle is forwarded (it is on
@@ -228,33 +241,52 @@ class ScatterAccumulate(wiring.Component):
         row_addr = Signal(addr_shape, **data_reg)
         slot_next = Signal.like(slot)
         addr_next = Signal(addr_shape)
+        m.d.comb += [
+            slot_next.eq(step(slot, other_tile, tile_slot, slot_plus)),
+            addr_next.eq(step(row_addr, ring_bases[other_tile],
+                              ring_bases[tile_slot] + col_word + 1,
+                              ring_bases[slot_plus] + col_word)),
+        ]
+        land_here = land & step(land_slot == slot, land_slot == other_tile,
+                                land_slot == tile_slot, land_slot == slot_plus)
+        # the ring's entries: ``tile_taken`` + the entry taken now - a tile's ``rows`` when the
+        # row taken now ends the tile; ``avail`` (usable entries past the row expected next):
+        # on a new tile or output word, the tile's entries taken minus those still in flight
+        # (the entry taken now counts in both, so it cancels), else ``avail`` + the entry
+        # landing - the row taken
         tile_taken_next = Signal.like(tile_taken)
         avail_next = Signal.like(avail)
-        m.d.comb += tile_taken_next.eq(tile_taken + take_route - Mux(new_tile, rows, 0))
+        avail_hold, avail_new = avail + land, tile_taken - rows - pending
+        avail_rewind, avail_row = tile_taken - pending, avail + land - 1
+        m.d.comb += [
+            tile_taken_next.eq(tile_taken + take_route - Mux(new_tile, rows, 0)),
+            avail_next.eq(step(avail_hold, avail_new, avail_rewind, avail_row)),
+        ]
         with m.If(new_tile):
-            m.d.comb += [slot_next.eq(other_tile), addr_next.eq(ring_bases[other_tile]),
-                         avail_next.eq(tile_taken_next - in_flight)]
             m.d.sync += [col_word.eq(0), last_word.eq(one_word), ring_end.eq(ring_end + rows),
                          row_left.eq(next_rows), tile_rows.eq(next_rows),
                          tile_slot.eq(other_tile)]
         with m.Elif(rewind):
-            m.d.comb += [slot_next.eq(tile_slot),
-                         addr_next.eq(ring_bases[tile_slot] + col_word + 1),
-                         avail_next.eq(tile_taken_next - in_flight)]
             m.d.sync += [col_word.eq(col_word + 1), last_word.eq(col_word == words_less2),
                          row_left.eq(tile_rows)]
         with m.Elif(next_row):
-            m.d.comb += [slot_next.eq(slot + 1), addr_next.eq(ring_bases[slot + 1] + col_word),
-                         avail_next.eq(avail + land - 1)]
             m.d.sync += row_left.eq(row_left - 1)
-        with m.Else():
-            m.d.comb += [slot_next.eq(slot), addr_next.eq(row_addr),
-                         avail_next.eq(avail + land)]
+        # the ready flags, registers computed from the same cases: ``route.ready`` while
+        # entries are left and the ring (``tile_taken_next``) is not full, ``y.ready`` while
+        # the row expected next has its entry (``avail_next != 0``) and the last row is not
+        # being taken
+        ring_full = Mux(new_tile,
+                        Mux(take_route, tile_taken == 3 * rows - 1, tile_taken == 3 * rows),
+                        Mux(take_route, tile_taken == 2 * rows - 1, tile_taken == 2 * rows))
+        row_ready = Mux(take_y,
+                        ~y.last & Mux(at_end, Mux(last_word, avail_new != 0, avail_rewind != 0),
+                                      avail_row != 0),
+                        avail_hold != 0)
         m.d.sync += [slot.eq(slot_next), tile_taken.eq(tile_taken_next), avail.eq(avail_next),
-                     row_addr.eq(Mux(land & (land_slot == slot_next), land_base, addr_next)),
-                     self.route.ready.eq(accumulating & Mux(take_route, left != 1, more)
-                                         & (tile_taken_next != 2 * rows)),
-                     self.y.ready.eq(accumulating & ~(take_y & y.last) & (avail_next != 0))]
+                     row_addr.eq(Mux(land_here, land_base, addr_next)),
+                     self.route.ready.eq(accumulating & Mux(take_route, ~left_one, more)
+                                         & ~ring_full),
+                     self.y.ready.eq(accumulating & row_ready)]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
         stages = range(1, timing.RMW_STAGES + 1)
@@ -298,7 +330,13 @@ class ScatterAccumulate(wiring.Component):
         # stage 4: the sum is written (below) and kept one more cycle for forwarding
         m.d.sync += [sum4.eq(total), sum5.eq(sum4)]
 
-        # ---- read-out: read -> read data register -> finalise register ----------------------
+        # ---- read-out: read -> read data register -> finalise register -> skid buffer -------
+        # ``out`` is the finalise register's stream; ``result`` leaves through a skid buffer, so
+        # the read-out pipeline's advance (fanned out to every payload register and the block
+        # RAM's enables) starts at flip-flops: ``out.valid`` and the skid's registered ready
+        m.submodules.result_skid = skid = SkidBuffer(lay.result)
+        wiring.connect(m, skid.o, wiring.flipped(self.result))
+        out = skid.i
         advance = Signal()
         issue = Signal()
         # read_word: the word of the token read next; ``word_last`` / ``token_last`` (flags,
@@ -310,12 +348,12 @@ class ScatterAccumulate(wiring.Component):
         valid_r, valid_f = Signal(), Signal()
         token_r, token_f = Signal(addr_shape, **data_reg), Signal(addr_shape, **data_reg)
         last_r, last_f = Signal(**data_reg), Signal(**data_reg)
-        # the result beat's payload registers (no reset: ``result.valid`` qualifies them)
-        data_o = Signal.like(self.result.p.data, **data_reg)
+        # the result beat's payload registers (no reset: ``out.valid`` qualifies them)
+        data_o = Signal.like(out.p.data, **data_reg)
         token_o, last_o = Signal(addr_shape, **data_reg), Signal(**data_reg)
         clear = Signal()
         last_issue = token_last & word_last
-        m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
+        m.d.comb += [advance.eq(~out.valid | out.ready),
                      issue.eq(advance & reading)]
         with m.If(issue):
             m.d.sync += row_addr.eq(row_addr + 1)
@@ -332,12 +370,11 @@ class ScatterAccumulate(wiring.Component):
         with m.If(advance):
             m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
                          valid_f.eq(valid_r), token_f.eq(token_r), last_f.eq(last_r),
-                         self.result.valid.eq(valid_f), token_o.eq(token_f), last_o.eq(last_f)]
+                         out.valid.eq(valid_f), token_o.eq(token_f), last_o.eq(last_f)]
             for c in range(cols):
                 m.d.sync += data_o[c].eq(finalise(read2[c], frac, cu.operand_bits,
                                                   cu.rounding == "half_up"))
-        m.d.comb += [self.result.p.data.eq(data_o), self.result.p.token.eq(token_o),
-                     self.result.p.last.eq(last_o)]
+        m.d.comb += [out.p.data.eq(data_o), out.p.token.eq(token_o), out.p.last.eq(last_o)]
 
         # ---- the memory ports, shared by the two modes: the write port's address and data are
         # registers (in a read-out: the address read the cycle before, and zero) -----------------
@@ -364,13 +401,15 @@ class ScatterAccumulate(wiring.Component):
         m.d.sync += ready.eq(~busy_next & ~take_y & ~Cat(*(valid[s] for s in stages[:-1])).any()
                              & ~issue
                              & ~Mux(advance, issue | valid_r | valid_f,
-                                    valid_r | valid_f | self.result.valid))
-        m.d.comb += self.cmd.ready.eq(ready)
+                                    valid_r | valid_f | out.valid))
+        # (and the skid buffer empty: a read-out's last beat has left)
+        m.d.comb += self.cmd.ready.eq(ready & out.ready)
         with m.If(take_cmd):
             p = self.cmd.p
             m.d.sync += [busy.eq(1), readout.eq(p.readout), reading.eq(p.readout), command.eq(p),
                          words.eq((p.n + cols - 1) // cols),
-                         left.eq(p.m), more.eq(1), tile_taken.eq(0), avail.eq(0),
+                         left.eq(p.m), more.eq(1), left_one.eq(p.m == 1),
+                         tile_taken.eq(0), avail.eq(0),
                          self.route.ready.eq(~p.readout), self.y.ready.eq(0),
                          in_slot.eq(0), ring_end.eq(2 * rows), tile_slot.eq(0), col_word.eq(0),
                          slot.eq(0), row_addr.eq(0), read_token.eq(0), read_word.eq(0),
