@@ -131,7 +131,7 @@ class HostBridge(wiring.Component):
         to_come = Signal(16)              # payload bytes still to come
         total = Signal(8)                 # the request's running checksum
         args = [Signal(8, name=f"arg{i}") for i in range(ARG_BYTES)]
-        port_sel, block_sel = args[0], args[0]
+        port_sel = args[0]
         addr = Cat(args[1], args[2])
         count = Cat(args[3], args[4])     # READ word count
         set_len = Cat(args[1], args[2])   # LENGTH word count
@@ -148,6 +148,7 @@ class HostBridge(wiring.Component):
         is_write, is_read = op_is[Op.WRITE], op_is[Op.READ]
         last_next = Signal()              # the next payload byte is the last (to_come == 1)
         waddr = Signal(17)                # WRITE address
+        load_waddr = Signal()             # waddr loads from args[1:3] (the cycle after args[2])
         raddr = Signal(16)                # READ address
         read_end = Signal(17)             # addr + count, registered for the READ range check
         wpending = Signal()
@@ -160,6 +161,8 @@ class HostBridge(wiring.Component):
         # cycle args[0] takes it, so the 8-bit compares sit between two registers and the
         # fields below are plain OR trees of registered one-hots (valid 1 cycle after port_sel).
         hit = [Signal(name=f"hit{p.number}", init=p.number == 0) for p in ports]
+        # the same for the block number (START, ABORT, STATUS): ``blk_is[b]`` is block_sel == b
+        blk_is = [Signal(name=f"blk_is{b}", init=b == 0) for b in range(nblocks)]
         widths = sorted({p.word_bytes for p in ports})
         wb_hit = {w: Signal(name=f"wb_hit{w}") for w in widths}   # the selected port's word_bytes
 
@@ -313,24 +316,33 @@ class HostBridge(wiring.Component):
             m.d.sync += we.eq(wpending & hit[number] & w_ok)
         with m.If(wpending):
             m.d.sync += [host_wdata.eq(p_word), host_waddr.eq(waddr)]
+        m.d.sync += load_waddr.eq(0)
+        with m.If(load_waddr):         # a cycle before the first data byte can complete a word
+            m.d.sync += waddr.eq(addr)
         with m.If(wpending):
             m.d.sync += [wpending.eq(0), waddr.eq(waddr + 1), listen.eq(1)]
             with m.If(~p_host_writes | (waddr >= p_depth)):
                 m.d.sync += bad_write.eq(1)
 
         # ---- request validation, evaluated when the checksum byte has arrived -------------------
-        blk_ok = block_sel < nblocks
+        # Every compare below is registered on its own (all operands are final a cycle or more
+        # before args_ok is sampled, see below), so args_ok is an AND-OR of flip-flops.
+        blk_ok = any_of(blk_is)
         blk_running = Signal()
-        m.d.comb += blk_running.eq(running.bit_select(block_sel, 1) & blk_ok)
+        m.d.comb += blk_running.eq(any_of([r & h for r, h in zip(running, blk_is)]))
+        len_is = {n: Signal(name=f"len_is{n}") for n in (0, 1, 3, 5)}
+        len_ge3, set_len_ok = Signal(), Signal()
+        m.d.sync += [f.eq(length == n) for n, f in len_is.items()]
+        m.d.sync += [len_ge3.eq(length >= 3), set_len_ok.eq(set_len <= p_depth)]
         args_ok = Signal()
         busy = Signal()
         m.d.comb += args_ok.eq(
-            op_is[Op.INFO] & (length == 0)
-            | is_write & (length >= 3) & p_valid & p_host_writes & word_start & ~bad_write
+            op_is[Op.INFO] & len_is[0]
+            | is_write & len_ge3 & p_valid & p_host_writes & word_start & ~bad_write
             & ~wpending
-            | is_read & (length == 5) & p_valid & p_host_reads & (read_end <= p_depth)
-            | op_is[Op.LENGTH] & (length == 3) & p_valid & p_stream & (set_len <= p_depth)
-            | (op_is[Op.START] | op_is[Op.STATUS] | op_is[Op.ABORT]) & (length == 1) & blk_ok)
+            | is_read & len_is[5] & p_valid & p_host_reads & (read_end <= p_depth)
+            | op_is[Op.LENGTH] & len_is[3] & p_valid & p_stream & set_len_ok
+            | (op_is[Op.START] | op_is[Op.STATUS] | op_is[Op.ABORT]) & len_is[1] & blk_ok)
         m.d.comb += busy.eq(op_is[Op.LENGTH] & running.bit_select(p_block, 1)
                             | op_is[Op.START] & blk_running)
         known_op = Signal()
@@ -372,11 +384,18 @@ class HostBridge(wiring.Component):
         payload_bits = max(len(Cat(*info_bytes)), *(len(r) for r in status_replies))
         reply = Signal(32 + payload_bits, reset_less=True)
         status_len = Signal(16)
-        with m.Switch(block_sel):
-            for b in range(nblocks):
-                with m.Case(b):
-                    n_streams = sum(1 for p in ports if p.block_index == b and p.kind.is_stream)
-                    m.d.comb += status_len.eq(9 + 2 * n_streams)
+        m.d.comb += status_len.eq(_or_all(
+            Mux(blk_is[b], 9 + 2 * sum(1 for p in ports if p.block_index == b and p.kind.is_stream),
+                0) for b in range(nblocks)))
+        # What EXECUTE snapshots into ``reply``, chosen by flip-flops loaded in VALIDATE, and the
+        # snapshot and header loads as registered strobes (``reply`` is wide): no state decode
+        # or byte compare in front of its enable or data.
+        snap, put_header, snap_info = Signal(), Signal(), Signal()
+        snap_blk = [Signal(name=f"snap_blk{b}") for b in range(nblocks)]
+        m.d.sync += [snap.eq(0), put_header.eq(0)]
+        snapshot = _or_all([Mux(snap_info, Cat(*info_bytes), 0),
+                            *(Mux(s, r, 0) for s, r in zip(snap_blk, status_replies))],
+                           unsigned(payload_bits))
         # READ's reply length, count * word_bytes, in two registered steps (the products, then
         # the selected one): the arguments are final from CHECK on, EXECUTE is 3 cycles later
         read_len = Signal(16)
@@ -398,6 +417,10 @@ class HostBridge(wiring.Component):
         m.d.sync += [shift_reply.eq(0), shift_word.eq(0)]
         with m.If(shift_reply):
             m.d.sync += reply.eq(reply >> 8)
+        with m.If(snap):
+            m.d.sync += reply[32:].eq(snapshot)
+        with m.If(put_header):
+            m.d.sync += reply[:32].eq(Cat(Const(SYNC_RESPONSE, 8), status, rlen))
         with m.If(shift_word):
             m.d.sync += out_word.eq(out_word >> 8)
         latch_word = Signal()            # READ_LATCH, as a strobe of its own (out_word is wide)
@@ -436,10 +459,14 @@ class HostBridge(wiring.Component):
         m.d.sync += [last_byte.eq(byte), shift_in.eq(got)]
         with m.If(shift_in):
             m.d.sync += stage.eq(word)
+        # ``expired`` is idle == frame_timeout, registered (a look-ahead of the count)
+        expired = Signal()
         with m.If(waiting & ~got):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), expired.eq(idle == self.frame_timeout - 1)]
         with m.Else():
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), expired.eq(0)]
+        # the length's low byte is 0 / 1, registered with it (LEN1 then compares one byte)
+        lo_zero, lo_one = Signal(), Signal()
         m.d.sync += [start.eq(0), abort.eq(0), flush.eq(0)]
 
         m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0),
@@ -462,16 +489,19 @@ class HostBridge(wiring.Component):
                         m.d.sync += [field.eq(byte), total.eq(total + byte)]
                         if field is op:
                             m.d.sync += [op_is[o].eq(byte == o) for o in Op]
+                        if state == "LEN0":
+                            m.d.sync += [lo_zero.eq(byte == 0), lo_one.eq(byte == 1)]
                         if nxt is None:
+                            hi_zero = byte == 0
                             m.d.sync += [to_come.eq(Cat(length[:8], byte)),
-                                         last_next.eq(Cat(length[:8], byte) == 1)]
+                                         last_next.eq(lo_one & hi_zero)]
                         if nxt is not None:
                             m.next = nxt
                         else:
                             m.next = "PAYLOAD"
-                            with m.If(Cat(length[:8], byte) == 0):
+                            with m.If(lo_zero & hi_zero):
                                 m.next = "CHECK"
-                    with m.If(idle == self.frame_timeout):
+                    with m.If(expired):
                         m.next = "SYNC"
             with m.State("PAYLOAD"):
                 m.d.comb += waiting.eq(1)
@@ -484,9 +514,9 @@ class HostBridge(wiring.Component):
                             m.d.sync += args[i].eq(byte)
                             if i == 0:
                                 m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
+                                m.d.sync += [h.eq(byte == b) for b, h in enumerate(blk_is)]
                     with m.If(arg_at[2]):
-                        m.d.sync += [waddr.eq(Cat(args[1], byte)), wrem.eq(p_wb_m1),
-                                     word_end.eq(wb_is1)]
+                        m.d.sync += [load_waddr.eq(1), wrem.eq(p_wb_m1), word_end.eq(wb_is1)]
                     with m.If(write_data):
                         with m.If(word_end):
                             m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
@@ -496,7 +526,7 @@ class HostBridge(wiring.Component):
                                          word_start.eq(0)]
                     with m.If(last_next):
                         m.next = "CHECK"
-                with m.If(idle == self.frame_timeout):
+                with m.If(expired):
                     m.next = "SYNC"
             with m.State("CHECK"):
                 m.d.comb += waiting.eq(1)
@@ -504,7 +534,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += listen.eq(0)
                     m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
                     m.next = "SYNC"
-                with m.If(idle == self.frame_timeout):
+                with m.If(expired):
                     m.next = "SYNC"
 
         # ---- the reply FSM: judges, executes and answers a request -------------------------------
@@ -526,16 +556,12 @@ class HostBridge(wiring.Component):
                     m.d.sync += status.eq(Status.BUSY)
                 with m.Else():
                     m.d.sync += [status.eq(Status.OK), ok.eq(1)]
+                m.d.sync += [snap.eq(1), snap_info.eq(op_is[Op.INFO])]
+                m.d.sync += [s.eq(h & ~op_is[Op.INFO]) for s, h in zip(snap_blk, blk_is)]
                 m.next = "EXECUTE"
-            with m.State("EXECUTE"):
-                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count), rlen.eq(0)]
-                with m.If(op_is[Op.INFO]):
-                    m.d.sync += reply[32:].eq(Cat(*info_bytes))
-                with m.Else():
-                    with m.Switch(block_sel):
-                        for b, r in enumerate(status_replies):
-                            with m.Case(b):
-                                m.d.sync += reply[32:].eq(r)
+            with m.State("EXECUTE"):         # ``reply`` snapshots the payload (on ``snap``)
+                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count), rlen.eq(0),
+                             put_header.eq(1)]
                 with m.If(ok):
                     with m.If(op_is[Op.INFO]):
                         m.d.sync += rlen.eq(len(info_bytes))
@@ -548,14 +574,14 @@ class HostBridge(wiring.Component):
                             with m.If(hit[number]):
                                 m.d.sync += want.eq(set_len)
                     with m.If(op_is[Op.START]):
-                        m.d.sync += [start.eq(1 << block_sel), flush.eq(1 << block_sel)]
+                        m.d.sync += [start.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
                     with m.If(op_is[Op.ABORT]):
-                        m.d.sync += [abort.eq(1 << block_sel), flush.eq(1 << block_sel)]
+                        m.d.sync += [abort.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
                 m.next = "HEADER"
             with m.State("HEADER"):
-                # READ's payload comes from the memory, the others' from ``reply``
-                m.d.sync += [reply[:32].eq(Cat(Const(SYNC_RESPONSE, 8), status, rlen)),
-                             rleft.eq(Mux(is_read, 4, rlen + 4)), sent_all.eq(0),
+                # ``reply`` loads the header (on ``put_header``); READ's payload comes from the
+                # memory, the others' from ``reply``
+                m.d.sync += [rleft.eq(Mux(is_read, 4, rlen + 4)), sent_all.eq(0),
                              first.eq(1)]
                 m.next = "SEND_REPLY"
             with m.State("SEND_REPLY"):
