@@ -3,9 +3,10 @@ combinational ``ready`` chain through it."""
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Shape, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.hdl import ShapeLike
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 
@@ -30,7 +31,8 @@ class CreditBuffer(wiring.Component):
 
     Timing: a beat written on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + 1`` (the FIFO's
     storage is the pipeline's last register: feed ``i`` from the last stage's logic, not from a
-    register, to add no cycle). ``o.payload`` is read asynchronously from the storage (LUT RAM).
+    register, to add no cycle). ``o.valid`` is a flip-flop (bit 0 of a thermometer count of
+    the stored beats); ``o.payload`` is read asynchronously from the storage (LUT RAM).
     With ``depth >= full_rate_depth(latency)`` and ``o`` always ready, ``credit`` stays high: one
     beat per cycle.
 
@@ -66,24 +68,36 @@ class CreditBuffer(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.fifo = buf = fifo.SyncFIFO(width=Shape.cast(self.shape).width,
-                                                depth=self.depth)
-        m.d.comb += [
-            buf.w_en.eq(self.i.valid), buf.w_data.eq(self.i.payload),
-            self.o.valid.eq(buf.r_rdy), self.o.payload.eq(buf.r_data),
-            buf.r_en.eq(self.o.ready),
-        ]
+        # the FIFO: LUT-RAM storage read asynchronously at the read pointer; the credits
+        # guarantee a free entry for every write, so it needs no full flag
+        m.submodules.storage = storage = Memory(shape=self.shape, depth=self.depth, init=[])
+        wr, rd = storage.write_port(), storage.read_port(domain="comb")
+        w_ptr, r_ptr = Signal(range(self.depth)), Signal(range(self.depth))
 
-        # the free credits as a thermometer code (bit i: more than i credits), so each bit's
-        # next value is a 3-way choice (up, down, hold) and ``credit`` is bit 0: no adder or
-        # compare between the FIFO's level and ``credit``
-        credits = Signal(self.depth, init=(1 << self.depth) - 1)
-        returned = self.o.valid & self.o.ready
-        up, down = Signal(), Signal()
-        m.d.comb += [up.eq(returned & ~self.take), down.eq(self.take & ~returned)]
-        with m.If(up):
-            m.d.sync += credits.eq(Cat(1, credits[:-1]))
-        with m.Elif(down):
-            m.d.sync += credits.eq(credits[1:])
-        m.d.comb += self.credit.eq(credits[0])
+        def step(ptr: Signal) -> Value:
+            return Mux(ptr == self.depth - 1, 0, ptr + 1)
+
+        push, pop = self.i.valid, self.o.valid & self.o.ready
+        m.d.comb += [wr.en.eq(push), wr.addr.eq(w_ptr), wr.data.eq(self.i.payload),
+                     rd.addr.eq(r_ptr), self.o.payload.eq(rd.data)]
+        with m.If(push):
+            m.d.sync += w_ptr.eq(step(w_ptr))
+        with m.If(pop):
+            m.d.sync += r_ptr.eq(step(r_ptr))
+
+        # the stored beats and the free credits as thermometer codes (bit i: more than i), so
+        # each bit's next value is a 3-way choice (up, down, hold) of its neighbours: ``o.valid``
+        # is bit 0 of one, ``credit`` bit 0 of the other, with no level compare or adder
+        # between the FIFO's state and either flag, and ``o.ready`` one LUT input from both
+        def thermometer(name: str, init: int, up: Value, down: Value) -> Signal:
+            code = Signal(self.depth, init=init, name=name)
+            with m.If(up & ~down):
+                m.d.sync += code.eq(Cat(1, code[:-1]))
+            with m.Elif(down & ~up):
+                m.d.sync += code.eq(code[1:])
+            return code
+
+        stored = thermometer("stored", 0, push, pop)
+        credits = thermometer("credits", (1 << self.depth) - 1, pop, self.take)
+        m.d.comb += [self.o.valid.eq(stored[0]), self.credit.eq(credits[0])]
         return m

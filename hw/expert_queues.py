@@ -238,12 +238,17 @@ class ExpertQueues(wiring.Component):
         rest_e = lowest(rest)
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
         m.d.sync += start.eq(self.flush.valid & self.flush.ready)
+        # the first expert's length, registered: the counters and ``first`` hold still from the
+        # flush handshake (no slot pending) to ``start``, so this is counts[first] at ``start``
+        # without the 16-way multiplexer in front of ``length``
+        first_length = Signal.like(length, reset_less=True)
+        m.d.sync += first_length.eq(counts[first])
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [reading.eq(1), discard.eq(self.flush.payload.discard)]
         with m.If(start):
             m.d.sync += [
                 generating.eq(has_first & ~discard),
-                expert.eq(first), index.eq(0), length.eq(counts[first]),
+                expert.eq(first), index.eq(0), length.eq(first_length),
                 index2.eq(2), is_last.eq(single.bit_select(first, 1)),
                 nxt.eq(second), has_nxt.eq(has_second),
                 rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp))),

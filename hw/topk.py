@@ -86,6 +86,7 @@ class TopK(wiring.Component):
         last = Signal(init=self.row_length == 1)         # position == row_length - 1
         busy = Signal()                                  # output register holds a row
         slot = Signal(range(k))                          # output beat being offered
+        final = Signal(init=k == 1)                      # slot == k - 1 (registered)
 
         # insertion of the offered value: entry j stays if it is full and at least as large (it
         # arrived earlier, so it wins ties: one carry chain with ``full`` as its top bit, as the
@@ -106,17 +107,18 @@ class TopK(wiring.Component):
                     m.d.comb += [new_value[j].eq(value[j - 1]), new_index[j].eq(index[j - 1]),
                                  new_full[j].eq(full[j - 1])]
 
-        final_leaves = self.o.ready & (slot == k - 1)
+        final_leaves = self.o.ready & final
         m.d.comb += self.i.ready.eq(~last | ~busy | final_leaves)
 
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += slot.eq(slot + 1)
-            with m.If(slot == k - 1):
-                m.d.sync += [busy.eq(0), slot.eq(0)]
+            m.d.sync += [slot.eq(slot + 1), final.eq((slot == k - 2) if k > 1 else 1)]
+            with m.If(final):
+                m.d.sync += [busy.eq(0), slot.eq(0), final.eq(k == 1)]
 
         with m.If(self.i.valid & self.i.ready):
             with m.If(last):
-                m.d.sync += [position.eq(0), last.eq(self.row_length == 1), busy.eq(1), slot.eq(0)]
+                m.d.sync += [position.eq(0), last.eq(self.row_length == 1), busy.eq(1), slot.eq(0),
+                             final.eq(k == 1)]
                 m.d.sync += [o_value[j].eq(new_value[j]) for j in range(k)]
                 m.d.sync += [o_index[j].eq(new_index[j]) for j in range(k)]
                 m.d.sync += [full[j].eq(0) for j in range(k)]
@@ -128,7 +130,7 @@ class TopK(wiring.Component):
 
         m.d.comb += [
             self.o.valid.eq(busy),
-            self.o.payload.last.eq(slot == k - 1),
+            self.o.payload.last.eq(final),
         ]
         with m.Switch(slot):
             for j in range(k):
