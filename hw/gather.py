@@ -158,10 +158,13 @@ class Gather(wiring.Component):
         # flip-flops
         head_free = Signal(init=1)
         pipe_en, take, write = Signal(), Signal(), Signal()
+        # ``token.ready`` = ``ids_some & pipe_en``, kept as a register (its look-ahead below), so
+        # the queue's read logic starts at a flip-flop
+        token_ready = Signal()
         row_base = Signal(addr_shape)
         m.d.comb += [pipe_en.eq(~head.valid | head_free),
                      write.eq(head.valid & head_free),
-                     self.token.ready.eq(ids_some & pipe_en),
+                     self.token.ready.eq(token_ready),
                      take.eq(self.token.ready & self.token.valid),
                      mult.a.eq(self.token.p), mult.b.eq(command.k), mult.en.eq(pipe_en),
                      row_base.eq(mult.p)]
@@ -170,7 +173,7 @@ class Gather(wiring.Component):
                          tag[0].row.eq(fill_row), tag[0].last.eq((fill_row == rows - 1) | ids_one)]
             m.d.sync += [later.eq(earlier) for earlier, later in zip(tag, tag[1:])]
         with m.If(take):
-            m.d.sync += [ids_left.eq(ids_left - 1), ids_some.eq(ids_left != 1),
+            m.d.sync += [ids_left.eq(ids_left - 1), ids_some.eq(~ids_one),
                          ids_one.eq(ids_left == 2)]
             with m.If((fill_row == rows - 1) | ids_one):
                 m.d.sync += [fill_bank.eq(~fill_bank), fill_row.eq(0)]
@@ -188,10 +191,9 @@ class Gather(wiring.Component):
         # streamer: bank `play_bank` -> one read per act beat
         play_bank = Signal(**data_reg)
         kk = Signal.like(command.k, **data_reg)
-        # command.k - 1 and - 2 and - 3, and k == 1, k == 2, registered with the command (so the
-        # step flags below compare kk with registers only, never through an adder)
-        k_last, k_less2, k_less3 = (Signal.like(command.k, name=n, **data_reg)
-                                    for n in ("k_last", "k_less2", "k_less3"))
+        # command.k - 3, and k == 1, k == 2, registered with the command (so the step flags
+        # below compare kk with registers only, never through an adder)
+        k_less3 = Signal.like(command.k, **data_reg)
         k_one, k_two = Signal(**data_reg), Signal(**data_reg)
         cols_left = Signal.like(command.n, **data_reg)
         rows_left = Signal.like(command.m, **data_reg)
@@ -203,47 +205,49 @@ class Gather(wiring.Component):
         play_full = Signal()
         m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
                      issue.eq(advance & play_full)]
+        accept = Signal()
+        m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
         # the step decisions as registers: ``kk == k_last`` (``last_step``; ``near_step`` =
         # ``kk + 1 == k_last``, which it becomes when kk steps), ``kk == 0``, ``cols_left <= cols``,
         # ``rows_left <= rows``, and the tile's (``tile_end``) and command's (``cmd_end``) last
-        # beat. Each is recomputed from the registers it compares in a cycle that does not change
-        # them, and from their next values when a beat is issued (``issue`` only picks between
-        # the two). A command's first beat is issued MULTIPLY_STAGES + 2 cycles after its
-        # handshake at the earliest (an id taken, multiplied, written, then its bank full), so the flags have settled on the command's
-        # values by then. (No reset: refreshed every cycle, and a beat is issued only after a
-        # command.)
+        # beat. They change only when a beat is issued (their next values, formed from registers
+        # alone) or in the cycle after a command's handshake (``fresh``: the command's values,
+        # from ``k == 1``, ``k == 2``, ``n <= cols``, ``m <= rows`` registered with it). So
+        # ``issue`` is only the flip-flops' enable, never inside their data logic. A command's
+        # first beat is issued MULTIPLY_STAGES + 2 cycles after its handshake at the earliest (an
+        # id taken, multiplied, written, then its bank full), after ``fresh``. (No reset: loaded
+        # by every command before its first beat.)
+        fresh = Signal()
+        m.d.sync += fresh.eq(accept)
+        n_one, m_one = Signal(**data_reg), Signal(**data_reg)
         last_step, kk_zero, near_step = (Signal(name=n, **data_reg)
                                          for n in ("last_step", "kk_zero", "near_step"))
         last_col_tile, last_row_tile = Signal(**data_reg), Signal(**data_reg)
         tile_end, cmd_end = Signal(**data_reg), Signal(**data_reg)
-        step_n, near_n, col_n, row_n = Signal(), Signal(), Signal(), Signal()
+        step_n, col_n, row_n = Signal(), Signal(), Signal()
+        m.d.comb += [step_n.eq(Mux(last_step, k_one, near_step)),
+                     col_n.eq(Mux(last_step, Mux(last_col_tile, n_one, cols_left <= 2 * cu.cols),
+                                  last_col_tile)),
+                     row_n.eq(Mux(tile_end, rows_left <= 2 * cu.rows, last_row_tile))]
+        with m.If(fresh):
+            m.d.sync += [last_step.eq(k_one), near_step.eq(k_two), last_col_tile.eq(n_one),
+                         last_row_tile.eq(m_one), tile_end.eq(k_one & n_one),
+                         cmd_end.eq(k_one & n_one & m_one), kk_zero.eq(1)]
+        with m.Elif(issue):
+            m.d.sync += [last_step.eq(step_n),
+                         near_step.eq(Mux(last_step, k_two, kk == k_less3)),
+                         last_col_tile.eq(col_n), last_row_tile.eq(row_n),
+                         tile_end.eq(step_n & col_n), cmd_end.eq(step_n & col_n & row_n),
+                         kk_zero.eq(last_step)]
         with m.If(issue):
-            m.d.comb += [step_n.eq(Mux(last_step, k_one, near_step)),
-                         near_n.eq(Mux(last_step, k_two, kk == k_less3)),
-                         col_n.eq(Mux(last_step, Mux(last_col_tile, command.n <= cu.cols,
-                                                     cols_left <= 2 * cu.cols), last_col_tile)),
-                         row_n.eq(Mux(tile_end, rows_left <= 2 * cu.rows, last_row_tile))]
-        with m.Else():
-            m.d.comb += [step_n.eq(kk == k_last), near_n.eq(kk == k_less2),
-                         col_n.eq(cols_left <= cu.cols),
-                         row_n.eq(rows_left <= cu.rows)]
-        m.d.sync += [last_step.eq(step_n), near_step.eq(near_n), last_col_tile.eq(col_n),
-                     last_row_tile.eq(row_n),
-                     tile_end.eq(step_n & col_n), cmd_end.eq(step_n & col_n & row_n),
-                     kk_zero.eq(Mux(issue, last_step, kk == 0))]
-        with m.If(issue):
-            with m.If(~last_step):
-                m.d.sync += kk.eq(kk + 1)
-            with m.Else():
-                m.d.sync += kk.eq(0)
-                with m.If(~last_col_tile):
-                    m.d.sync += cols_left.eq(cols_left - cu.cols)
-                with m.Else():
-                    m.d.comb += clear_full.eq(1 << play_bank)
-                    m.d.sync += [cols_left.eq(command.n), rows_left.eq(rows_left - cu.rows),
-                                 play_bank.eq(~play_bank)]
-                    with m.If(cmd_end):
-                        m.d.sync += busy.eq(0)
+            m.d.sync += kk.eq(Mux(last_step, 0, kk + 1))
+            with m.If(last_step):
+                m.d.sync += cols_left.eq(Mux(last_col_tile, command.n, cols_left - cu.cols))
+            with m.If(tile_end):
+                m.d.comb += clear_full.eq(1 << play_bank)
+                m.d.sync += [rows_left.eq(rows_left - cu.rows), play_bank.eq(~play_bank)]
+            with m.If(cmd_end):
+                m.d.sync += busy.eq(0)
         full_set = Signal(2)
         m.d.comb += full_set.eq(full | set_full)
         # (both banks are free when a command is accepted, whichever fill_bank or play_bank
@@ -252,8 +256,14 @@ class Gather(wiring.Component):
         # cycle: both outcomes (a beat issued or not) from registers, ``issue`` picks last
         head_bank_n = Mux(pipe_en, tag[-2].bank if len(tag) > 1 else fill_bank, head.bank)
         busy_n = full_set.bit_select(head_bank_n, 1)
-        m.d.sync += [full.eq(full_set & ~clear_full),
-                     head_free.eq(~busy_n | (issue & tile_end & (head_bank_n == play_bank))),
+        head_free_n, head_valid_n, ids_some_n = Signal(), Signal(), Signal()
+        m.d.comb += [head_free_n.eq(~busy_n | (issue & tile_end & (head_bank_n == play_bank))),
+                     head_valid_n.eq(Mux(pipe_en, tag[-2].valid if len(tag) > 1 else take,
+                                         head.valid)),
+                     ids_some_n.eq(Mux(accept, self.cmd.p.m != 0,
+                                       Mux(take, ~ids_one, ids_some)))]
+        m.d.sync += [full.eq(full_set & ~clear_full), head_free.eq(head_free_n),
+                     token_ready.eq(ids_some_n & (~head_valid_n | head_free_n)),
                      play_full.eq(Mux(issue & tile_end, full_set.bit_select(~play_bank, 1),
                                       full_set.bit_select(play_bank, 1)))]
 
@@ -262,9 +272,6 @@ class Gather(wiring.Component):
         # row's last step, else reloaded with the row base of the bank played next cycle. Both
         # outcomes (a beat issued or not) are formed from registers and ``issue`` picks one
         # last, so the consumer's ``ready`` only reaches the final multiplexer.
-        accept = Signal()
-        m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
-
         # read stages: `rows` read ports of two stages (the read, the word registered), the
         # lane's element picked from the registered word
         valid1 = Signal()
@@ -295,9 +302,9 @@ class Gather(wiring.Component):
         with m.If(accept):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), ids_left.eq(self.cmd.p.m),
                          ids_some.eq(self.cmd.p.m != 0), ids_one.eq(self.cmd.p.m == 1),
-                         kk.eq(0), k_last.eq(self.cmd.p.k - 1), k_less2.eq(self.cmd.p.k - 2),
-                         k_less3.eq(self.cmd.p.k - 3), k_one.eq(self.cmd.p.k == 1),
-                         k_two.eq(self.cmd.p.k == 2), cols_left.eq(self.cmd.p.n),
+                         kk.eq(0), k_less3.eq(self.cmd.p.k - 3), k_one.eq(self.cmd.p.k == 1),
+                         k_two.eq(self.cmd.p.k == 2), n_one.eq(self.cmd.p.n <= cu.cols),
+                         m_one.eq(self.cmd.p.m <= cu.rows), cols_left.eq(self.cmd.p.n),
                          rows_left.eq(self.cmd.p.m),
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m
