@@ -158,13 +158,10 @@ class Gather(wiring.Component):
         # flip-flops
         head_free = Signal(init=1)
         pipe_en, take, write = Signal(), Signal(), Signal()
-        # ``token.ready`` = ``ids_some & pipe_en``, kept as a register (its look-ahead below), so
-        # the queue's read logic starts at a flip-flop
-        token_ready = Signal()
         row_base = Signal(addr_shape)
         m.d.comb += [pipe_en.eq(~head.valid | head_free),
                      write.eq(head.valid & head_free),
-                     self.token.ready.eq(token_ready),
+                     self.token.ready.eq(ids_some & pipe_en),
                      take.eq(self.token.ready & self.token.valid),
                      mult.a.eq(self.token.p), mult.b.eq(command.k), mult.en.eq(pipe_en),
                      row_base.eq(mult.p)]
@@ -256,14 +253,8 @@ class Gather(wiring.Component):
         # cycle: both outcomes (a beat issued or not) from registers, ``issue`` picks last
         head_bank_n = Mux(pipe_en, tag[-2].bank if len(tag) > 1 else fill_bank, head.bank)
         busy_n = full_set.bit_select(head_bank_n, 1)
-        head_free_n, head_valid_n, ids_some_n = Signal(), Signal(), Signal()
-        m.d.comb += [head_free_n.eq(~busy_n | (issue & tile_end & (head_bank_n == play_bank))),
-                     head_valid_n.eq(Mux(pipe_en, tag[-2].valid if len(tag) > 1 else take,
-                                         head.valid)),
-                     ids_some_n.eq(Mux(accept, self.cmd.p.m != 0,
-                                       Mux(take, ~ids_one, ids_some)))]
-        m.d.sync += [full.eq(full_set & ~clear_full), head_free.eq(head_free_n),
-                     token_ready.eq(ids_some_n & (~head_valid_n | head_free_n)),
+        m.d.sync += [full.eq(full_set & ~clear_full),
+                     head_free.eq(~busy_n | (issue & tile_end & (head_bank_n == play_bank))),
                      play_full.eq(Mux(issue & tile_end, full_set.bit_select(~play_bank, 1),
                                       full_set.bit_select(play_bank, 1)))]
 
