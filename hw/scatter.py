@@ -86,7 +86,9 @@ class ScatterAccumulate(wiring.Component):
       next are kept one cycle ahead, not derived from ``y.row``), ``gate`` and ``y`` go into
       the DSPs' input registers and the address is compared with the four rows ahead's.
       ``y.ready`` and ``route.ready`` are flip-flops too (computed a cycle ahead), so neither
-      stream's producer sees logic of ours;
+      stream's producer sees logic of ours; every next value of the row position (slot,
+      address, entries available, the ready flags) is computed for each case (no row, next
+      row, next output word, next tile) from registers, and the row handshake only picks one;
     * 1: the block RAM reads; the forwarding choices are registered: the row one ahead (its
       sum is computed in the cycle this row needs it) or the sum of the nearest of the rows
       two to four ahead (registered here: ``far2_word``);
@@ -101,7 +103,11 @@ class ScatterAccumulate(wiring.Component):
     previous one has finished and its pipeline is empty (a read-out only after its last beat
     left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> the block
     RAM's output register -> finalise register; back-pressure stalls all three together; the
-    read word is cleared (written with zero) the cycle after its read.
+    read word is cleared (written with zero) the cycle after its read. ``result`` leaves
+    through a zero-latency :class:`hw.skid_buffer.SkidBuffer`, so the stall (fanned out to the
+    payload registers and the block RAM's enables) starts at flip-flops, never at the
+    consumer's ``ready``: the beats and their cycles are the same, the pipeline runs at most
+    one beat ahead of a refusing consumer, and the next command waits for the skid to empty.
 
     All data registers are reset-less; reset clears the control state only.
 
@@ -353,8 +359,12 @@ class ScatterAccumulate(wiring.Component):
         token_o, last_o = Signal(addr_shape, **data_reg), Signal(**data_reg)
         clear = Signal()
         last_issue = token_last & word_last
+        # ``out_idle`` = ~out.valid, stored inverted (synthesis keeps it apart from out.valid):
+        # ``issue`` (the read-out counters' enable) is then its own gate of three flip-flops,
+        # not a gate behind ``advance``'s wide fan-out
+        out_idle = Signal(init=1)
         m.d.comb += [advance.eq(~out.valid | out.ready),
-                     issue.eq(advance & reading)]
+                     issue.eq(reading & (out_idle | out.ready))]
         with m.If(issue):
             m.d.sync += row_addr.eq(row_addr + 1)
             with m.If(word_last):
@@ -370,7 +380,8 @@ class ScatterAccumulate(wiring.Component):
         with m.If(advance):
             m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
                          valid_f.eq(valid_r), token_f.eq(token_r), last_f.eq(last_r),
-                         out.valid.eq(valid_f), token_o.eq(token_f), last_o.eq(last_f)]
+                         out.valid.eq(valid_f), out_idle.eq(~valid_f),
+                         token_o.eq(token_f), last_o.eq(last_f)]
             for c in range(cols):
                 m.d.sync += data_o[c].eq(finalise(read2[c], frac, cu.operand_bits,
                                                   cu.rounding == "half_up"))
@@ -432,12 +443,19 @@ def finalise(acc: Value, frac: int, bits: int, half_up: bool) -> Value:
     rounded off ``frac`` fraction bits (half up, or truncated) and saturated to signed ``bits``.
 
     Built for a short path: half-up rounding adds bit ``frac - 1`` to ``t = acc >> frac``, and
-    the saturation tests ``t``'s top bits, so no adder spans the accumulator: an 8-bit
-    increment, an all-equal test of ``t``'s top bits and the limits' multiplexer."""
+    the saturation tests ``t``'s top bits, so no adder spans the accumulator: a ``bits``-bit
+    increment, all-zero / all-one tests of ``t``'s top bits and, per output bit, one gate of
+    the sign, the two range flags and the increment's bit. A positive ``t`` gives the
+    increment if its top bits are zero and it is not ``smax`` rounded up (else ``smax``); a
+    negative one the increment if its top bits are all one (it cannot overflow), else
+    ``smin``."""
     t = acc[frac:].as_signed()
     up = acc[frac - 1] if half_up and frac > 0 else Const(0)
     low = t[:bits]
     top = t[bits - 1:]
-    fits = (top == 0) | (top == (1 << len(top)) - 1)
-    high = Mux(fits, up & (low == smax(bits)), ~t[-1])     # above the largest output
-    return Mux(fits | ~t[-1], Mux(high, smax(bits), (low + up)[:bits].as_signed()), smin(bits))
+    negative = t[-1]
+    positive_fits = (top == 0) & ~(up & (low == smax(bits)))
+    negative_fits = top == (1 << len(top)) - 1
+    rounded = (low + up)[:bits].as_signed()
+    return Mux(negative, Mux(negative_fits, rounded, smin(bits)),
+               Mux(positive_fits, rounded, smax(bits)))
