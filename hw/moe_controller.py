@@ -1,4 +1,5 @@
-"""The MoE engine's controller: the layer's schedule as one FSM plus the weight prefetcher.
+"""The MoE engine's controller: the layer's schedule as a one-hot state machine (IDLE, WAIT_WEIGHTS,
+GEMM, FLUSH, DRAIN, READOUT) plus the weight prefetcher.
 
 See :mod:`hw.moe_engine` for the schedule it implements and the counters it keeps.
 """
@@ -62,6 +63,7 @@ class MoeController(Elaboratable):
         matrices = 1 + 2 * max_x
 
         running = Signal()
+        idle = Signal(init=1)                     # in IDLE, a register (start.ready)
         task = Signal.like(e.start.p.task)
         discard = Signal()
         experts = Signal(range(max_x + 1))        # experts to run (shared + non-empty routed)
@@ -77,6 +79,13 @@ class MoeController(Elaboratable):
         table = e.queues.table
 
         use_hidden, dest = self.use_hidden, self.dest
+        # The schedule's state, one-hot, each state a flip-flop (so that no state decode sits in
+        # front of the many loads a transition has): IDLE is ``idle``; GEMM is split by the kind
+        # of GEMM (router, GEMM1, GEMM2: constant for the whole state), so that a GEMM's end
+        # is one AND of its flag and the sink's handshake.
+        states = {n: Signal(name=f"s_{n}") for n in
+                  ("wait", "gemm_r", "gemm1", "gemm2", "flush", "drain", "readout")}
+        in_gemm = Signal()                          # any of the GEMM states, a register
 
         # ---- prefetcher ----------------------------------------------------------------------
         def expert_record(index):                 # image record of expert `index`
@@ -111,12 +120,18 @@ class MoeController(Elaboratable):
         # follow, is one AND: it is the bounds' values of the next cycle. ``fetch_n`` never
         # passes either bound, so they are equality compares; a slot freed this cycle
         # (``streamed``) makes room, ``known`` is set at the start and when the router drains
-        # (the FSM loads ``fetch_ok`` there), and the cycle after a command the fetcher is busy
+        # (``fetch_ok`` is loaded there), and the cycle after a command the fetcher is busy
         # (``fetch_ok`` is cleared then, and recomputed from the new ``fetch_n``).
         fetch_ok = Signal()
         accept = fcmd.valid & fcmd.ready
         room = (fetch_n != used_s) | e.weights.streamed
-        m.d.sync += fetch_ok.eq(running & (fetch_n != known) & room & ~accept)
+        # (one expression, not a priority chain of the states' loads: IDLE offers the first
+        # command after ``start`` unless clearing; DRAIN makes room for the routed experts)
+        drain_go = Signal()
+        m.d.comb += drain_go.eq(states["drain"] & ~e.router.busy)
+        more = (fetch_n != known) | (drain_go & (e.queues.active != 0))
+        m.d.sync += fetch_ok.eq(Mux(idle, e.start.valid & ~e.start.p.clear,
+                                    running & more & room & ~accept))
         m.d.comb += [
             fcmd.valid.eq(fetch_ok & ~e.weights.fetch_busy),
             fcmd.p.addr.eq(f_addr_r),
@@ -147,12 +162,6 @@ class MoeController(Elaboratable):
         shared = x < S
         count_width = range(T * model.top_k + 1)
 
-        def queue_of(index):                      # (tokens, queue start) of expert `index`
-            row = Array(table[i] for i in range(E))[(index - S)[:bits_for(E - 1)]]
-            if not S:
-                return row.count, row.start
-            return Mux(index < S, T, row.count), Mux(index < S, 0, row.start)
-
         def first_queue():                        # queue_of(0) with the index a constant
             return (T, 0) if S else (table[0].count, table[0].start)
 
@@ -161,7 +170,26 @@ class MoeController(Elaboratable):
         next_start = Signal(count_width, reset_less=True)
         x1 = Signal(range(max_x + 2), init=1)     # x + 1
         advance = Signal()                        # x advances this cycle
-        m.d.sync += [next_count.eq(queue_of(x1)[0]), next_start.eq(queue_of(x1)[1])]
+        # The table's multiplexer is pipelined (the routed index registered, then groups of 4
+        # rows, then the group): ``x1`` changes at the end of a GEMM2 and the values are used at
+        # the end of the next one, many more than three cycles later; the table is final when
+        # the router drains, long before the first GEMM2 ends.
+        sel = Signal(bits_for(E - 1), reset_less=True)
+        sel_shared = Signal(reset_less=True)                # x1 < S
+        m.d.sync += [sel.eq((x1 - S)[:len(sel)]), sel_shared.eq(x1 < S if S else 0)]
+        groups = [list(range(E))[i:i + 4] for i in range(0, E, 4)]
+        part = [(Signal(count_width, name=f"part_count{j}", reset_less=True),
+                 Signal(count_width, name=f"part_start{j}", reset_less=True))
+                for j in range(len(groups))]
+        for (p_count, p_start), rows in zip(part, groups):
+            low = sel[:2]
+            m.d.sync += [p_count.eq(Array(table[i].count for i in rows)[low]),
+                         p_start.eq(Array(table[i].start for i in rows)[low])]
+        high = Signal(max(len(sel) - 2, 1), reset_less=True)
+        part_shared = Signal(reset_less=True)
+        m.d.sync += [high.eq(sel[2:] if len(sel) > 2 else 0), part_shared.eq(sel_shared)]
+        m.d.sync += [next_count.eq(Mux(part_shared, T, Array(c for c, _ in part)[high])),
+                     next_start.eq(Mux(part_shared, 0, Array(s for _, s in part)[high]))]
         with m.If(advance):
             m.d.sync += [count.eq(next_count), start.eq(next_start)]
         router_gemm = Signal(init=1)                # g == 0, a register
@@ -200,7 +228,7 @@ class MoeController(Elaboratable):
         # already T on the way into READOUT (the end of a GEMM does not reach it)
         readout = Signal()
         sc_m = Signal.like(g_m, reset_less=True)
-        waiting = Signal()                          # in WAIT_WEIGHTS
+        waiting = states["wait"]
         gemm2 = second & ~router_gemm
         m.d.sync += sc_m.eq(Mux(gemm2 & (waiting | p_scatter), count, T))
         tiles = Mux(router_gemm, img.gate.tiles, Mux(second, img.w2.tiles, img.w1.tiles))
@@ -236,23 +264,44 @@ class MoeController(Elaboratable):
         st = e.status
         # a step is counted the cycle after it happens (registered, so the compute unit's
         # handshake does not reach 32-bit counters' enables): the last step of a layer is long
-        # before its last ``out`` beat, so the totals are the same
+        # before its last ``out`` beat, so the totals are the same. The counters are cleared
+        # by a registered strobe the cycle after ``start`` (``start``'s handshake does not reach
+        # their enables): they load that cycle's increment, so the totals are those of a clear
+        # at ``start``.
+        clear_stats = Signal()
+        m.d.sync += clear_stats.eq(0)
         in_ffn = Signal()
+        m.d.comb += in_ffn.eq(states["gemm1"] | states["gemm2"])
         step, ffn_step = Signal(), Signal()
         m.d.sync += [step.eq(e.unit.act.valid & e.unit.act.ready), ffn_step.eq(0)]
-        with m.If(running):
-            m.d.sync += st.cycles.eq(st.cycles + 1)
-            with m.If(step):
-                m.d.sync += st.mac_steps.eq(st.mac_steps + 1)
-            with m.If(ffn_step):
-                m.d.sync += st.ffn_steps.eq(st.ffn_steps + 1)
-            with m.If(in_ffn):
-                m.d.sync += [st.ffn_cycles.eq(st.ffn_cycles + 1),
-                             ffn_step.eq(e.unit.act.valid & e.unit.act.ready)]
-            with m.If(e.weights.fetch_busy):
-                m.d.sync += st.dram_busy.eq(st.dram_busy + 1)
-            with m.If(e.weights.fetched):
-                m.d.sync += st.fetches.eq(st.fetches + 1)
+        with m.If(running & in_ffn):
+            m.d.sync += ffn_step.eq(e.unit.act.valid & e.unit.act.ready)
+        weights_in = Signal()
+
+        def tally(field, cond):                     # a reset-less counter behind status.field
+            port = getattr(st, field)
+            counter = Signal.like(port, reset_less=True, name=f"n_{field}")
+            m.d.comb += port.eq(counter)
+            with m.If(clear_stats):
+                m.d.sync += counter.eq(cond)
+            with m.Elif(cond):
+                m.d.sync += counter.eq(counter + 1)
+        tally("cycles", running)
+        tally("mac_steps", running & step)
+        tally("ffn_steps", running & ffn_step)
+        tally("ffn_cycles", running & in_ffn)
+        tally("dram_busy", running & e.weights.fetch_busy)
+        tally("fetches", running & e.weights.fetched)
+        tally("weight_wait", waiting & ~weights_in)
+        # the layer's routing figures, loaded when the router drains (the port is driven from
+        # the counters' combinational domain, so these are registers of their own too)
+        n_experts = Signal.like(st.experts, name="n_experts")
+        n_dropped = Signal.like(st.dropped, name="n_dropped")
+        n_null = Signal.like(st.null_slots, name="n_null_slots")
+        m.d.comb += [st.experts.eq(n_experts), st.dropped.eq(n_dropped),
+                     st.null_slots.eq(n_null)]
+        with m.If(clear_stats):
+            m.d.sync += n_experts.eq(0)
 
         # ---- scatter (accumulate in GEMM2, read-out at the end) --------------------------------
         m.d.comb += [sc_cmd.valid.eq(p_scatter), sc_cmd.p.readout.eq(readout),
@@ -283,14 +332,12 @@ class MoeController(Elaboratable):
         # state (``g + 1`` leaving GEMM, ``g`` elsewhere; 0 from IDLE, where ``g`` and
         # ``fetched`` restart). ``g <= fetched`` always (a GEMM starts only when its weights are
         # in), so the compare is an inequality.
-        weights_in = Signal()
-        in_gemm, in_idle = Signal(), Signal()
         g1 = Signal(range(matrices + 2), init=1)         # g + 1
         fetched1 = Signal(range(matrices + 2), init=1)   # fetched + 1
         with m.If(e.weights.fetched):
             m.d.sync += fetched1.eq(fetched1 + 1)
-        m.d.sync += weights_in.eq(~in_idle & (Mux(e.weights.fetched, fetched1, fetched)
-                                              != Mux(in_gemm, g1, g)))
+        m.d.sync += weights_in.eq(~idle & (Mux(e.weights.fetched, fetched1, fetched)
+                                           != Mux(in_gemm, g1, g)))
 
         m.d.comb += e.busy.eq(running)
         # the expert queues are emptied the cycle after ``start`` (a register: the start
@@ -299,91 +346,82 @@ class MoeController(Elaboratable):
         clear_queues = Signal()
         m.d.sync += clear_queues.eq(0)
         m.d.comb += e.queues.clear.eq(clear_queues)
-        idle = Signal(init=1)                       # in IDLE, a register (start.ready)
         m.d.comb += e.start.ready.eq(idle)
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += in_idle.eq(1)
-                # the gate matrix's address follows the offered task while idle (the handshake
-                # does not reach it)
-                m.d.sync += [task.eq(e.start.p.task), f_addr_r.eq(e.start.p.task * img.gate.bytes)]
-                with m.If(e.start.valid):
-                    m.d.sync += [running.eq(1), idle.eq(0), fetch_ok.eq(~e.start.p.clear),
-                                 discard.eq(e.start.p.clear),
-                                 st.cycles.eq(0), st.mac_steps.eq(0), st.ffn_cycles.eq(0),
-                                 st.ffn_steps.eq(0), st.weight_wait.eq(0), st.dram_busy.eq(0),
-                                 st.fetches.eq(0), st.experts.eq(0),
-                                 known.eq(0), fetch_n.eq(0), is_gate.eq(1), fetched.eq(0),
-                                 used.eq(0),
-                                 fetched1.eq(1), g1.eq(1),
-                                 used_s.eq(slots),
-                                 f_x.eq(0), f_second.eq(0), g.eq(0), router_gemm.eq(1),
-                                 x.eq(0), x1.eq(1)]
-                    m.d.sync += clear_queues.eq(1)
-                    with m.If(e.start.p.clear):
-                        m.d.sync += to_readout
-                        m.next = "READOUT"
-                    with m.Else():
-                        m.d.sync += known.eq(1 + 2 * S)
-                        m.next = "WAIT_WEIGHTS"
-            with m.State("WAIT_WEIGHTS"):
-                m.d.comb += waiting.eq(1)
-                with m.If(weights_in):
-                    m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
-                                 p_scatter.eq(second & ~router_gemm), readout.eq(0),
-                                 p_routes.eq(second & ~router_gemm),
-                                 use_hidden.eq(second & ~router_gemm),
-                                 self.use_x.eq(~(second & ~router_gemm)),
-                                 dest.eq(Mux(router_gemm, 0, Mux(second, 2, 1))),
-                                 out_last_seen.eq(0)]
-                    m.d.sync += hidden_start.eq(1)
-                    m.next = "GEMM"
+        s_wait, s_flush, s_drain, s_readout = (states[n] for n in ("wait", "flush", "drain",
+                                                                   "readout"))
+
+        def goto(state):                            # the transition's target flag
+            return states[state].eq(1)
+        # IDLE
+        with m.If(idle):
+            # the gate matrix's address follows the offered task while idle (the handshake
+            # does not reach it)
+            m.d.sync += [task.eq(e.start.p.task), f_addr_r.eq(e.start.p.task * img.gate.bytes)]
+            with m.If(e.start.valid):
+                m.d.sync += [running.eq(1), idle.eq(0),
+                             discard.eq(e.start.p.clear),
+                             known.eq(0), fetch_n.eq(0), is_gate.eq(1), fetched.eq(0),
+                             used.eq(0),
+                             fetched1.eq(1), g1.eq(1),
+                             used_s.eq(slots),
+                             f_x.eq(0), f_second.eq(0), g.eq(0), router_gemm.eq(1),
+                             x.eq(0), x1.eq(1)]
+                m.d.sync += [clear_queues.eq(1), clear_stats.eq(1)]
+                with m.If(e.start.p.clear):
+                    m.d.sync += to_readout + [goto("readout")]
                 with m.Else():
-                    m.d.sync += st.weight_wait.eq(st.weight_wait + 1)
-            with m.State("GEMM"):
-                m.d.comb += [in_ffn.eq(~router_gemm), in_gemm.eq(1)]
-                gemm_done = Signal()
-                # GEMM1 and GEMM2 end with the unit's last row taken by the hidden writer or the
-                # scatter (the sink is known from ``second``, so the engine's ``dest`` multiplexer
-                # is not on the way)
-                sink_ready = Mux(second, e.scatter.y.ready, e.hidden.y.ready)
-                m.d.comb += gemm_done.eq(Mux(router_gemm, out_last_seen & e.serialiser.idle,
-                                             e.unit.out.valid & e.unit.out.p.last & sink_ready))
-                with m.If(gemm_done):
-                    m.d.sync += [g.eq(g1), g1.eq(g1 + 1), router_gemm.eq(0)]
-                    with m.If(router_gemm):
-                        m.next = "FLUSH"
-                    with m.Elif(second):
-                        m.d.sync += [x.eq(x1), x1.eq(x1 + 1)]
-                        m.d.comb += advance.eq(1)
-                        with m.If(x_last):
-                            m.d.sync += to_readout
-                            m.next = "READOUT"
-                        with m.Else():
-                            m.next = "WAIT_WEIGHTS"
-                    with m.Else():
-                        m.next = "WAIT_WEIGHTS"
-            with m.State("FLUSH"):
-                m.d.comb += [e.router.flush.valid.eq(1), e.router.flush.p.discard.eq(0)]
-                with m.If(e.router.flush.ready):
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(~e.router.busy):
-                    total = S + e.queues.active
-                    m.d.sync += [fetch_ok.eq(((fetch_n != known) | (e.queues.active != 0))
-                                             & room & ~accept),
-                                 count.eq(first_queue()[0]), start.eq(first_queue()[1]),
-                                 experts.eq(total), known.eq(1 + 2 * total),
-                                 st.experts.eq(total), st.dropped.eq(e.router.status.dropped),
-                                 st.null_slots.eq(e.router.status.null_slots)]
-                    with m.If(total == 0):
-                        m.d.sync += to_readout
-                        m.next = "READOUT"
-                    with m.Else():
-                        m.next = "WAIT_WEIGHTS"
-            with m.State("READOUT"):
-                with m.If(e.scatter.result.valid & e.scatter.result.ready
-                          & e.scatter.result.p.last):
-                    m.d.sync += [running.eq(0), idle.eq(1)]
-                    m.next = "IDLE"
+                    m.d.sync += [known.eq(1 + 2 * S), goto("wait")]
+        # WAIT_WEIGHTS
+        with m.If(s_wait & weights_in):
+            gemm2_next = second & ~router_gemm
+            m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
+                         p_scatter.eq(gemm2_next), readout.eq(0),
+                         p_routes.eq(gemm2_next),
+                         use_hidden.eq(gemm2_next), self.use_x.eq(~gemm2_next),
+                         dest.eq(Mux(router_gemm, 0, Mux(second, 2, 1))),
+                         out_last_seen.eq(0), hidden_start.eq(1),
+                         s_wait.eq(0), in_gemm.eq(1),
+                         states["gemm_r"].eq(router_gemm),
+                         states["gemm1"].eq(~router_gemm & ~second),
+                         states["gemm2"].eq(gemm2_next)]
+        # GEMM: GEMM1 and GEMM2 end with the unit's last row taken by the hidden writer or the
+        # scatter, the router GEMM when the serialiser has sent its last row
+        out_end = e.unit.out.valid & e.unit.out.p.last
+        done_r, done_1, done_2 = Signal(), Signal(), Signal()
+        m.d.comb += [done_r.eq(states["gemm_r"] & out_last_seen & e.serialiser.idle),
+                     done_1.eq(states["gemm1"] & out_end & e.hidden.y.ready),
+                     done_2.eq(states["gemm2"] & out_end & e.scatter.y.ready)]
+        with m.If(done_r | done_1 | done_2):
+            m.d.sync += [g.eq(g1), g1.eq(g1 + 1), router_gemm.eq(0), in_gemm.eq(0),
+                         states["gemm_r"].eq(0), states["gemm1"].eq(0), states["gemm2"].eq(0)]
+        with m.If(done_r):
+            m.d.sync += goto("flush")
+        with m.If(done_1):
+            m.d.sync += goto("wait")
+        with m.If(done_2):
+            m.d.sync += [x.eq(x1), x1.eq(x1 + 1)]
+            m.d.comb += advance.eq(1)
+            with m.If(x_last):
+                m.d.sync += to_readout + [goto("readout")]
+            with m.Else():
+                m.d.sync += goto("wait")
+        # FLUSH
+        m.d.comb += [e.router.flush.valid.eq(s_flush), e.router.flush.p.discard.eq(0)]
+        with m.If(s_flush & e.router.flush.ready):
+            m.d.sync += [s_flush.eq(0), goto("drain")]
+        # DRAIN
+        with m.If(drain_go):
+            total = S + e.queues.active
+            m.d.sync += [count.eq(first_queue()[0]), start.eq(first_queue()[1]),
+                         experts.eq(total), known.eq(1 + 2 * total),
+                         n_experts.eq(total), n_dropped.eq(e.router.status.dropped),
+                         n_null.eq(e.router.status.null_slots), s_drain.eq(0)]
+            with m.If(total == 0):
+                m.d.sync += to_readout + [goto("readout")]
+            with m.Else():
+                m.d.sync += goto("wait")
+        # READOUT
+        with m.If(s_readout & e.scatter.result.valid & e.scatter.result.ready
+                  & e.scatter.result.p.last):
+            m.d.sync += [running.eq(0), idle.eq(1), s_readout.eq(0)]
         return m

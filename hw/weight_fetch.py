@@ -125,6 +125,16 @@ class WeightFetch(wiring.Component):
             Signal(reset_less=True)
         wide_m2 = Signal(len(command.wide) + 1, reset_less=True)
         words_m2 = Signal(len(command.words) + 1, reset_less=True)
+        words_m3 = Signal(len(command.words) + 1, reset_less=True)
+        # The index compares themselves are registers refreshed every cycle, so that a beat's
+        # take (the DRAM's valid) reaches the flags through their enables only, never through a
+        # compare tree: ``wide_hit`` = ``wide_index == wide - 2`` (a wide word takes
+        # ``wide_beats`` >= 4 beats, so the index has been stable for a cycle when it is
+        # used); a weight word can complete every cycle, so ``word_hit`` is the compare of the
+        # previous cycle's index, or of the index before it incremented (``words - 3``) when a
+        # weight word was written the previous cycle (``word_step``).
+        wide_hit, word_hit, word_hit_next = (Signal(reset_less=True) for _ in range(3))
+        word_step = Signal()
         m.d.comb += self.busy.eq(busy)
 
         m.d.comb += [
@@ -142,7 +152,8 @@ class WeightFetch(wiring.Component):
                          beat_last.eq(Mux(p.wide != 0, wide_beats == 1, word_beats == 1)),
                          last_wide.eq(p.wide == 1), last_word.eq(p.words == 1),
                          no_words.eq(p.words == 0),
-                         wide_m2.eq(p.wide - 2), words_m2.eq(p.words - 2)]
+                         wide_m2.eq(p.wide - 2), words_m2.eq(p.words - 2),
+                         words_m3.eq(p.words - 3)]
         with m.If(self.dram_req.valid & self.dram_req.ready):
             m.d.sync += [asking.eq(0), receiving.eq(1), not_receiving.eq(0)]
 
@@ -158,7 +169,10 @@ class WeightFetch(wiring.Component):
         def second_last(beats: int):               # beat == beats - 2
             return beat == beats - 2 if beats >= 2 else 0
 
-        m.d.sync += self.done.eq(0)
+        m.d.sync += [self.done.eq(0), word_step.eq(0),
+                     wide_hit.eq(wide_index == wide_m2), word_hit.eq(word_index == words_m2),
+                     word_hit_next.eq(word_index == words_m3)]
+        word_last = Mux(word_step, word_hit_next, word_hit)     # word_index == words - 2
         with m.If(self.dram_data.valid & ~not_receiving):     # = the take below
             m.d.sync += word.eq(assembled)
         with m.If(self.dram_data.valid & self.dram_data.ready):
@@ -170,7 +184,7 @@ class WeightFetch(wiring.Component):
                 with m.If(in_wide):
                     m.d.comb += self.wide_write.en.eq(1)
                     m.d.sync += [wide_index.eq(wide_index + 1), first_wide.eq(0),
-                                 last_wide.eq(wide_index == wide_m2)]
+                                 last_wide.eq(wide_hit)]
                     with m.If(~last_wide):              # another wide word follows
                         m.d.sync += beat_last.eq(wide_beats == 1)
                     with m.Else():
@@ -184,8 +198,8 @@ class WeightFetch(wiring.Component):
                                      self.done.eq(1)]
                 with m.Else():
                     m.d.comb += self.weight_write.en.eq(1)
-                    m.d.sync += [word_index.eq(word_index + 1),
-                                 last_word.eq(word_index == words_m2)]
+                    m.d.sync += [word_index.eq(word_index + 1), word_step.eq(1),
+                                 last_word.eq(word_last)]
                     with m.If(last_word):
                         m.d.sync += [busy.eq(0), receiving.eq(0), not_receiving.eq(1),
                                      self.done.eq(1)]

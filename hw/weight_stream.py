@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -54,33 +54,32 @@ class _Replay(wiring.Component):
         busy, last_r = Signal(), Signal(reset_less=True)
         # the parameters and the position: meaningful only while ``busy`` (reset-less)
         base = Signal.like(self.base, reset_less=True)
-        addr = Signal.like(self.rd_addr, reset_less=True)      # base + index, kept in step
-        index = Signal.like(self.count, reset_less=True)       # beats issued in this pass
-        end_index = Signal(len(self.count) + 1, reset_less=True)   # count - 2
+        addr = Signal.like(self.rd_addr, reset_less=True)      # the next read's address
+        end_addr = Signal(len(self.rd_addr) + 1, reset_less=True)   # base + count - 2
         left = Signal.like(self.repeats, reset_less=True)      # passes left
-        # registered compares: index == count - 1, left == 1, count == 1, left == 2
+        # registered compares: addr == base + count - 1, left == 1, count == 1, left == 2
         at_end, last_pass = Signal(reset_less=True), Signal(reset_less=True)
         one_beat, two_left = Signal(reset_less=True), Signal(reset_less=True)
         idle = Signal(init=1)                                  # ~o.valid, for the read enables
         advance = ~self.o.valid | self.o.ready                 # the issue logic's
         m.d.comb += [self.rd_en.eq(idle | self.o.ready), self.rd_addr.eq(addr),
                      self.o.p.eq(self.rd_data), self.busy.eq(busy)]
+        # ``issue`` is every position register's only enable (no counter is cleared by a
+        # compare: the pass restarts by loading ``base``), so ``o.ready`` reaches them through
+        # one LUT
         issue = Signal()
         m.d.comb += issue.eq(advance & busy)
         final = at_end & last_pass
         with m.If(self.start):
-            m.d.sync += [busy.eq(1), index.eq(0), left.eq(self.repeats), base.eq(self.base),
-                         end_index.eq(self.count - 2), addr.eq(self.base),
+            m.d.sync += [busy.eq(1), left.eq(self.repeats), base.eq(self.base),
+                         end_addr.eq(self.base + self.count - 2), addr.eq(self.base),
                          one_beat.eq(self.count == 1), at_end.eq(self.count == 1),
                          last_pass.eq(self.repeats == 1), two_left.eq(self.repeats == 2)]
         with m.If(issue):
+            m.d.sync += [addr.eq(Mux(at_end, base, addr + 1)),
+                         at_end.eq(Mux(at_end, one_beat, addr == end_addr))]
             with m.If(at_end):
-                m.d.sync += [index.eq(0), addr.eq(base), left.eq(left - 1),
-                             at_end.eq(one_beat), last_pass.eq(two_left),
-                             two_left.eq(left == 3)]
-            with m.Else():
-                m.d.sync += [index.eq(index + 1), addr.eq(addr + 1),
-                             at_end.eq(index == end_index)]
+                m.d.sync += [left.eq(left - 1), last_pass.eq(two_left), two_left.eq(left == 3)]
             with m.If(final):
                 m.d.sync += busy.eq(0)
         # (valid, final) of each read stage, the last one being the output beat's
