@@ -39,7 +39,7 @@ class ComputeUnit(wiring.Component):
 
     Timing (equal to :mod:`sim.timing.compute_unit`, asserted by ``tests/hw``): one array step per
     cycle when fed; a tile's results drain (one row per ``row_cycles = cols / output_lanes``
-    cycles, 1 by default) while the next tile accumulates, so with ``k >= rows * row_cycles + 3``
+    cycles, 1 by default) while the next tile accumulates, so with ``k >= rows * row_cycles + 4``
     the array never waits; the last output of a tile is valid ``latency(cfg) + (rows - 1) *
     row_cycles`` cycles after its last step; a GEMM takes ``gemm_cycles(cfg, m, k, n)`` from the
     command handshake to its last output. A new command is accepted the cycle after
@@ -125,7 +125,7 @@ class ComputeUnit(wiring.Component):
         step = Signal()
         m.d.comb += [
             step.eq(busy & self.act.valid & self.weight.valid & (~first | self.bias.valid)
-                    & (~last | ~array.shadow_busy)),
+                    & (~last | array.last_ok)),
             self.act.ready.eq(step),
             self.weight.ready.eq(step),
             self.bias.ready.eq(step & first),

@@ -17,11 +17,13 @@ Pipeline (timing in :mod:`sim.timing.gelu`, asserted equal by ``tests/hw/test_ge
    whose input takes ReLU's place in the sum, shifted so the sum gives it back);
 3. the piece at the address's high bits into the table-word register (a small multiplexer; the
    whole 128-word table read between two registers was 8 LUT levels, 12.5 ns estimated);
-4. ``c * f`` (the multiplier, both operands from registers) and ``ReLU << . - a << P + 1/2 LSB``
-   in parallel;
-5. subtract, shift, saturate into the output register.
+4. ``c`` and ``f`` into the lane's :class:`hw.multiplier.Multiplier`'s input registers (on ECP5
+   the DSP's own: the route into the DSP column gets a cycle of its own) and ``ReLU << . -
+   a << P + 1/2 LSB`` in parallel;
+5. ``c * f`` into the multiplier's output register (the DSP's); the sum's base held;
+6. subtract, shift, saturate into the output register.
 
-Latency 5 cycles (``sim.timing.gelu.PIPELINE_STAGES``) from an input handshake to its output
+Latency 6 cycles (``sim.timing.gelu.PIPELINE_STAGES``) from an input handshake to its output
 being valid; throughput one beat (``lanes`` elements) per cycle. Back-pressure stalls the whole
 pipeline: every register advances only when the output register is empty or being read
 (``i.ready = ~o.valid | o.ready``), so no beat is lost or duplicated and bubbles are squeezed
@@ -41,6 +43,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.gelu import gelu_table, segmentation, table_field_bits
+from hw.multiplier import STAGES as MULTIPLIER_STAGES, Multiplier
 from hw.saturate import saturate
 from moeaccel.config import DesignConfig, GeluConfig
 from sim.timing import gelu as timing
@@ -108,7 +111,7 @@ class Gelu(wiring.Component):
     i : In(stream.Signature(input_layout(...)))
         Input beats; ``ready`` whenever the pipeline can advance.
     o : Out(stream.Signature(output_layout(...)))
-        ``GELU`` of each input beat, in order, 5 cycles after it was accepted (no stalls).
+        ``GELU`` of each input beat, in order, 6 cycles after it was accepted (no stalls).
     """
 
     def __init__(self, cfg: DesignConfig, tag_bits: int = DEFAULT_TAG_BITS,
@@ -165,6 +168,7 @@ class Gelu(wiring.Component):
             return regs
 
         last = timing.PIPELINE_STAGES - 1
+        assert MULTIPLIER_STAGES == 2 and last == 5      # the multiplier is stages 4 and 5
         valid = [Signal(name=f"valid{k}") for k in range(1, last + 1)]
         with m.If(advance):
             m.d.sync += [a.eq(b) for a, b in zip(valid + [self.o.valid],
@@ -214,16 +218,21 @@ class Gelu(wiring.Component):
             use_a3 = stage(f"use_a3_{lane}", 1, use_a2)
             relu3 = stage(f"relu3_{lane}", signed(len(relu2)), relu2)
 
-            # Stage 4: the lane's multiplier (both operands straight from registers), and the
-            # rest of the sum with the rounding half.
+            # Stages 4-5: the lane's multiplier (its input registers, on ECP5 the DSP's own,
+            # load c and f from registers; its output register holds the product), and the rest
+            # of the sum with the rounding half, then held a stage.
+            mul = Multiplier(word3.c.shape(), unsigned(p))
+            m.submodules[f"mul_{lane}"] = mul
+            m.d.comb += [mul.a.eq(word3.c), mul.b.eq(f3), mul.en.eq(advance)]
             half = 1 << (out_shift - 1) if out_shift > 0 else 0
-            base = relu3 - (Mux(use_a3, word3.a, 0) << p) + half
-            prod4 = stage(f"prod4_{lane}", signed(len(word3.c) + p + 1), word3.c * f3)
-            base4 = stage(f"base4_{lane}", sum_shape, base)
+            base4 = stage(f"base4_{lane}", sum_shape,
+                          relu3 - (Mux(use_a3, word3.a, 0) << p) + half)
+            base5 = stage(f"base5_{lane}", sum_shape, base4)
+            prod5 = mul.p
 
-            # Stage 5: subtract, round (shift), saturate (or the bypassed input).
+            # Stage 6: subtract, round (shift), saturate (or the bypassed input).
             acc = Signal(sum_shape, name=f"sum{lane}")
-            m.d.comb += acc.eq(base4 - prod4)
+            m.d.comb += acc.eq(base5 - prod5)
             y = acc >> out_shift if out_shift >= 0 else acc << -out_shift
             result = saturate(y, ge.output_bits)
             if self.bypass and not early_bypass:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts
+from hw.multiplier import STAGES as MULTIPLIER_STAGES, Multiplier
 from moeaccel.config import DesignConfig
 from sim.timing import compute_unit as timing
 
@@ -25,21 +26,25 @@ class MacArray(wiring.Component):
     bank is a shift register of lane groups, so a beat's lanes are the first group's registers
     themselves (no lane multiplexer between them and the requantiser's multipliers).
 
-    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 3 registers): operand registers (each
+    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 4 registers): operand registers (each
     ``a[r]`` drives the ``cols`` multipliers of its row and each ``w[c]`` the ``rows`` of its
-    column: fan-out ``cols``/``rows``, never ``rows * cols``) -> product registers -> accumulators
-    and shadow bank. (The multipliers are not :class:`hw.multiplier.Multiplier`: its input
-    registers would take the operands straight from the act/weight streams' multiplexers,
-    fanned out to ``cols`` DSPs, 11 ns estimated on ``ulx3s``; cycle-neutral only that way.)
-    Throughput one step per cycle. The controller must not assert a ``last`` step while
-    ``shadow_busy`` is high (the shadow bank still drains or a capture is in flight).
+    column: fan-out ``cols``/``rows``, never ``rows * cols``) -> the multipliers' input registers
+    -> their product registers (:class:`hw.multiplier.Multiplier`: on ECP5 the MULT18X18D's own
+    input and output registers, so the routes into and out of the DSP column each get a cycle,
+    and the input registers load from the operand registers, not from the act/weight streams'
+    multiplexers) -> accumulators and shadow bank. Throughput one step per cycle.
+
+    The controller may assert a ``last`` step only while ``last_ok`` is high: a register, the
+    look-ahead of "the shadow bank is free" (it drains no row and no ``last`` step is in
+    flight), computed from this cycle's ``step_valid & last`` and the drain, so the
+    controller's step decision starts at a flip-flop.
 
     Members
     -------
     step_valid, a, w, bias, first, last, tile : In
         One array step (``bias`` is read on ``first`` steps only, ``tile`` on ``last`` steps).
-    shadow_busy : Out(1)
-        A ``last`` step may not be issued this cycle.
+    last_ok : Out(1)
+        A ``last`` step may be issued this cycle (a register; 1 after reset).
     drain : Out(stream)
         Lane groups of finished accumulators (``Layouts(cfg, lanes_out).drain``) with their
         tile's requantisation settings; ``last`` on every beat of the GEMM's last row.
@@ -59,7 +64,7 @@ class MacArray(wiring.Component):
             "first": In(1),
             "last": In(1),
             "tile": In(lay.tile),
-            "shadow_busy": Out(1),
+            "last_ok": Out(1, init=1),
             "drain": Out(stream.Signature(beat.drain)),
             "drain_row_start": Out(1),
         })
@@ -68,38 +73,56 @@ class MacArray(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.ARRAY_STAGES == 3
+        assert timing.ARRAY_STAGES == MULTIPLIER_STAGES + 2
 
         # stage 0: operand registers
         a0 = Signal(lay.act, reset_less=True)
         w0 = Signal(lay.weight, reset_less=True)
         bias0 = Signal(lay.bias, reset_less=True)
-        valid0, last0 = Signal(), Signal()
         tile0 = Signal(lay.tile, reset_less=True)
-        m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile),
-                     valid0.eq(self.step_valid), last0.eq(self.step_valid & self.last)]
+        m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile)]
+        # a step's valid and last flags through the operand and multiplier stages:
+        # ``valids[-1]``/``lasts[-1]`` go with the products
+        valids, lasts = [self.step_valid], [self.step_valid & self.last]
+        for k in range(MULTIPLIER_STAGES + 1):
+            valid, last = Signal(name=f"valid{k}"), Signal(name=f"last{k}")
+            m.d.sync += [valid.eq(valids[-1]), last.eq(lasts[-1])]
+            valids.append(valid)
+            lasts.append(last)
+        valids, lasts = valids[1:], lasts[1:]
+        valid_p, last_p = valids[-1], lasts[-1]
 
-        # stage 1: product registers (one multiplier per cell)
-        prod = [[Signal(signed(2 * cu.operand_bits), name=f"prod_{r}_{c}", reset_less=True)
-                 for c in range(cols)] for r in range(rows)]
-        valid1, last1 = Signal(), Signal()
-        tile1 = Signal(lay.tile, reset_less=True)
+        # stages 1-2: one Multiplier per cell, fed from the operand registers
+        prod = [[None] * cols for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
-                m.d.sync += prod[r][c].eq(a0[r] * w0[c])
-        m.d.sync += [tile1.eq(tile0), valid1.eq(valid0), last1.eq(last0)]
+                mul = Multiplier(a0[r].shape(), w0[c].shape())
+                m.submodules[f"mul_{r}_{c}"] = mul
+                m.d.comb += [mul.a.eq(a0[r]), mul.b.eq(w0[c])]
+                prod[r][c] = mul.p
+        # the bias and tile settings, one register behind the operands, so the bias is at hand
+        # while the step is in the product stage
+        bias1 = Signal(lay.bias, reset_less=True)
+        tile_p = tile0
+        for k in range(1, MULTIPLIER_STAGES + 1):
+            reg = Signal(lay.tile, name=f"tile{k}", reset_less=True)
+            m.d.sync += reg.eq(tile_p)
+            tile_p = reg
+        m.d.sync += bias1.eq(bias0)
 
-        # stage 2: accumulators, and the shadow bank on a tile's last step. ``acc`` holds what the
-        # next product adds to: the bias, loaded while a tile's first step is in the product
-        # stage (the step before it is then a last step, whose sum goes to the shadow bank), or
-        # the running sum. So the add starts at a register and its select sits after the carry
+        # stage 3: accumulators, and the shadow bank on a tile's last step. ``acc`` holds what the
+        # next product adds to: the bias, loaded while a tile's first step is in the multipliers'
+        # input registers (the step before it, in their output registers, is then a last step,
+        # whose sum goes to the shadow bank), or the running sum. So the add starts at a register and its select sits after the carry
         # chain on an early-arriving flag, and each column's ``first`` copy drives ``rows * width``
         # selects instead of the whole array's.
         acc_shape = signed(cu.accumulator_bits)
         acc = [[Signal(acc_shape, name=f"acc_{r}_{c}", reset_less=True) for c in range(cols)]
                for r in range(rows)]
         preload = [Signal(name=f"preload_{c}") for c in range(cols)]
-        m.d.sync += [preload[c].eq(self.step_valid & self.first) for c in range(cols)]
+        first0 = Signal()
+        m.d.sync += first0.eq(self.step_valid & self.first)
+        m.d.sync += [preload[c].eq(first0) for c in range(cols)]
         # the shadow bank, row-major: a drain beat shifts it by one group of ``lanes`` lanes
         shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}", reset_less=True)
                    for c in range(cols)] for r in range(rows)]
@@ -113,10 +136,10 @@ class MacArray(wiring.Component):
             for c in range(cols):
                 total = Signal(acc_shape, name=f"sum_{r}_{c}")
                 m.d.comb += total.eq(acc[r][c] + prod[r][c])
-                with m.If(preload[c] | valid1):
-                    m.d.sync += acc[r][c].eq(Mux(preload[c], bias0[c], total))
+                with m.If(preload[c] | valid_p):
+                    m.d.sync += acc[r][c].eq(Mux(preload[c], bias1[c], total))
                 k = r * cols + c + lanes
-                with m.If(last1):
+                with m.If(last_p):
                     m.d.sync += shadow[r][c].eq(total)
                 with m.Elif(drain_fire):
                     m.d.sync += shadow[r][c].eq(flat[k] if k < len(flat) else 0)
@@ -125,17 +148,22 @@ class MacArray(wiring.Component):
         row_start, row_end = Signal(init=1), Signal(init=groups == 1)
         if groups > 1:
             group = Signal(range(groups))
-            with m.If(last1 | drain_fire):
-                m.d.sync += [group.eq(Mux(last1 | row_end, 0, group + 1)),
-                             row_start.eq(last1 | row_end),
-                             row_end.eq(~last1 & (group == groups - 2))]
-        with m.If(last1):
-            m.d.sync += [left.eq(tile1.rows), row.eq(tile1.row_base), settings.eq(tile1)]
+            with m.If(last_p | drain_fire):
+                m.d.sync += [group.eq(Mux(last_p | row_end, 0, group + 1)),
+                             row_start.eq(last_p | row_end),
+                             row_end.eq(~last_p & (group == groups - 2))]
+        with m.If(last_p):
+            m.d.sync += [left.eq(tile_p.rows), row.eq(tile_p.row_base), settings.eq(tile_p)]
         with m.Elif(drain_fire & row_end):
             m.d.sync += [left.eq(left - 1), row.eq(row + 1)]
 
+        # look-ahead of "no row to drain and no last step in flight" for the next cycle: the
+        # shadow bank's rows after this cycle, and the last flags shifted in and along
+        rows_next = Mux(drain_fire & row_end, left != 1, left != 0)
+        m.d.sync += self.last_ok.eq(~((self.step_valid & self.last) | Cat(*lasts).any()
+                                      | rows_next))
+
         m.d.comb += [
-            self.shadow_busy.eq((left != 0) | last0 | last1),
             self.drain.valid.eq(left != 0),
             self.drain_row_start.eq(row_start),
             self.drain.p.row.eq(row),

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.compute_unit_layouts import Layouts, out_bits
 from hw.multiplier import STAGES as MULTIPLIER_STAGES, Multiplier
-from hw.saturate import saturate
+from golden.fixed import smax, smin
 from moeaccel.config import DesignConfig
 from sim.timing import compute_unit as timing
 
@@ -36,10 +36,13 @@ class Requantiser(wiring.Component):
        chunk signed; the DSPs' output registers) and the rounding constant ``2**(shift-1)``
        (``half_up``; 0 for ``truncate`` or shift 0);
     2. ``sum_j (p_j << 17j) + half`` (equal to ``acc * multiplier + half``);
-    3. arithmetic shift right by ``shift`` (a 5-level barrel shifter);
+    3. arithmetic shift right by ``shift`` (a 5-level barrel shifter; each lane's amount from a
+       register of its own, see :func:`_shift_copies`);
     4. saturation into the output register, or, with ``registered_output=False``, onto ``o``
        combinationally (the consumer's storage, e.g. the credit buffer's FIFO, is then the fifth
-       register).
+       register): the format's limit where stage 3's overflow flags say so (``t >= (max + 1)
+       << shift`` or ``t < min << shift``: compares of the sum with limits registered from the
+       beat's settings, in parallel with the shift), else the shifted value's low bits.
 
     One beat per cycle, latency 5 cycles from ``i`` to ``o`` (4 with ``registered_output=False``).
     A beat has ``lanes`` lanes (default ``cols``), each with its own partial-product multipliers.
@@ -111,13 +114,30 @@ class Requantiser(wiring.Component):
         for c in range(cols):
             m.d.sync += total[c].eq(sum((p << lo for p, lo in zip(part[c], chunks)), half))
 
-        # stage 3: arithmetic shift
-        shifted = [register(sum_shape, f"shifted_{c}") for c in range(cols)]
-        shift = metas[MULTIPLIER_STAGES + 1].shift
+        # stage 3: arithmetic shift, each lane's from its own copy of the amount; in parallel,
+        # whether the shifted value leaves the beat's format, as compares of the sum with the
+        # format's limits scaled by 2**shift (registered with the sums):
+        # floor(t / 2**s) > max <=> t >= (max + 1) << s;  floor(t / 2**s) < min <=> t < min << s
+        shifted = [register(signed(wide), f"shifted_{c}") for c in range(cols)]
+        shifts = _shift_copies(m, self.i.p.shift, MULTIPLIER_STAGES + 1, cols)
         for c in range(cols):
-            m.d.sync += shifted[c].eq(total[c] >> shift)
+            m.d.sync += shifted[c].eq(total[c] >> shifts[c])
+        early = metas[MULTIPLIER_STAGES]
+        limit_shape = signed(max(sum_shape.width, wide + cu.requant_max_shift + 1))
+        above, below = register(limit_shape, "above"), register(limit_shape, "below")
+        m.d.sync += [
+            above.eq(Mux(early.wide, Const(smax(wide) + 1, limit_shape) << early.shift,
+                         Const(smax(narrow) + 1, limit_shape) << early.shift)),
+            below.eq(Mux(early.wide, Const(smin(wide), limit_shape) << early.shift,
+                         Const(smin(narrow), limit_shape) << early.shift)),
+        ]
+        high = [register(1, f"high_{c}") for c in range(cols)]
+        low = [register(1, f"low_{c}") for c in range(cols)]
+        for c in range(cols):
+            m.d.sync += [high[c].eq(total[c] >= above), low[c].eq(total[c] < below)]
 
-        # stage 4: saturate (into the output register, or onto ``o``)
+        # stage 4: saturate (into the output register, or onto ``o``): the limit on an overflow
+        # flag, else the shifted value's low bits (sign-extended from the beat's format)
         meta, valid = metas[-1], valids[-1]
         out = m.d.sync if self.registered_output else m.d.comb
         out += [self.o.valid.eq(valid), self.o.p.row.eq(meta.row),
@@ -125,6 +145,37 @@ class Requantiser(wiring.Component):
                 self.o.p.act_multiplier.eq(meta.act_multiplier),
                 self.o.p.act_shift.eq(meta.act_shift)]
         for c in range(cols):
-            out += self.o.p.data[c].eq(Mux(meta.wide, saturate(shifted[c], wide),
-                                           saturate(shifted[c], narrow)))
+            fits = Mux(meta.wide, shifted[c][:wide].as_signed(), shifted[c][:narrow].as_signed())
+            out += self.o.p.data[c].eq(
+                Mux(high[c], Mux(meta.wide, smax(wide), smax(narrow)),
+                    Mux(low[c], Mux(meta.wide, smin(wide), smin(narrow)), fits)))
         return m
+
+
+def _shift_copies(m: Module, shift: Value, stages: int, copies: int) -> list[Value]:
+    """``copies`` values of ``shift`` delayed by ``stages`` registers, each ending in a register
+    of its own (up to ``2 ** stages`` of them; more share them in turn), so each lane's barrel
+    shifter has its own amount instead of all lanes loading one register.
+
+    Yosys merges flip-flops with the same input, so copy ``j`` is kept distinct by its
+    polarity pattern: after stage ``s`` it holds the amount inverted when bit ``s`` of ``j`` is
+    set (each register loads its predecessor, or its inverse where the pattern changes); the
+    last inversion folds into the shifter's multiplexers. Early stages with the same pattern
+    prefix are shared, which only costs them a small fan-out."""
+    chains: dict[tuple[int, ...], Signal] = {}
+
+    def chain(pattern: tuple[int, ...]) -> Signal:
+        if pattern not in chains:
+            prev, prev_inv = (shift, 0) if len(pattern) == 1 else (chain(pattern[:-1]), pattern[-2])
+            reg = Signal.like(shift, name="shift_" + "".join(map(str, pattern)), reset_less=True)
+            m.d.sync += reg.eq(~prev if pattern[-1] != prev_inv else prev)
+            chains[pattern] = reg
+        return chains[pattern]
+
+    out = []
+    for c in range(copies):
+        j = c % (1 << stages)
+        pattern = tuple((j >> s) & 1 for s in range(stages))
+        reg = chain(pattern)
+        out.append(~reg if pattern[-1] else reg)
+    return out

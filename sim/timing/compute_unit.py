@@ -10,8 +10,9 @@ results per cycle through the requantiser while the next tile accumulates.
 Pipeline (all registered):
 
 * ``CMD_CYCLES``: the command header is accepted; the first step can be accepted the cycle after;
-* ``ARRAY_STAGES``: operand registers -> product registers -> accumulate (the last step of a tile
-  lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
+* ``ARRAY_STAGES``: operand registers -> the multipliers' input registers -> their product
+  registers (``hw.multiplier.Multiplier``, the DSPs' own registers) -> accumulate (the last step
+  of a tile lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
 * drain: one row of the shadow bank every ``row_cycles`` cycles (only the tile's valid rows,
   ``min(rows, m - i*rows)``); a row leaves in ``row_cycles = cols / output_lanes`` beats of
   ``output_lanes`` lanes (1 beat when ``output_lanes`` is 0), and is whole again after the last
@@ -51,7 +52,7 @@ from sim.timing import gelu
 #: cycles spent accepting the command header before the first array step
 CMD_CYCLES = 1
 #: register stages from an array step's handshake until its result is in the shadow bank
-ARRAY_STAGES = 3
+ARRAY_STAGES = 4
 #: register stages from a shadow-bank row leaving to its output beat being valid
 REQUANT_STAGES = 5
 #: register stages of the fused activation: GELU, then a second requantiser

@@ -6,8 +6,10 @@ The unit accepts one beat of ``hardware.gelu.lanes`` inputs per cycle and return
 * stage 1: |x| -> segment index (the table address) and position, registered; ReLU;
 * stage 2: the table's 16-word pieces read at the address's low bits, each word registered;
 * stage 3: the piece at the address's high bits selected into the table-word register;
-* stage 4: slope x position (the lane's one multiplier), ReLU minus segment base in parallel;
-* stage 5: subtract, round, saturate into the output register.
+* stage 4: slope and position into the lane's multiplier's input registers (the DSP's own),
+  ReLU minus segment base in parallel;
+* stage 5: slope x position into the multiplier's output register;
+* stage 6: subtract, round, saturate into the output register.
 
 Cycle convention (shared with ``tests/hw/test_gelu.py``, which measures the RTL): the cycle in
 which the first input beat is accepted is cycle 0. With no stalls, beat ``k`` is accepted in
@@ -15,8 +17,8 @@ cycle ``k`` and its output is presented (``valid``) in cycle ``k + latency``; a 
 elements therefore ends with the handshake of its last output in cycle
 ``beats(n) - 1 + latency``, i.e. it spans :func:`cycles` cycles.
 
-``tests/hw/test_gelu.py`` measures the Verilated RTL and asserts these numbers: latency 5,
-1 beat per cycle, 65541 cycles for all 65536 16-bit inputs on one lane.
+``tests/hw/test_gelu.py`` measures the Verilated RTL and asserts these numbers: latency 6,
+1 beat per cycle, 65542 cycles for all 65536 16-bit inputs on one lane.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import math
 from moeaccel.config import DesignConfig
 
 #: register stages between the input handshake and the output register (inclusive)
-PIPELINE_STAGES = 5
+PIPELINE_STAGES = 6
 
 
 def beats(cfg: DesignConfig, n: int) -> int:
