@@ -15,9 +15,8 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   read ``(T, D)`` at the fraction's top bits and, beside it, the running max and the two shift
   amounts (they need only the exponent); 5-6 ``D * r`` in a DSP; 7 ``t = T + round(D * r)``
   (one carry chain); 8 the new term ``(t << L) >> below``, ``{t, fl}`` written to the row
-  buffer; 9 running sum (one shift-add: the block's only loop; the coarse part of the next
-  element's shift is applied as the sum is registered); 10 the finished row's ``{max, sum,
-  length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
+  buffer; 9 running sum (one shift-add: the block's only loop); 10 the finished row's ``{max,
+  sum, length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
   while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
@@ -274,27 +273,19 @@ class Softmax(wiring.Component):
                      write.data.eq(Cat(t7, sh[3].fl))]
 
         # Stage 9: run_sum = (run_sum >> rescale) + term: one shift-add per cycle, the loop of
-        # this block. The shift is split around the register: its coarse part (multiples of
-        # 2^fine_bits) is applied as the sum is registered, with the amount of the element one
-        # stage behind (known a cycle early), into ``pre``; the loop is then ``pre``'s fine shift
-        # (an 8-way multiplexer), the adder, and the coarse multiplexer. ``run_sum`` keeps the
-        # unshifted sum (for the row queue, and to re-shift ``pre`` across a bubble).
+        # this block. The shift is two multiplexer levels, coarse (by multiples of 8) then fine,
+        # each from its own copy of the amount (half the fan-out each).
         run_sum = Signal(fm.sum_bits, reset_less=True)
-        pre = Signal(fm.sum_bits, reset_less=True)      # run_sum >> coarse shift of the next
         fine_bits = min(3, rescale_bits)
+        coarse = Signal(rescale_bits - fine_bits, reset_less=True)
         fine = Signal(fine_bits, reset_less=True)
-        m.d.sync += fine.eq(sh[3].rescale[:fine_bits])
-        total = Signal(fm.sum_bits)
-        m.d.comb += total.eq(Array(pre >> f for f in range(1 << fine_bits))[fine] + term8)
-        with m.If(valid[7]):
-            m.d.sync += run_sum.eq(total)
-        new_sum = Mux(valid[7], total, run_sum)
-        coarse = sh[3].rescale[fine_bits:]
+        m.d.sync += [coarse.eq(sh[3].rescale[fine_bits:]), fine.eq(sh[3].rescale[:fine_bits])]
+        scaled = Value.cast(run_sum)
         if len(coarse):
-            m.d.sync += pre.eq(Array(new_sum >> (c << fine_bits)
-                                     for c in range(1 << len(coarse)))[coarse])
-        else:
-            m.d.sync += pre.eq(new_sum)
+            scaled = Array(scaled >> (c << fine_bits) for c in range(1 << len(coarse)))[coarse]
+        scaled = Array(scaled >> f for f in range(1 << fine_bits))[fine]
+        with m.If(valid[7]):
+            m.d.sync += run_sum.eq(scaled + term8)
 
         # Stage 10: the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
