@@ -4,23 +4,17 @@ activation requant) written into the hidden-activation buffer, a second
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal, Value
+from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw import token_tiles
 from hw.compute_unit_layouts import Layouts
+from hw.constant_product import times_constant
 from hw.gather import GatherLayouts, write_lanes
 from hw.register_slice import RegisterSlice
 from moeaccel.config import DesignConfig
 from moeaccel.errors import ConfigError
-
-
-def _times(value: Value, constant: int) -> Value:
-    """``value * constant`` as a sum of shifted copies of ``value``: a couple of LUT carry chains
-    instead of the hard multiplier Yosys maps a constant product to (a DSP with no register
-    at its input or output costs ~9 ns of routing and DSP delay on ECP5)."""
-    return sum((value << i for i in range(constant.bit_length()) if constant >> i & 1), Const(0))
 
 
 class HiddenWriter(wiring.Component):
@@ -87,7 +81,8 @@ class HiddenWriter(wiring.Component):
         m.submodules.output = output = RegisterSlice(GatherLayouts(self.cfg).write)
         wiring.connect(m, output.o, wiring.flipped(self.write))
         m.d.comb += [self.y.ready.eq(output.i.ready), output.i.valid.eq(self.y.valid),
-                     output.i.p.addr.eq(_times(y.row, tiles) + col), self.done.eq(take & y.last)]
+                     output.i.p.addr.eq(times_constant(y.row, tiles) + col),
+                     self.done.eq(take & y.last)]
         for c in range(cu.cols):
             m.d.comb += output.i.p.data[c].eq(y.data[c][:ops])
         if rows == 1:                               # every pass is one row

@@ -33,18 +33,10 @@ from amaranth.utils import ceil_log2
 
 from fpga.host.protocol import SYNC_REQUEST, SYNC_RESPONSE, VERSION, Op, Status
 from hw.block_ram import NO_COLLISION_LOGIC, BlockRam, registered_read
+from hw.constant_product import times_constant
 from hw.host_ports import WIDE_BITS, Port, PortKind, map_digest, port_map
 
 ARG_BYTES = 5  # the longest fixed request header: READ's port, addr, count
-
-
-def _times_const(value, k: int):
-    """``value * k`` for a small constant ``k`` as shifts and adds (never a DSP multiplier)."""
-    terms = [value << i for i in range(k.bit_length()) if k >> i & 1]
-    total = terms[0]
-    for t in terms[1:]:
-        total = total + t
-    return total
 
 
 def _stream_memory(m: Module, name: str, width: int, depth: int, lutram: bool):
@@ -400,7 +392,7 @@ class HostBridge(wiring.Component):
         # the selected one): the arguments are final from CHECK on, EXECUTE is 3 cycles later
         read_len = Signal(16)
         read_lens = {w: Signal(16, name=f"read_len{w}") for w in widths}
-        m.d.sync += [read_lens[w].eq(_times_const(count, w)) for w in widths]
+        m.d.sync += [read_lens[w].eq(times_constant(count, w)) for w in widths]
         m.d.sync += read_len.eq(_or_all(Mux(wb_hit[w], read_lens[w], 0) for w in widths))
         rdata = Signal(8 * max_wb)
         m.d.comb += rdata.eq(_or_all(Mux(hit[number], value, 0)
