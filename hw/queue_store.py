@@ -40,9 +40,16 @@ class _Replay(wiring.Component):
     registered, so ``o`` is flip-flops and nothing else, not a block RAM's slow unregistered
     output nor a multiplexer: the gather's row-base multiplier and the scatter's take it
     straight into their input registers; the identity queue's entry is chosen before that
-    register). ``rd_addr`` is itself a
-    register (``start`` loaded with the command, +1 per entry issued), so the read runs from
-    flip-flops through the LUT RAM into the entry register with no adder before it."""
+    register). ``rd_addr`` is itself a register (``start`` loaded with the command, +1 per entry
+    issued), so the read runs from flip-flops through the LUT RAM into the entry register with
+    no adder before it.
+
+    ``o.ready`` (the consumer's, possibly a long combinational term) never reaches the read
+    address nor the issue logic: an entry is issued whenever the one-entry skid register
+    (``kept``) is empty, a flip-flop. An entry issued while ``o`` refuses its beat is kept there
+    and goes out next, and no entry is issued until it has. ``o`` shows the same beats in the
+    same cycles as an output register issued by ``o.ready`` directly, and ``cmd.ready`` (idle
+    and nothing kept) rises in the same cycle, so the skid costs no cycle."""
 
     def __init__(self, cfg: DesignConfig, depth: int):
         self.cfg = cfg
@@ -64,19 +71,25 @@ class _Replay(wiring.Component):
         # so the LUT RAM's read starts at flip-flops, not after an adder
         addr = Signal.like(self.rd_addr, reset_less=True)
         data_r = Signal.like(self.rd_data, reset_less=True)
+        kept = Signal.like(self.rd_data, reset_less=True)     # an entry issued but refused
+        kept_valid = Signal()
+        entry = Signal.like(self.rd_data)
+        m.d.comb += [entry.token.eq(Mux(command.queue, self.rd_data.token, index)),
+                     entry.gate.eq(Mux(command.queue, self.rd_data.gate, one))]
         advance = ~self.o.valid | self.o.ready
-        issue = advance & busy
-        m.d.comb += [self.cmd.ready.eq(~busy), self.rd_addr.eq(addr)]
+        issue = busy & ~kept_valid                              # registers only
+        m.d.comb += [self.cmd.ready.eq(~busy & ~kept_valid), self.rd_addr.eq(addr)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0), addr.eq(self.cmd.p.start)]
         with m.If(issue):
-            m.d.sync += [index.eq(index + 1), addr.eq(addr + 1)]
+            m.d.sync += [index.eq(index + 1), addr.eq(addr + 1), kept.eq(entry)]
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(issue),
-                         data_r.token.eq(Mux(command.queue, self.rd_data.token, index)),
-                         data_r.gate.eq(Mux(command.queue, self.rd_data.gate, one))]
+            m.d.sync += [self.o.valid.eq(issue | kept_valid),
+                         data_r.eq(Mux(kept_valid, kept, entry)), kept_valid.eq(0)]
+        with m.Elif(issue):
+            m.d.sync += kept_valid.eq(1)
         m.d.comb += self.o.p.eq(data_r)
         return m
 
