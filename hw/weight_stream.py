@@ -35,9 +35,14 @@ class _Replay(wiring.Component):
     Timing structure: ``o.ready`` (a consumer's registered ready, e.g. a skid buffer's) reaches
     two ``advance`` terms built from two flip-flops of the output's valid bit (``o.valid`` and
     its complement ``idle``, so synthesis keeps both): the memory's read enables (a register
-    as wide as the word) hang on one, the issue logic (a handful of counters) on the other.
-    Every compare the issue logic needs (end of pass, last pass, ``count == 1``) is a
-    register, so a stall only gates enables."""
+    as wide as the word) hang on one, the read stages' valid bits and a one-entry address skid
+    register on the other, never the position counters. The counters step whenever the skid
+    (``pending``) is empty, a flip-flop: a position stepped while the read stages stall is kept
+    there and read next (the read address is the skid's while it is full, else the counters'),
+    and no position is stepped until it has been. The memory sees the same addresses in the
+    same cycles as counters stepped by ``advance`` directly, and ``busy`` (stepping or one
+    kept) falls in the same cycle, so the skid costs no cycle. Every compare the counters need
+    (end of pass, last pass, ``count == 1``) is a register."""
 
     def __init__(self, shape, depth: int, count_shape, repeats_shape, read_stages: int = 1):
         self.read_stages = read_stages
@@ -61,36 +66,48 @@ class _Replay(wiring.Component):
         at_end, last_pass = Signal(reset_less=True), Signal(reset_less=True)
         one_beat, two_left = Signal(reset_less=True), Signal(reset_less=True)
         idle = Signal(init=1)                                  # ~o.valid, for the read enables
-        advance = ~self.o.valid | self.o.ready                 # the issue logic's
-        m.d.comb += [self.rd_en.eq(idle | self.o.ready), self.rd_addr.eq(addr),
-                     self.o.p.eq(self.rd_data), self.busy.eq(busy)]
-        # ``issue`` is every position register's only enable (no counter is cleared by a
-        # compare: the pass restarts by loading ``base``), so ``o.ready`` reaches them through
-        # one LUT
-        issue = Signal()
-        m.d.comb += issue.eq(advance & busy)
+        advance = ~self.o.valid | self.o.ready                 # the read stages'
+        # the address skid: a position stepped while the read stages stall, and its ``final``
+        pending, pending_valid = Signal.like(addr), Signal()
+        pending_final = Signal(reset_less=True)
         final = at_end & last_pass
+        # ``step`` is every position register's only enable (no counter is cleared by a
+        # compare: the pass restarts by loading ``base``), and reads flip-flops only
+        step = Signal()
+        m.d.comb += step.eq(busy & ~pending_valid)
+        # a read enters the stages when they advance and a position is left (kept or stepped)
+        read = Signal()
+        m.d.comb += read.eq(advance & (busy | pending_valid))
+        m.d.comb += [self.rd_en.eq(idle | self.o.ready),
+                     self.rd_addr.eq(Mux(pending_valid, pending, addr)),
+                     self.o.p.eq(self.rd_data), self.busy.eq(busy | pending_valid)]
         with m.If(self.start):
             m.d.sync += [busy.eq(1), left.eq(self.repeats), base.eq(self.base),
                          end_addr.eq(self.base + self.count - 2), addr.eq(self.base),
                          one_beat.eq(self.count == 1), at_end.eq(self.count == 1),
                          last_pass.eq(self.repeats == 1), two_left.eq(self.repeats == 2)]
-        with m.If(issue):
+        with m.If(step):
             m.d.sync += [addr.eq(Mux(at_end, base, addr + 1)),
-                         at_end.eq(Mux(at_end, one_beat, addr == end_addr))]
+                         at_end.eq(Mux(at_end, one_beat, addr == end_addr)),
+                         pending.eq(addr), pending_final.eq(final)]
             with m.If(at_end):
                 m.d.sync += [left.eq(left - 1), last_pass.eq(two_left), two_left.eq(left == 3)]
             with m.If(final):
                 m.d.sync += busy.eq(0)
+        with m.If(advance):
+            m.d.sync += pending_valid.eq(0)
+        with m.Elif(step):
+            m.d.sync += pending_valid.eq(1)
         # (valid, final) of each read stage, the last one being the output beat's
         valids = [Signal(name=f"valid{i}") for i in range(self.read_stages - 1)] + [self.o.valid]
         finals = [Signal(name=f"final{i}", reset_less=True)
                   for i in range(self.read_stages - 1)] + [last_r]
         with m.If(advance):
-            m.d.sync += [valids[0].eq(issue), finals[0].eq(final)]
+            m.d.sync += [valids[0].eq(read),
+                         finals[0].eq(Mux(pending_valid, pending_final, final))]
             m.d.sync += [v.eq(u) for u, v in zip(valids, valids[1:])]
             m.d.sync += [f.eq(e) for e, f in zip(finals, finals[1:])]
-            m.d.sync += idle.eq(~(valids[-2] if self.read_stages > 1 else issue))
+            m.d.sync += idle.eq(~(valids[-2] if self.read_stages > 1 else read))
         m.d.comb += self.done.eq(self.o.valid & self.o.ready & last_r)
         return m
 
