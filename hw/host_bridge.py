@@ -425,13 +425,11 @@ class HostBridge(wiring.Component):
         with m.If(add_pending):
             m.d.sync += [rtotal.eq(rtotal + obuf), add_pending.eq(0)]
 
-        def send(byte, then=None, checked=True):
-            """Load ``byte`` for the host when the output register is free (then go to
-            ``then``); ``checked`` bytes count in the response checksum."""
+        def send(byte, checked=True):
+            """Load ``byte`` for the host when the output register is free; ``checked`` bytes
+            count in the response checksum."""
             with m.If(can_load):
                 m.d.sync += [obuf.eq(byte), ovalid.eq(1), add_pending.eq(checked)]
-                if then is not None:
-                    m.next = then
 
         # ---- the request FSM: takes a frame's bytes ------------------------------------------------
         # The host's bytes are taken in the states SYNC .. CHECK, never while a WRITE word is
@@ -530,82 +528,90 @@ class HostBridge(wiring.Component):
                     m.next = "SYNC"
 
         # ---- the reply FSM: judges, executes and answers a request -------------------------------
-        # A second FSM (few states, so each state decodes in one LUT); it starts from IDLE the
-        # cycle after the checksum byte, while read_end, then args_ok_r, follow the arguments.
-        with m.FSM(name="reply"):
-            with m.State("IDLE"):
-                with m.If(judge):
-                    m.next = "VALIDATE"
-            with m.State("VALIDATE"):
-                m.d.sync += ok.eq(0)
-                with m.If(~sum_ok):
-                    m.d.sync += status.eq(Status.BAD_CHECKSUM)
-                with m.Elif(~known_op_r):
-                    m.d.sync += status.eq(Status.BAD_OPCODE)
-                with m.Elif(~args_ok_r):
-                    m.d.sync += status.eq(Status.BAD_ARGUMENT)
-                with m.Elif(busy):
-                    m.d.sync += status.eq(Status.BUSY)
+        # A second FSM, one-hot (a flip-flop per state, ``reply_in[name]``), so a state's
+        # decode is its flip-flop and each next state is an OR of a few terms; it starts from
+        # IDLE the cycle after the checksum byte, while read_end, then args_ok_r, follow the
+        # arguments.
+        reply_states = ("IDLE", "VALIDATE", "EXECUTE", "HEADER", "SEND_REPLY", "READ_ADDR",
+                        "READ_WAIT", "READ_LATCH", "READ_BYTES", "SEND_CHECK")
+        reply_in = {name: Signal(name=f"reply_{name.lower()}", init=name == "IDLE")
+                    for name in reply_states}
+
+        def goto(here: str, there: str):
+            m.d.sync += [reply_in[here].eq(0), reply_in[there].eq(1)]
+
+        with m.If(reply_in["IDLE"] & judge):
+            goto("IDLE", "VALIDATE")
+        with m.If(reply_in["VALIDATE"]):
+            m.d.sync += ok.eq(0)
+            with m.If(~sum_ok):
+                m.d.sync += status.eq(Status.BAD_CHECKSUM)
+            with m.Elif(~known_op_r):
+                m.d.sync += status.eq(Status.BAD_OPCODE)
+            with m.Elif(~args_ok_r):
+                m.d.sync += status.eq(Status.BAD_ARGUMENT)
+            with m.Elif(busy):
+                m.d.sync += status.eq(Status.BUSY)
+            with m.Else():
+                m.d.sync += [status.eq(Status.OK), ok.eq(1)]
+            m.d.sync += [snap.eq(1), snap_info.eq(op_is[Op.INFO])]
+            m.d.sync += [s.eq(h & ~op_is[Op.INFO]) for s, h in zip(snap_blk, blk_is)]
+            goto("VALIDATE", "EXECUTE")
+        with m.If(reply_in["EXECUTE"]):      # ``reply`` snapshots the payload (on ``snap``)
+            m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count), rlen.eq(0),
+                         put_header.eq(1)]
+            with m.If(ok):
+                with m.If(op_is[Op.INFO]):
+                    m.d.sync += rlen.eq(len(info_bytes))
+                with m.If(is_read):
+                    m.d.sync += rlen.eq(read_len)
+                with m.If(op_is[Op.STATUS]):
+                    m.d.sync += rlen.eq(status_len)
+                with m.If(op_is[Op.LENGTH]):
+                    for number, want in lengths.items():
+                        with m.If(hit[number]):
+                            m.d.sync += want.eq(set_len)
+                with m.If(op_is[Op.START]):
+                    m.d.sync += [start.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
+                with m.If(op_is[Op.ABORT]):
+                    m.d.sync += [abort.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
+            goto("EXECUTE", "HEADER")
+        with m.If(reply_in["HEADER"]):
+            # ``reply`` loads the header (on ``put_header``); READ's payload comes from the
+            # memory, the others' from ``reply``
+            m.d.sync += [rleft.eq(Mux(is_read, 4, rlen + 4)), sent_all.eq(0), first.eq(1)]
+            goto("HEADER", "SEND_REPLY")
+        with m.If(reply_in["SEND_REPLY"]):
+            with m.If(sent_all):
+                with m.If(is_read & ~rlen_zero):
+                    goto("SEND_REPLY", "READ_ADDR")
                 with m.Else():
-                    m.d.sync += [status.eq(Status.OK), ok.eq(1)]
-                m.d.sync += [snap.eq(1), snap_info.eq(op_is[Op.INFO])]
-                m.d.sync += [s.eq(h & ~op_is[Op.INFO]) for s, h in zip(snap_blk, blk_is)]
-                m.next = "EXECUTE"
-            with m.State("EXECUTE"):         # ``reply`` snapshots the payload (on ``snap``)
-                m.d.sync += [rtotal.eq(0), raddr.eq(addr), words_left.eq(count), rlen.eq(0),
-                             put_header.eq(1)]
-                with m.If(ok):
-                    with m.If(op_is[Op.INFO]):
-                        m.d.sync += rlen.eq(len(info_bytes))
-                    with m.If(is_read):
-                        m.d.sync += rlen.eq(read_len)
-                    with m.If(op_is[Op.STATUS]):
-                        m.d.sync += rlen.eq(status_len)
-                    with m.If(op_is[Op.LENGTH]):
-                        for number, want in lengths.items():
-                            with m.If(hit[number]):
-                                m.d.sync += want.eq(set_len)
-                    with m.If(op_is[Op.START]):
-                        m.d.sync += [start.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
-                    with m.If(op_is[Op.ABORT]):
-                        m.d.sync += [abort.eq(Cat(*blk_is)), flush.eq(Cat(*blk_is))]
-                m.next = "HEADER"
-            with m.State("HEADER"):
-                # ``reply`` loads the header (on ``put_header``); READ's payload comes from the
-                # memory, the others' from ``reply``
-                m.d.sync += [rleft.eq(Mux(is_read, 4, rlen + 4)), sent_all.eq(0),
-                             first.eq(1)]
-                m.next = "SEND_REPLY"
-            with m.State("SEND_REPLY"):
-                with m.If(sent_all):
-                    m.next = "SEND_CHECK"
-                    with m.If(is_read & ~rlen_zero):
-                        m.next = "READ_ADDR"
-                with m.Else():
-                    with m.If(can_load):
-                        m.d.sync += [obuf.eq(reply[:8]), ovalid.eq(1), add_pending.eq(~first),
-                                     first.eq(0), shift_reply.eq(1), rleft.eq(rleft - 1),
-                                     sent_all.eq(rleft == 1)]
-            with m.State("READ_ADDR"):      # the host read port sees raddr this cycle
-                m.next = "READ_WAIT"
-            with m.State("READ_WAIT"):      # the read word is registered
-                m.d.sync += latch_word.eq(1)
-                m.next = "READ_LATCH"
-            with m.State("READ_LATCH"):     # out_word loads (on latch_word, a register)
-                m.next = "READ_BYTES"
-            with m.State("READ_BYTES"):
-                send(out_word[:8])
-                with m.If(can_load):
-                    m.d.sync += [shift_word.eq(1), wb_left.eq(wb_left - 1),
-                                 wb_last.eq(wb_left == 2)]
-                    with m.If(wb_last):
-                        m.d.sync += [raddr.eq(raddr + 1), words_left.eq(words_left - 1)]
-                        m.next = "READ_ADDR"
-                        with m.If(words_last):
-                            m.next = "SEND_CHECK"
-            with m.State("SEND_CHECK"):
-                with m.If(~add_pending):
-                    send((-rtotal)[:8], "IDLE", checked=False)
-                    with m.If(can_load):
-                        m.d.sync += listen.eq(1)
+                    goto("SEND_REPLY", "SEND_CHECK")
+            with m.Elif(can_load):
+                m.d.sync += [obuf.eq(reply[:8]), ovalid.eq(1), add_pending.eq(~first),
+                             first.eq(0), shift_reply.eq(1), rleft.eq(rleft - 1),
+                             sent_all.eq(rleft == 1)]
+        with m.If(reply_in["READ_ADDR"]):    # the host read port sees raddr this cycle
+            goto("READ_ADDR", "READ_WAIT")
+        with m.If(reply_in["READ_WAIT"]):    # the read word is registered
+            m.d.sync += latch_word.eq(1)
+            goto("READ_WAIT", "READ_LATCH")
+        with m.If(reply_in["READ_LATCH"]):   # out_word loads (on latch_word, a register)
+            goto("READ_LATCH", "READ_BYTES")
+        with m.If(reply_in["READ_BYTES"]):
+            send(out_word[:8])
+            with m.If(can_load):
+                m.d.sync += [shift_word.eq(1), wb_left.eq(wb_left - 1),
+                             wb_last.eq(wb_left == 2)]
+                with m.If(wb_last):
+                    m.d.sync += [raddr.eq(raddr + 1), words_left.eq(words_left - 1)]
+                    with m.If(words_last):
+                        goto("READ_BYTES", "SEND_CHECK")
+                    with m.Else():
+                        goto("READ_BYTES", "READ_ADDR")
+        with m.If(reply_in["SEND_CHECK"] & ~add_pending):
+            send((-rtotal)[:8], checked=False)
+            with m.If(can_load):
+                m.d.sync += listen.eq(1)
+                goto("SEND_CHECK", "IDLE")
         return m

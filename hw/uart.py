@@ -106,17 +106,22 @@ class UartRx(wiring.Component):
         timer = Signal(range(self.divisor * 3 // 2 + 1))
         bits = Signal(range(10))  # 0: idle; 9..2: data bits to read; 1: stop bit
         shift = Signal(8)
+        # timer == 0, registered (a look-ahead of the count), so the bit decisions start at a
+        # flip-flop rather than at a compare of the whole timer
+        at_zero = Signal(init=1)
 
         with m.If(self.data.valid & self.data.ready):
             m.d.sync += self.data.valid.eq(0)
 
         with m.If(bits == 0):
             with m.If(~line):  # start bit edge: first sample in the middle of data bit 0
-                m.d.sync += [bits.eq(9), timer.eq(self.divisor * 3 // 2 - 1)]
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
+                m.d.sync += [bits.eq(9), timer.eq(self.divisor * 3 // 2 - 1),
+                             at_zero.eq(self.divisor * 3 // 2 - 1 == 0)]
+        with m.Elif(~at_zero):
+            m.d.sync += [timer.eq(timer - 1), at_zero.eq(timer == 1)]
         with m.Else():
-            m.d.sync += [timer.eq(self.divisor - 1), bits.eq(bits - 1)]
+            m.d.sync += [timer.eq(self.divisor - 1), at_zero.eq(self.divisor - 1 == 0),
+                         bits.eq(bits - 1)]
             with m.If(bits == 1):
                 with m.If(line):
                     m.d.sync += [self.data.payload.eq(shift), self.data.valid.eq(1)]
