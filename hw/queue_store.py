@@ -73,9 +73,10 @@ class _Replay(wiring.Component):
         data_r = Signal.like(self.rd_data, reset_less=True)
         kept = Signal.like(self.rd_data, reset_less=True)     # an entry issued but refused
         kept_valid = Signal()
+        entry_of_index = Signal.like(self.rd_data)                  # the identity queue's
+        m.d.comb += [entry_of_index.token.eq(index), entry_of_index.gate.eq(one)]
         entry = Signal.like(self.rd_data)
-        m.d.comb += [entry.token.eq(Mux(command.queue, self.rd_data.token, index)),
-                     entry.gate.eq(Mux(command.queue, self.rd_data.gate, one))]
+        m.d.comb += entry.eq(Mux(command.queue, self.rd_data, entry_of_index))
         advance = ~self.o.valid | self.o.ready
         issue = busy & ~kept_valid                              # registers only
         m.d.comb += [self.cmd.ready.eq(~busy & ~kept_valid), self.rd_addr.eq(addr)]
@@ -85,9 +86,16 @@ class _Replay(wiring.Component):
             m.d.sync += [index.eq(index + 1), addr.eq(addr + 1), kept.eq(entry)]
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
+        # the entry register's input: the store's read, or else (the kept entry, or the
+        # identity queue's) a choice among flip-flops made beside the read, so that the read
+        # passes one multiplexer only
+        from_store = Signal()
+        other = Signal.like(self.rd_data)
+        m.d.comb += [from_store.eq(command.queue & ~kept_valid),
+                     other.eq(Mux(kept_valid, kept, entry_of_index))]
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(issue | kept_valid),
-                         data_r.eq(Mux(kept_valid, kept, entry)), kept_valid.eq(0)]
+                         data_r.eq(Mux(from_store, self.rd_data, other)), kept_valid.eq(0)]
         with m.Elif(issue):
             m.d.sync += kept_valid.eq(1)
         m.d.comb += self.o.p.eq(data_r)

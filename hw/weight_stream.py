@@ -78,9 +78,11 @@ class _Replay(wiring.Component):
         # a read enters the stages when they advance and a position is left (kept or stepped)
         read = Signal()
         m.d.comb += read.eq(advance & (busy | pending_valid))
+        # ``busy | pending_valid`` as one flip-flop of its own (``start`` waits on it)
+        active = Signal()
         m.d.comb += [self.rd_en.eq(idle | self.o.ready),
                      self.rd_addr.eq(Mux(pending_valid, pending, addr)),
-                     self.o.p.eq(self.rd_data), self.busy.eq(busy | pending_valid)]
+                     self.o.p.eq(self.rd_data), self.busy.eq(active)]
         with m.If(self.start):
             m.d.sync += [busy.eq(1), left.eq(self.repeats), base.eq(self.base),
                          end_addr.eq(self.base + self.count - 2), addr.eq(self.base),
@@ -94,10 +96,10 @@ class _Replay(wiring.Component):
                 m.d.sync += [left.eq(left - 1), last_pass.eq(two_left), two_left.eq(left == 3)]
             with m.If(final):
                 m.d.sync += busy.eq(0)
-        with m.If(advance):
-            m.d.sync += pending_valid.eq(0)
-        with m.Elif(step):
-            m.d.sync += pending_valid.eq(1)
+        # next ``busy`` and ``pending_valid``, for ``active``
+        busy_next = self.start | (busy & ~(step & final))
+        pending_next = ~advance & (pending_valid | step)
+        m.d.sync += [pending_valid.eq(pending_next), active.eq(busy_next | pending_next)]
         # (valid, final) of each read stage, the last one being the output beat's
         valids = [Signal(name=f"valid{i}") for i in range(self.read_stages - 1)] + [self.o.valid]
         finals = [Signal(name=f"final{i}", reset_less=True)
