@@ -280,18 +280,30 @@ class ScatterAccumulate(wiring.Component):
         # the ready flags, registers computed from the same cases: ``route.ready`` while
         # entries are left and the ring (``tile_taken_next``) is not full, ``y.ready`` while
         # the row expected next has its entry (``avail_next != 0``) and the last row is not
-        # being taken
-        ring_full = Mux(new_tile,
-                        Mux(take_route, tile_taken == 3 * rows - 1, tile_taken == 3 * rows),
-                        Mux(take_route, tile_taken == 2 * rows - 1, tile_taken == 2 * rows))
+        # being taken. ``route.ready``'s next value is computed for each of the four cases (an
+        # entry taken now or not, the row taken now ending its tile or not) from registers
+        # alone, and the two handshakes pick one at the end: ``y.valid`` (the compute unit's
+        # output register, steered by the engine) is two gates from the flip-flop.
+        def route_ready_if(took_entry: bool, tile_done: bool) -> Value:
+            # the ring is full when its entries (taken + took_entry - rows on a new tile) are 2 rows
+            full_at = 2 * rows + (rows if tile_done else 0) - (1 if took_entry else 0)
+            return accumulating & (~left_one if took_entry else more) & (tile_taken != full_at)
+
+        tile_go = Signal()                        # a row taken now would end the tile
+        m.d.comb += tile_go.eq(self.y.ready & at_end & last_word)
+        new_tile_now = self.y.valid & tile_go
+        route_ready_next = Mux(take_route,
+                               Mux(new_tile_now, route_ready_if(True, True),
+                                   route_ready_if(True, False)),
+                               Mux(new_tile_now, route_ready_if(False, True),
+                                   route_ready_if(False, False)))
         row_ready = Mux(take_y,
                         ~y.last & Mux(at_end, Mux(last_word, avail_new != 0, avail_rewind != 0),
                                       avail_row != 0),
                         avail_hold != 0)
         m.d.sync += [slot.eq(slot_next), tile_taken.eq(tile_taken_next), avail.eq(avail_next),
                      row_addr.eq(Mux(land_here, land_base, addr_next)),
-                     self.route.ready.eq(accumulating & Mux(take_route, ~left_one, more)
-                                         & ~ring_full),
+                     self.route.ready.eq(route_ready_next),
                      self.y.ready.eq(accumulating & row_ready)]
 
         # ---- read-modify-write pipeline (stages as in the docstring) -------------------------
