@@ -71,6 +71,14 @@ def _or_all(values, shape=None) -> Value:
     return total
 
 
+def _split_bits(constant: int) -> tuple[int, int]:
+    """``constant`` as two constants of half its set bits each (high bits, low bits) that add up
+    to it: a product by each is half the adders of the whole."""
+    bits = [i for i in range(constant.bit_length()) if constant >> i & 1]
+    low = sum(1 << i for i in bits[:len(bits) // 2])
+    return constant - low, low
+
+
 class HostBridge(wiring.Component):
     """Protocol engine plus per-block input/output memories and sequencers.
 
@@ -388,12 +396,17 @@ class HostBridge(wiring.Component):
         snapshot = _or_all([Mux(snap_info, Cat(*info_bytes), 0),
                             *(Mux(s, r, 0) for s, r in zip(snap_blk, status_replies))],
                            unsigned(payload_bits))
-        # READ's reply length, count * word_bytes, in two registered steps (the products, then
-        # the selected one): the arguments are final from CHECK on, EXECUTE is 3 cycles later
+        # READ's reply length, count * word_bytes, in two registered steps: the selected port's
+        # two half products (each constant half of word_bytes' set bits: one adder at most for
+        # up to 4 bits), then their sum. The arguments are final from CHECK on, EXECUTE is 3
+        # cycles later.
         read_len = Signal(16)
-        read_lens = {w: Signal(16, name=f"read_len{w}") for w in widths}
-        m.d.sync += [read_lens[w].eq(times_constant(count, w)) for w in widths]
-        m.d.sync += read_len.eq(_or_all(Mux(wb_hit[w], read_lens[w], 0) for w in widths))
+        halves = {w: _split_bits(w) for w in widths}
+        read_half = [Signal(16, name=f"read_half{i}") for i in range(2)]
+        m.d.sync += [read_half[i].eq(_or_all(Mux(wb_hit[w], times_constant(count, halves[w][i]), 0)
+                                             for w in widths if halves[w][i]))
+                     for i in range(2)]
+        m.d.sync += read_len.eq(read_half[0] + read_half[1])
         rdata = Signal(8 * max_wb)
         m.d.comb += rdata.eq(_or_all(Mux(hit[number], value, 0)
                                      for number, value in host_rdata.items()))
@@ -462,70 +475,82 @@ class HostBridge(wiring.Component):
         m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0),
                      words_last.eq(words_left == 1)]
         m.d.sync += judge.eq(0)
-        with m.FSM(name="frame"):
-            with m.State("SYNC"):
-                # the request state starts afresh in every cycle of SYNC (so no byte compare
-                # sits in front of it); VALIDATE judges the last request from registers loaded
-                # before (args_ok_r)
-                m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0), arg_at.eq(1),
-                             write_data.eq(0)]
-                with m.If(got & (byte == SYNC_REQUEST)):
-                    m.next = "CODE"
-            for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
-                                      ("LEN1", None, length[8:])):
-                with m.State(state):
-                    m.d.comb += waiting.eq(1)
-                    with m.If(got):
-                        m.d.sync += [field.eq(byte), total.eq(total + byte)]
-                        if field is op:
-                            m.d.sync += [op_is[o].eq(byte == o) for o in Op]
-                        if state == "LEN0":
-                            m.d.sync += [lo_zero.eq(byte == 0), lo_one.eq(byte == 1)]
-                        if nxt is None:
-                            hi_zero = byte == 0
-                            m.d.sync += [to_come.eq(Cat(length[:8], byte)),
-                                         last_next.eq(lo_one & hi_zero)]
-                        if nxt is not None:
-                            m.next = nxt
-                        else:
-                            m.next = "PAYLOAD"
-                            with m.If(lo_zero & hi_zero):
-                                m.next = "CHECK"
-                    with m.If(expired):
-                        m.next = "SYNC"
-            with m.State("PAYLOAD"):
+        # the frame FSM, one-hot (a flip-flop per state, ``frame_in[name]``): a state's decode is
+        # its flip-flop
+        frame_states = ("SYNC", "CODE", "LEN0", "LEN1", "PAYLOAD", "CHECK")
+        frame_in = {name: Signal(name=f"frame_{name.lower()}", init=name == "SYNC")
+                    for name in frame_states}
+
+        def frame_goto(here: str, there: str):
+            m.d.sync += [frame_in[here].eq(0), frame_in[there].eq(1)]
+
+        def frame_expire():                       # back to SYNC, over any move to another state
+            m.d.sync += [f.eq(name == "SYNC") for name, f in frame_in.items()]
+
+        with m.If(frame_in["SYNC"]):
+            # the request state starts afresh in every cycle of SYNC (so no byte compare
+            # sits in front of it); VALIDATE judges the last request from registers loaded
+            # before (args_ok_r)
+            m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0), arg_at.eq(1),
+                         write_data.eq(0)]
+            with m.If(got & (byte == SYNC_REQUEST)):
+                frame_goto("SYNC", "CODE")
+        for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
+                                  ("LEN1", None, length[8:])):
+            with m.If(frame_in[state]):
                 m.d.comb += waiting.eq(1)
                 with m.If(got):
-                    m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
-                    m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
-                                 write_data.eq(write_data | is_write & arg_at[2])]
-                    for i in range(ARG_BYTES):
-                        with m.If(arg_at[i]):
-                            m.d.sync += args[i].eq(byte)
-                            if i == 0:
-                                m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
-                                m.d.sync += [h.eq(byte == b) for b, h in enumerate(blk_is)]
-                    with m.If(arg_at[2]):
-                        m.d.sync += [load_waddr.eq(1), wrem.eq(p_wb_m1), word_end.eq(wb_is1)]
-                    with m.If(write_data):
-                        with m.If(word_end):
-                            m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
-                                         word_start.eq(1), listen.eq(0)]
+                    m.d.sync += [field.eq(byte), total.eq(total + byte)]
+                    if field is op:
+                        m.d.sync += [op_is[o].eq(byte == o) for o in Op]
+                    if state == "LEN0":
+                        m.d.sync += [lo_zero.eq(byte == 0), lo_one.eq(byte == 1)]
+                    if nxt is None:
+                        hi_zero = byte == 0
+                        m.d.sync += [to_come.eq(Cat(length[:8], byte)),
+                                     last_next.eq(lo_one & hi_zero)]
+                    if nxt is not None:
+                        frame_goto(state, nxt)
+                    else:
+                        with m.If(lo_zero & hi_zero):
+                            frame_goto(state, "CHECK")
                         with m.Else():
-                            m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
-                                         word_start.eq(0)]
-                    with m.If(last_next):
-                        m.next = "CHECK"
+                            frame_goto(state, "PAYLOAD")
                 with m.If(expired):
-                    m.next = "SYNC"
-            with m.State("CHECK"):
-                m.d.comb += waiting.eq(1)
-                with m.If(got):
-                    m.d.sync += listen.eq(0)
-                    m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
-                    m.next = "SYNC"
-                with m.If(expired):
-                    m.next = "SYNC"
+                    frame_expire()
+        with m.If(frame_in["PAYLOAD"]):
+            m.d.comb += waiting.eq(1)
+            with m.If(got):
+                m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
+                m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
+                             write_data.eq(write_data | is_write & arg_at[2])]
+                for i in range(ARG_BYTES):
+                    with m.If(arg_at[i]):
+                        m.d.sync += args[i].eq(byte)
+                        if i == 0:
+                            m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
+                            m.d.sync += [h.eq(byte == b) for b, h in enumerate(blk_is)]
+                with m.If(arg_at[2]):
+                    m.d.sync += [load_waddr.eq(1), wrem.eq(p_wb_m1), word_end.eq(wb_is1)]
+                with m.If(write_data):
+                    with m.If(word_end):
+                        m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
+                                     word_start.eq(1), listen.eq(0)]
+                    with m.Else():
+                        m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
+                                     word_start.eq(0)]
+                with m.If(last_next):
+                    frame_goto("PAYLOAD", "CHECK")
+            with m.If(expired):
+                frame_expire()
+        with m.If(frame_in["CHECK"]):
+            m.d.comb += waiting.eq(1)
+            with m.If(got):
+                m.d.sync += listen.eq(0)
+                m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
+                frame_goto("CHECK", "SYNC")
+            with m.If(expired):
+                frame_expire()
 
         # ---- the reply FSM: judges, executes and answers a request -------------------------------
         # A second FSM, one-hot (a flip-flop per state, ``reply_in[name]``), so a state's
