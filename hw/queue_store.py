@@ -44,15 +44,18 @@ class _Replay(wiring.Component):
     issued), so the read runs from flip-flops through the LUT RAM into the entry register with
     no adder before it.
 
-    ``o.ready`` (the consumer's, possibly a long combinational term) never reaches the read
-    address nor the issue logic: an entry is issued whenever the one-entry skid register
-    (``kept``) is empty, a flip-flop. An entry issued while ``o`` refuses its beat is kept there
-    and goes out next, and no entry is issued until it has. ``o`` shows the same beats in the
-    same cycles as an output register issued by ``o.ready`` directly, and ``cmd.ready`` (idle
-    and nothing kept) rises in the same cycle, so the skid costs no cycle."""
+    With ``skid`` (the ``tokens`` port: the gather's ``token.ready`` is a long combinational
+    term), ``o.ready`` never reaches the read address nor the issue logic: an entry is issued
+    whenever the one-entry skid register (``kept``, the store's read as it was, and the index it
+    was read at) is empty, a flip-flop. An entry issued while ``o`` refuses its beat is kept
+    there and goes out next, and no entry is issued until it has. The entry register takes the
+    store's read through one multiplexer, the kept or identity entry being chosen beside it from
+    flip-flops. ``o`` shows the same beats in the same cycles as without the skid (the entry
+    register issued by ``o.ready`` directly), and ``cmd.ready`` (idle and nothing kept) rises in
+    the same cycle, so the skid costs no cycle."""
 
-    def __init__(self, cfg: DesignConfig, depth: int):
-        self.cfg = cfg
+    def __init__(self, cfg: DesignConfig, depth: int, skid: bool = False):
+        self.cfg, self.skid = cfg, skid
         lay = QueueLayouts(cfg)
         super().__init__({
             "cmd": In(stream.Signature(lay.read)),
@@ -71,33 +74,43 @@ class _Replay(wiring.Component):
         # so the LUT RAM's read starts at flip-flops, not after an adder
         addr = Signal.like(self.rd_addr, reset_less=True)
         data_r = Signal.like(self.rd_data, reset_less=True)
-        kept = Signal.like(self.rd_data, reset_less=True)     # an entry issued but refused
-        kept_valid = Signal()
-        entry_of_index = Signal.like(self.rd_data)                  # the identity queue's
-        m.d.comb += [entry_of_index.token.eq(index), entry_of_index.gate.eq(one)]
-        entry = Signal.like(self.rd_data)
-        m.d.comb += entry.eq(Mux(command.queue, self.rd_data, entry_of_index))
+
+        def identity(i):                                    # the identity queue's entry ``i``
+            e = Signal.like(self.rd_data)
+            m.d.comb += [e.token.eq(i), e.gate.eq(one)]
+            return e
         advance = ~self.o.valid | self.o.ready
-        issue = busy & ~kept_valid                              # registers only
-        m.d.comb += [self.cmd.ready.eq(~busy & ~kept_valid), self.rd_addr.eq(addr)]
+        # the skid: the store's read and the index of an entry issued but refused
+        kept = Signal.like(self.rd_data, reset_less=True)
+        kept_index = Signal.like(index, reset_less=True)
+        kept_valid = Signal()
+        issue = Signal()
+        m.d.comb += [issue.eq(busy & ~kept_valid if self.skid else busy & advance),
+                     self.cmd.ready.eq(~busy & ~kept_valid), self.rd_addr.eq(addr)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [busy.eq(1), command.eq(self.cmd.p), index.eq(0), addr.eq(self.cmd.p.start)]
         with m.If(issue):
-            m.d.sync += [index.eq(index + 1), addr.eq(addr + 1), kept.eq(entry)]
+            m.d.sync += [index.eq(index + 1), addr.eq(addr + 1)]
             with m.If(index == command.count - 1):
                 m.d.sync += busy.eq(0)
-        # the entry register's input: the store's read, or else (the kept entry, or the
-        # identity queue's) a choice among flip-flops made beside the read, so that the read
-        # passes one multiplexer only
+        # the entry register's input: the store's read, or else a choice among flip-flops
         from_store = Signal()
         other = Signal.like(self.rd_data)
-        m.d.comb += [from_store.eq(command.queue & ~kept_valid),
-                     other.eq(Mux(kept_valid, kept, entry_of_index))]
+        if self.skid:
+            with m.If(issue):
+                m.d.sync += [kept.eq(self.rd_data), kept_index.eq(index)]
+            with m.If(advance):
+                m.d.sync += kept_valid.eq(0)
+            with m.Elif(issue):
+                m.d.sync += kept_valid.eq(1)
+            m.d.comb += [from_store.eq(command.queue & ~kept_valid),
+                         other.eq(Mux(kept_valid, Mux(command.queue, kept, identity(kept_index)),
+                                      identity(index)))]
+        else:
+            m.d.comb += [from_store.eq(command.queue), other.eq(identity(index))]
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(issue | kept_valid),
-                         data_r.eq(Mux(from_store, self.rd_data, other)), kept_valid.eq(0)]
-        with m.Elif(issue):
-            m.d.sync += kept_valid.eq(1)
+                         data_r.eq(Mux(from_store, self.rd_data, other))]
         m.d.comb += self.o.p.eq(data_r)
         return m
 
@@ -168,7 +181,7 @@ class QueueStore(wiring.Component):
             m.d.sync += [written.eq(0), new_expert.eq(1), active.eq(0)]
 
         for name in ("tokens", "routes"):
-            replay = _Replay(self.cfg, lay.entries)
+            replay = _Replay(self.cfg, lay.entries, skid=name == "tokens")
             m.submodules[name] = replay
             rp = mem.read_port(domain="comb")        # LUT RAM: 2 read ports of T*top_k entries
             m.d.comb += [rp.addr.eq(replay.rd_addr), replay.rd_data.eq(rp.data)]
