@@ -150,7 +150,7 @@ class HostBridge(wiring.Component):
         waddr = Signal(17)                # WRITE address
         load_waddr = Signal()             # waddr loads from args[1:3] (the cycle after args[2])
         raddr = Signal(16)                # READ address
-        read_end = Signal(17)             # addr + count, registered for the READ range check
+        read_fits = Signal()              # addr + count <= p_depth, registered (READ's range)
         wpending = Signal()
         listen = Signal(init=1)           # rx.ready: see the request FSM
         bad_write = Signal()
@@ -340,7 +340,7 @@ class HostBridge(wiring.Component):
             op_is[Op.INFO] & len_is[0]
             | is_write & len_ge3 & p_valid & p_host_writes & word_start & ~bad_write
             & ~wpending
-            | is_read & len_is[5] & p_valid & p_host_reads & (read_end <= p_depth)
+            | is_read & len_is[5] & p_valid & p_host_reads & read_fits
             | op_is[Op.LENGTH] & len_is[3] & p_valid & p_stream & set_len_ok
             | (op_is[Op.START] | op_is[Op.STATUS] | op_is[Op.ABORT]) & len_is[1] & blk_ok)
         m.d.comb += busy.eq(op_is[Op.LENGTH] & running.bit_select(p_block, 1)
@@ -348,8 +348,9 @@ class HostBridge(wiring.Component):
         known_op = Signal()
         m.d.comb += known_op.eq(Cat(*op_is.values()).any())
         # VALIDATE reads them registered: the arguments are final from the cycle the checksum
-        # byte is taken (CHECK); read_end (addr + count) is registered in the next (IDLE), so
-        # args_ok_r is final in VALIDATE, and the adders and compares stay off `status`
+        # byte is taken (CHECK); read_fits (addr + count <= p_depth) is registered in the next
+        # (IDLE), so args_ok_r is final in VALIDATE, and the adders and compares stay off
+        # `status`
         args_ok_r, known_op_r = Signal(), Signal()
         m.d.sync += [args_ok_r.eq(args_ok), known_op_r.eq(known_op)]
 
@@ -358,7 +359,7 @@ class HostBridge(wiring.Component):
         sum_ok = Signal()
         rlen = Signal(16)
         rlen_zero = Signal()             # registered rlen == 0 (rlen is final from EXECUTE on)
-        rtotal = Signal(8)               # the response's running checksum
+        rtotal = Signal(8)               # minus the response's running checksum (its check byte)
         rleft = Signal(16)               # bytes still to send from ``reply``
         sent_all = Signal()              # registered rleft == 0 (keeps the compare off the
                                          # output register's enable)
@@ -436,7 +437,7 @@ class HostBridge(wiring.Component):
         with m.If(self.tx.ready):
             m.d.sync += ovalid.eq(0)
         with m.If(add_pending):
-            m.d.sync += [rtotal.eq(rtotal + obuf), add_pending.eq(0)]
+            m.d.sync += [rtotal.eq(rtotal - obuf), add_pending.eq(0)]
 
         def send(byte, checked=True):
             """Load ``byte`` for the host when the output register is free; ``checked`` bytes
@@ -472,7 +473,7 @@ class HostBridge(wiring.Component):
         lo_zero, lo_one = Signal(), Signal()
         m.d.sync += [start.eq(0), abort.eq(0), flush.eq(0)]
 
-        m.d.sync += [read_end.eq(addr + count), rlen_zero.eq(rlen == 0),
+        m.d.sync += [read_fits.eq(addr + count <= p_depth), rlen_zero.eq(rlen == 0),
                      words_last.eq(words_left == 1)]
         m.d.sync += judge.eq(0)
         # the frame FSM, one-hot (a flip-flop per state, ``frame_in[name]``): a state's decode is
@@ -555,7 +556,7 @@ class HostBridge(wiring.Component):
         # ---- the reply FSM: judges, executes and answers a request -------------------------------
         # A second FSM, one-hot (a flip-flop per state, ``reply_in[name]``), so a state's
         # decode is its flip-flop and each next state is an OR of a few terms; it starts from
-        # IDLE the cycle after the checksum byte, while read_end, then args_ok_r, follow the
+        # IDLE the cycle after the checksum byte, while read_fits, then args_ok_r, follow the
         # arguments.
         reply_states = ("IDLE", "VALIDATE", "EXECUTE", "HEADER", "SEND_REPLY", "READ_ADDR",
                         "READ_WAIT", "READ_LATCH", "READ_BYTES", "SEND_CHECK")
@@ -635,7 +636,7 @@ class HostBridge(wiring.Component):
                     with m.Else():
                         goto("READ_BYTES", "READ_ADDR")
         with m.If(reply_in["SEND_CHECK"] & ~add_pending):
-            send((-rtotal)[:8], checked=False)
+            send(rtotal, checked=False)
             with m.If(can_load):
                 m.d.sync += listen.eq(1)
                 goto("SEND_CHECK", "IDLE")
