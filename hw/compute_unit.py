@@ -43,7 +43,10 @@ class ComputeUnit(wiring.Component):
     the array never waits; the last output of a tile is valid ``latency(cfg) + (rows - 1) *
     row_cycles`` cycles after its last step; a GEMM takes ``gemm_cycles(cfg, m, k, n)`` from the
     command handshake to its last output. A new command is accepted the cycle after
-    the previous GEMM's last step, while its results still drain.
+    the previous GEMM's last step, while its results still drain. ``act`` enters through a
+    register slice (``ACT_STAGES`` = 1), so the step decision (a join of the act, weight and
+    bias streams) starts at a flip-flop here: it costs no cycle when act beats are offered from
+    the command on, one cycle after an act beat that arrives later (as from the gather).
 
     With the command's ``gelu`` flag the output rows go through the fused activation
     (:class:`hw.activation.FusedActivation`): the accumulators are requantised to GELU's input
@@ -104,6 +107,11 @@ class ComputeUnit(wiring.Component):
         wiring.connect(m, buffer.o, output_skid.i)
         wiring.connect(m, output_skid.o, output.i)
         wiring.connect(m, output.o, wiring.flipped(self.out))
+        # act enters through a register slice (``timing.ACT_STAGES``), so the step join below
+        # starts at flip-flops here, not at the producer's (e.g. two gathers' ORed valids)
+        assert timing.ACT_STAGES == 1
+        m.submodules.act_in = act = RegisterSlice(self.layouts.act)
+        wiring.connect(m, wiring.flipped(self.act), act.i)
 
         # the running command and the position of the next array step
         busy = Signal()
@@ -124,15 +132,15 @@ class ComputeUnit(wiring.Component):
         n_one_tile = Signal()                     # command.n <= cols
         step = Signal()
         m.d.comb += [
-            step.eq(busy & self.act.valid & self.weight.valid & (~first | self.bias.valid)
+            step.eq(busy & act.o.valid & self.weight.valid & (~first | self.bias.valid)
                     & (~last | array.last_ok)),
-            self.act.ready.eq(step),
+            act.o.ready.eq(step),
             self.weight.ready.eq(step),
             self.bias.ready.eq(step & first),
             self.cmd.ready.eq(~busy),
 
             array.step_valid.eq(step),
-            array.a.eq(self.act.p),
+            array.a.eq(act.o.p),
             array.w.eq(self.weight.p),
             array.bias.eq(self.bias.p),
             array.first.eq(first),

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw import multiplier
 from hw.compute_unit_layouts import Layouts
+from hw.credit_buffer import CreditBuffer, full_rate_depth
 from hw.multiplier import Multiplier
 from hw.sliced_memory import SlicedMemory
 from moeaccel.config import DesignConfig
@@ -91,9 +92,13 @@ class Gather(wiring.Component):
     step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
     registered flags, not compares. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
     the read word registered (on ECP5 the block RAMs' own output registers); the lane's element
-    is picked from the registered word by a multiplexer on the ``act`` payload. Back-pressure
-    stalls both stages together. The next command is accepted the cycle after the last act beat
-    was issued to the read stages.
+    is picked from the registered word into ``OUTPUT_STAGES`` = 1 output FIFO
+    (:class:`hw.credit_buffer.CreditBuffer`, ``full_rate_depth(READ_STAGES)`` entries), which
+    ``act`` leaves (``act.valid`` a flip-flop). A beat is issued only with one of the FIFO's
+    credits (a register), so the read stages never stall and ``act.ready`` reaches only the
+    FIFO's pointers and credit count, never the block RAMs' enables or the address logic;
+    with ``act`` always ready the credits never run out. The next command is accepted the cycle
+    after the last act beat was issued to the read stages.
 
     Members
     -------
@@ -194,14 +199,16 @@ class Gather(wiring.Component):
         k_one, k_two = Signal(**data_reg), Signal(**data_reg)
         cols_left = Signal.like(command.n, **data_reg)
         rows_left = Signal.like(command.m, **data_reg)
-        advance = Signal()
         issue = Signal()
         clear_full = Signal(2)
         # ``play_full`` = full[play_bank], a register (so ``issue`` is one gate after flip-flops;
-        # a bank is full only while busy)
+        # a bank is full only while busy). A beat is issued only with a credit of the output
+        # FIFO, so the read stages never stall and ``act.ready`` reaches only the FIFO.
         play_full = Signal()
-        m.d.comb += [advance.eq(~self.act.valid | self.act.ready),
-                     issue.eq(advance & play_full)]
+        m.submodules.output = output = CreditBuffer(Layouts(self.cfg).act,
+                                                    full_rate_depth(timing.READ_STAGES))
+        m.d.comb += [issue.eq(play_full & output.credit), output.take.eq(issue)]
+        wiring.connect(m, output.o, wiring.flipped(self.act))
         accept = Signal()
         m.d.comb += accept.eq(self.cmd.valid & self.cmd.ready)
         # the step decisions as registers: ``kk == k_last`` (``last_step``; ``near_step`` =
@@ -265,9 +272,9 @@ class Gather(wiring.Component):
         # last, so the consumer's ``ready`` only reaches the final multiplexer.
         # read stages: `rows` read ports of two stages (the read, the word registered), the
         # lane's element picked from the registered word
-        valid1 = Signal()
-        with m.If(advance):
-            m.d.sync += [valid1.eq(issue), self.act.valid.eq(valid1)]
+        valid1, valid2 = Signal(), Signal()
+        m.d.sync += [valid1.eq(issue), valid2.eq(valid1)]
+        m.d.comb += output.i.valid.eq(valid2)
         for r in range(rows):
             port = memory.read_port()
             addr = Signal(addr_shape, name=f"addr{r}", **data_reg)
@@ -283,11 +290,10 @@ class Gather(wiring.Component):
             m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
             lane1 = Signal(range(lanes), name=f"lane1_{r}", **data_reg)
             lane2 = Signal(range(lanes), name=f"lane2_{r}", **data_reg)
-            m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(advance)]
-            with m.If(advance):
-                m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1)]
+            m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(1)]
+            m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1)]
             word2 = port.data           # read stage 2: on ECP5 the block RAMs' output registers
-            m.d.comb += self.act.p[r].eq(word2[lane2])
+            m.d.comb += output.i.p[r].eq(word2[lane2])
 
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(accept):

@@ -343,7 +343,8 @@ class ScheduleBuilder:
         T, D, H, R = m.tokens, m.embed_dim, m.expert_hidden, m.router_outputs
         # router GEMM: its rows serialised into the router, complete when the serialiser idles
         gate = self._engine_gemm(f"L{layer}.router", T, D, R, img.gate.bytes, "router", -1)
-        offset = gather.latency(cfg, T) - compute_unit.CMD_CYCLES + queue_store.READ_STAGES
+        offset = (gather.latency(cfg, T) + compute_unit.ACT_STAGES - compute_unit.CMD_CYCLES
+                  + queue_store.READ_STAGES)
         rows = logit_serialiser.row_cycles(cfg, T, D, offset)
         tokens = router.fed_schedule(cfg, T, logit_serialiser.offer(rows))
         gate.cycles = logit_serialiser.idle_cycle(tokens[-1][0]) + 1

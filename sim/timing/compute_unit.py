@@ -51,8 +51,12 @@ from sim.timing import gelu
 
 #: cycles spent accepting the command header before the first array step
 CMD_CYCLES = 1
+#: register stages of the ``act`` input (a register slice, so the step join starts at
+#: flip-flops): no cycle when act beats are offered from the command on, this many cycles
+#: after an act beat that is first valid later (e.g. from the gather)
+ACT_STAGES = 1
 #: register stages from an array step's handshake until its result is in the shadow bank
-ARRAY_STAGES = 4
+ARRAY_STAGES = 5
 #: register stages from a shadow-bank row leaving to its output beat being valid
 REQUANT_STAGES = 5
 #: register stages of the fused activation: GELU, then a second requantiser

@@ -6,8 +6,10 @@ cycle ``CMD_CYCLES`` into the row-base multiplier, a pipeline of ``MULTIPLY_STAG
 in lockstep; an id's row base leaves it into one of two banks of ``rows`` row bases (a tile's ids
 into one bank), the bank streamable the cycle after its tile's last row base was written. A bank
 is written again from the cycle after its last beat was issued: until then the pipeline holds
-(and takes no id). Each act beat is issued to the memory read and is valid ``READ_STAGES`` cycles
-later (the read, then the read word's register).
+(and takes no id). Each act beat is issued to the memory read and is valid ``READ_STAGES +
+OUTPUT_STAGES`` cycles later (the read, the read word's register, the output FIFO). Fed by the
+gather, the compute unit steps ``compute_unit.ACT_STAGES`` cycles after an act beat is first
+valid (its act register slice).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MULTIPLY_STAGES = 2
 #: stages between a beat's issue and its ``act`` beat being valid: the synchronous memory read
 #: and the read word's register
 READ_STAGES = 2
+#: stages between the read word's register and ``act``: the output FIFO (``hw.credit_buffer``)
+OUTPUT_STAGES = 1
 
 
 def tile_rows(cfg: DesignConfig, m: int) -> list[int]:
@@ -53,23 +57,25 @@ def issue_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> list[tuple[int, i
 
 def latency(cfg: DesignConfig, m: int = 1) -> int:
     """Cycles from the command handshake to the first ``act`` beat being valid."""
-    return CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + MULTIPLY_STAGES + READ_STAGES
+    return (CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + MULTIPLY_STAGES + READ_STAGES
+            + OUTPUT_STAGES)
 
 
 def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
     """Cycles of one gather with no stalls, from the command handshake (cycle 0) through the
     last ``act`` handshake inclusive."""
-    return issue_cycles(cfg, m, k, n)[-1][1] + READ_STAGES + 1
+    return issue_cycles(cfg, m, k, n)[-1][1] + READ_STAGES + OUTPUT_STAGES + 1
 
 
 def gathered_gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
     """Cycles of a compute-unit GEMM fed by the gather front end (both commands in cycle 0), up
     to the unit's last output handshake. The gather delays the first array step by
-    ``latency - 1`` cycles; after that it stays ahead of the array when
+    ``latency + compute_unit.ACT_STAGES - CMD_CYCLES`` cycles; after that it stays ahead of the array when
     ``k * ceil(n/cols) >= rows`` (a token tile's ids arrive while the previous tile streams),
     which is required here (``ValueError`` otherwise)."""
     cu = cfg.hardware.compute_unit
     if m > cu.rows and k * math.ceil(n / cu.cols) < cu.rows:
         raise ValueError(f"k * ceil(n/cols) = {k * math.ceil(n / cu.cols)} < rows = {cu.rows}: "
                          "the gather cannot keep up; no closed form")
-    return compute_unit.gemm_cycles(cfg, m, k, n) + latency(cfg, m) - compute_unit.CMD_CYCLES
+    return (compute_unit.gemm_cycles(cfg, m, k, n) + latency(cfg, m) + compute_unit.ACT_STAGES
+            - compute_unit.CMD_CYCLES)
