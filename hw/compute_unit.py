@@ -201,7 +201,8 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [
             beat.eq(drain.valid & (~array.drain_row_start | buffer.credit)),
             drain.ready.eq(~array.drain_row_start | buffer.credit),
-            buffer.take.eq(beat & array.drain_row_start),
+            # drain_row_start implies drain.valid: the take is two flip-flops' AND
+            buffer.take.eq(array.drain_row_start & buffer.credit),
             requantiser.i.valid.eq(beat),
             requantiser.i.p.eq(drain.p),
         ]

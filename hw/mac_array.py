@@ -18,21 +18,23 @@ class MacArray(wiring.Component):
 
     Every cycle with ``step_valid`` high is one array step: all ``rows * cols`` cells multiply
     ``a[r] * w[c]`` and add the product to their accumulator; on a tile's ``first`` step the
-    accumulator starts from ``bias[c]`` (preloaded into the accumulator while the step is in the
-    product stage) instead of its old value. On a tile's ``last`` step the finished sums go to
+    product is added to ``bias[c]`` instead of the accumulator's old value. On a tile's ``last`` step the finished sums go to
     the shadow bank, which drains the tile's ``tile.rows`` valid rows while the next tile
     accumulates. A row leaves as ``row_cycles`` beats of ``lanes_out`` lanes (group ``g`` = lanes
     ``g*lanes_out ..``; one beat per row by default), one per ``drain`` handshake: the shadow
     bank is a shift register of lane groups, so a beat's lanes are the first group's registers
     themselves (no lane multiplexer between them and the requantiser's multipliers).
 
-    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 4 registers): operand registers (each
+    Pipeline (``sim.timing.compute_unit.ARRAY_STAGES`` = 5 registers): operand registers (each
     ``a[r]`` drives the ``cols`` multipliers of its row and each ``w[c]`` the ``rows`` of its
     column: fan-out ``cols``/``rows``, never ``rows * cols``) -> the multipliers' input registers
     -> their product registers (:class:`hw.multiplier.Multiplier`: on ECP5 the MULT18X18D's own
     input and output registers, so the routes into and out of the DSP column each get a cycle,
     and the input registers load from the operand registers, not from the act/weight streams'
-    multiplexers) -> accumulators and shadow bank. Throughput one step per cycle.
+    multiplexers) -> accumulators (the product goes straight from the DSP's output register into
+    the add's carry chain; the bias-or-running-sum select is on the other operand, between two
+    fabric registers) -> shadow bank (loaded from the accumulators the cycle after a tile's last
+    step). Throughput one step per cycle.
 
     The controller may assert a ``last`` step only while ``last_ok`` is high: a register, the
     look-ahead of "the shadow bank is free" (it drains no row and no ``last`` step is in
@@ -49,7 +51,8 @@ class MacArray(wiring.Component):
         Lane groups of finished accumulators (``Layouts(cfg, lanes_out).drain``) with their
         tile's requantisation settings; ``last`` on every beat of the GEMM's last row.
     drain_row_start : Out(1)
-        The ``drain`` beat is a row's first group (a register).
+        ``drain`` is valid and its beat is a row's first group (a register, the look-ahead of
+        both, so a consumer's "take a row" decision starts at a flip-flop).
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -73,7 +76,7 @@ class MacArray(wiring.Component):
         m = Module()
         cu = self.cfg.hardware.compute_unit
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.ARRAY_STAGES == MULTIPLIER_STAGES + 2
+        assert timing.ARRAY_STAGES == MULTIPLIER_STAGES + 3
 
         # stage 0: operand registers
         a0 = Signal(lay.act, reset_less=True)
@@ -84,13 +87,14 @@ class MacArray(wiring.Component):
         # a step's valid and last flags through the operand and multiplier stages:
         # ``valids[-1]``/``lasts[-1]`` go with the products
         valids, lasts = [self.step_valid], [self.step_valid & self.last]
-        for k in range(MULTIPLIER_STAGES + 1):
+        for k in range(MULTIPLIER_STAGES + 2):
             valid, last = Signal(name=f"valid{k}"), Signal(name=f"last{k}")
             m.d.sync += [valid.eq(valids[-1]), last.eq(lasts[-1])]
             valids.append(valid)
             lasts.append(last)
         valids, lasts = valids[1:], lasts[1:]
-        valid_p, last_p = valids[-1], lasts[-1]
+        # the product stage's flags, and the last flag one stage on, with the accumulators
+        valid_p, last_p, last_a = valids[-2], lasts[-2], lasts[-1]
 
         # stages 1-2: one Multiplier per cell, fed from the operand registers
         prod = [[None] * cols for _ in range(rows)]
@@ -100,29 +104,33 @@ class MacArray(wiring.Component):
                 m.submodules[f"mul_{r}_{c}"] = mul
                 m.d.comb += [mul.a.eq(a0[r]), mul.b.eq(w0[c])]
                 prod[r][c] = mul.p
-        # the bias and tile settings, one register behind the operands, so the bias is at hand
-        # while the step is in the product stage
-        bias1 = Signal(lay.bias, reset_less=True)
-        tile_p = tile0
+        # the bias alongside the step to the product stage, the tile settings to the accumulators
+        bias_p = bias0
         for k in range(1, MULTIPLIER_STAGES + 1):
+            reg = Signal(lay.bias, name=f"bias{k}", reset_less=True)
+            m.d.sync += reg.eq(bias_p)
+            bias_p = reg
+        tile_p = tile0
+        for k in range(1, MULTIPLIER_STAGES + 2):
             reg = Signal(lay.tile, name=f"tile{k}", reset_less=True)
             m.d.sync += reg.eq(tile_p)
             tile_p = reg
-        m.d.sync += bias1.eq(bias0)
 
-        # stage 3: accumulators, and the shadow bank on a tile's last step. ``acc`` holds what the
-        # next product adds to: the bias, loaded while a tile's first step is in the multipliers'
-        # input registers (the step before it, in their output registers, is then a last step,
-        # whose sum goes to the shadow bank), or the running sum. So the add starts at a register and its select sits after the carry
-        # chain on an early-arriving flag, and each column's ``first`` copy drives ``rows * width``
-        # selects instead of the whole array's.
+        # stage 3: accumulators. A step's product, in the multipliers' output registers, is added
+        # to the bias on a tile's first step, else to the running sum: the select is on the
+        # other operand (two fabric registers and a per-column copy of the flag, so each copy
+        # drives ``rows * width`` selects), so the route out of the DSP goes straight into the
+        # carry chain and each sum bit only loads its accumulator.
         acc_shape = signed(cu.accumulator_bits)
         acc = [[Signal(acc_shape, name=f"acc_{r}_{c}", reset_less=True) for c in range(cols)]
                for r in range(rows)]
-        preload = [Signal(name=f"preload_{c}") for c in range(cols)]
-        first0 = Signal()
-        m.d.sync += first0.eq(self.step_valid & self.first)
-        m.d.sync += [preload[c].eq(first0) for c in range(cols)]
+        restart = [Signal(name=f"restart_{c}") for c in range(cols)]
+        first_p = self.step_valid & self.first
+        for k in range(MULTIPLIER_STAGES):
+            reg = Signal(name=f"first{k}")
+            m.d.sync += reg.eq(first_p)
+            first_p = reg
+        m.d.sync += [restart[c].eq(first_p) for c in range(cols)]
         # the shadow bank, row-major: a drain beat shifts it by one group of ``lanes`` lanes
         shadow = [[Signal(acc_shape, name=f"shadow_{r}_{c}", reset_less=True)
                    for c in range(cols)] for r in range(rows)]
@@ -134,13 +142,13 @@ class MacArray(wiring.Component):
         drain_fire = self.drain.valid & self.drain.ready
         for r in range(rows):
             for c in range(cols):
-                total = Signal(acc_shape, name=f"sum_{r}_{c}")
-                m.d.comb += total.eq(acc[r][c] + prod[r][c])
-                with m.If(preload[c] | valid_p):
-                    m.d.sync += acc[r][c].eq(Mux(preload[c], bias1[c], total))
+                with m.If(valid_p):
+                    m.d.sync += acc[r][c].eq(Mux(restart[c], bias_p[c], acc[r][c])
+                                             + prod[r][c])
+                # stage 4: a tile's sums into the shadow bank, the cycle after its last step
                 k = r * cols + c + lanes
-                with m.If(last_p):
-                    m.d.sync += shadow[r][c].eq(total)
+                with m.If(last_a):
+                    m.d.sync += shadow[r][c].eq(acc[r][c])
                 with m.Elif(drain_fire):
                     m.d.sync += shadow[r][c].eq(flat[k] if k < len(flat) else 0)
 
@@ -148,11 +156,11 @@ class MacArray(wiring.Component):
         row_start, row_end = Signal(init=1), Signal(init=groups == 1)
         if groups > 1:
             group = Signal(range(groups))
-            with m.If(last_p | drain_fire):
-                m.d.sync += [group.eq(Mux(last_p | row_end, 0, group + 1)),
-                             row_start.eq(last_p | row_end),
-                             row_end.eq(~last_p & (group == groups - 2))]
-        with m.If(last_p):
+            with m.If(last_a | drain_fire):
+                m.d.sync += [group.eq(Mux(last_a | row_end, 0, group + 1)),
+                             row_start.eq(last_a | row_end),
+                             row_end.eq(~last_a & (group == groups - 2))]
+        with m.If(last_a):
             m.d.sync += [left.eq(tile_p.rows), row.eq(tile_p.row_base), settings.eq(tile_p)]
         with m.Elif(drain_fire & row_end):
             m.d.sync += [left.eq(left - 1), row.eq(row + 1)]
@@ -163,9 +171,14 @@ class MacArray(wiring.Component):
         m.d.sync += self.last_ok.eq(~((self.step_valid & self.last) | Cat(*lasts).any()
                                       | rows_next))
 
+        # look-ahead of "a row's first beat waits": the shadow bank's rows and its group after
+        # this cycle
+        valid_next = Mux(last_a, tile_p.rows != 0, rows_next)
+        start_next = Mux(last_a | drain_fire, last_a | row_end, row_start) if groups > 1 else 1
+        m.d.sync += self.drain_row_start.eq(valid_next & start_next)
+
         m.d.comb += [
             self.drain.valid.eq(left != 0),
-            self.drain_row_start.eq(row_start),
             self.drain.p.row.eq(row),
             self.drain.p.multiplier.eq(settings.multiplier),
             self.drain.p.shift.eq(settings.shift),

@@ -11,8 +11,9 @@ Pipeline (all registered):
 
 * ``CMD_CYCLES``: the command header is accepted; the first step can be accepted the cycle after;
 * ``ARRAY_STAGES``: operand registers -> the multipliers' input registers -> their product
-  registers (``hw.multiplier.Multiplier``, the DSPs' own registers) -> accumulate (the last step
-  of a tile lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
+  registers (``hw.multiplier.Multiplier``, the DSPs' own registers) -> accumulate -> the shadow
+  bank, loaded from the accumulators the cycle after a tile's last step (the last step of a tile
+  lands in the shadow bank ``ARRAY_STAGES`` cycles after its handshake);
 * drain: one row of the shadow bank every ``row_cycles`` cycles (only the tile's valid rows,
   ``min(rows, m - i*rows)``); a row leaves in ``row_cycles = cols / output_lanes`` beats of
   ``output_lanes`` lanes (1 beat when ``output_lanes`` is 0), and is whole again after the last
