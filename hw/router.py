@@ -4,7 +4,7 @@ Exactly :func:`golden.router.route`, built from the softmax unit (:class:`hw.sof
 a streaming top-k (:class:`hw.topk.TopK`) and the queue memory
 (:class:`hw.expert_queues.ExpertQueues`)::
 
-    softmax_topk:  i ──> Softmax (R) ──prob──> RegisterSlice ──> TopK ──(expert, gate)──> ExpertQueues ──> o
+    softmax_topk:  i ──> Softmax (R) ──prob──> SkidBuffer ──> RegisterSlice ──> TopK ──(expert, gate)──> ExpertQueues ──> o
     topk_softmax:  i ──> TopK ──logit──> Softmax (k) ──prob──┐
                           └──expert──> id FIFO ──────────────┴──(expert, gate)──> ExpertQueues ──> o
 
@@ -22,6 +22,7 @@ from golden.softmax import Formats
 from hw.expert_queues import ExpertQueues, readout_members
 from hw.softmax import Softmax, input_layout
 from hw.register_slice import RegisterSlice
+from hw.skid_buffer import SkidBuffer
 from hw.topk import TopK, value_layout
 from moeaccel.config import DesignConfig
 from sim.timing import softmax as softmax_timing
@@ -58,9 +59,10 @@ class Router(wiring.Component):
     busy : Out(1)
         A read-out is in progress (tokens of the next layer are accepted meanwhile, and wait).
 
-    Timing (``sim.timing.router``): one logit per cycle in; the queue writes of token ``t``
-    follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 65 cycles and one token per
-    16 cycles for m3vit-tiny. Read-out: :func:`sim.timing.router.readout_cycles`.
+    Timing (``sim.timing.router``): one logit per cycle in (``softmax_topk``: one per
+    ``hardware.softmax.accumulate_interval`` cycles, 2 on ulx3s); the queue writes of token
+    ``t`` follow :func:`sim.timing.router.write_cycles`; e.g. ``latency`` = 65 cycles and one
+    token per 16 cycles for m3vit-tiny. Read-out: :func:`sim.timing.router.readout_cycles`.
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -80,14 +82,18 @@ class Router(wiring.Component):
             m.submodules.topk = topk = TopK(r, k, unsigned(Formats(sm).prob_bits))
             wiring.connect(m, wiring.flipped(self.i), softmax.i)
             # the probabilities reach the top-k compares from flip-flops (not from the
-            # softmax's LUT-RAM output queue), and its credit counter sees the slice's ready,
-            # not the top-k's: ``sim.timing.router.TOPK_INPUT_DELAY`` cycle
+            # softmax's LUT-RAM output queue): ``sim.timing.router.TOPK_INPUT_DELAY`` cycle; a
+            # skid buffer in front of that register makes the softmax's ``o.ready`` a
+            # flip-flop, so the top-k's ready (its row-end count) reaches neither the
+            # softmax's credit counter nor anything upstream (no cycle: zero latency)
+            m.submodules.probs_skid = skid = SkidBuffer(value_layout(topk.value_shape))
             m.submodules.probs = probs = RegisterSlice(value_layout(topk.value_shape))
             m.d.comb += [
-                probs.i.valid.eq(softmax.o.valid),
-                probs.i.payload.value.eq(softmax.o.payload.prob),
-                softmax.o.ready.eq(probs.i.ready),
+                skid.i.valid.eq(softmax.o.valid),
+                skid.i.payload.value.eq(softmax.o.payload.prob),
+                softmax.o.ready.eq(skid.i.ready),
             ]
+            wiring.connect(m, skid.o, probs.i)
             wiring.connect(m, probs.o, topk.i)
             m.d.comb += [
                 slot.valid.eq(topk.o.valid),

@@ -17,7 +17,10 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   (one carry chain); 8 the new term ``(t << L) >> below``, ``{t, fl}`` written to the row
   buffer; 9 running sum (one shift-add: the block's only loop); 10 the finished row's ``{max,
   sum, length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
-  while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider.
+  while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider. With
+  ``accumulate_interval = 2`` an element is accepted at most every other cycle and the running
+  sum takes two stages, 9 its shift (registered) and 10 its add, so the loop holds either the
+  shift's multiplexers or the carry chain, not both (11 stages).
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
@@ -53,10 +56,11 @@ o : Out(stream.Signature(output_layout))
 
 Timing (:mod:`sim.timing.softmax`)
 ----------------------------------
-One element per cycle in and out. A lone row of ``n`` elements presents its first probability
-``n - 1 + latency`` cycles after its first logit was accepted, ``latency = 10 + ceil((RF+1) /
-divider_bits_per_cycle) + 2 + 7`` (32 with the default config). Rows stream back to back at
-``max(n, divider_interval)`` cycles per row (``divider_interval`` = 14 by default).
+One element per ``g = accumulate_interval`` cycles in, one per cycle out. A lone row of ``n``
+elements presents its first probability ``(n - 1) * g + latency`` cycles after its first logit
+was accepted, ``latency = 9 + g + ceil((RF+1) / divider_bits_per_cycle) + 2 + 7`` (32 with the
+default config). Rows stream back to back at ``max(n * g, divider_interval)`` cycles per row
+(``divider_interval`` = 14 by default).
 
 Every multiply is a :class:`hw.multiplier.Multiplier` (registers only at its input and
 output), data registers have no reset (only the stages' valid bits do).
@@ -176,20 +180,31 @@ class Softmax(wiring.Component):
         count = Signal(range(sm.max_row_length + 1))    # elements accepted in this row
         pending = Signal(range(timing.ROW_CREDITS + 1))  # rows started, not yet taken by D
         wp = Signal(range(buffer_depth(sm)))
-        m.d.comb += self.i.ready.eq(in_row | (pending < timing.ROW_CREDITS))
+        # 1 with an input interval of 2: the running sum's shift has a stage of its own
+        extra = timing.input_interval(self._design) - 1
+        ready = Signal(init=1)
+        m.d.comb += self.i.ready.eq(ready)
         accept = self.i.valid & self.i.ready
         first = ~in_row
         last = self.i.payload.last | (count == sm.max_row_length - 1)
         started = accept & first
-        m.d.sync += pending.eq(pending + started - row_taken)
+        pending_next = Signal.like(pending)
+        m.d.comb += pending_next.eq(pending + started - row_taken)
+        m.d.sync += pending.eq(pending_next)
+        if extra:
+            # a register: never ready the cycle after an accept, else ready while the row goes
+            # on or a row credit is free (the next state's, so no cycle is lost)
+            m.d.sync += ready.eq(~accept & (in_row | (pending_next < timing.ROW_CREDITS)))
+        else:
+            m.d.comb += ready.eq(in_row | (pending < timing.ROW_CREDITS))
         with m.If(accept):
             m.d.sync += [wp.eq(wp + 1), in_row.eq(~last), count.eq(Mux(last, 0, count + 1))]
 
         # Each stage's tags: ``valid`` (reset) and the element's row bookkeeping (no reset: a
         # reset fans out to every flip-flop it reaches, and only ``valid`` needs it).
         tags = _tag_layout(sm)
-        valid = [Signal(name=f"a{j}_valid") for j in range(1, 10)]
-        tag = [Signal(tags, name=f"a{j}_tags", reset_less=True) for j in range(1, 10)]
+        valid = [Signal(name=f"a{j}_valid") for j in range(1, 10 + extra)]
+        tag = [Signal(tags, name=f"a{j}_tags", reset_less=True) for j in range(1, 10 + extra)]
         m.d.sync += [valid[0].eq(accept), tag[0].first.eq(first), tag[0].last.eq(last),
                      tag[0].addr.eq(wp), tag[0].length.eq(count + 1)]
         m.d.sync += [v.eq(u) for v, u in zip(valid[1:], valid)]
@@ -244,7 +259,7 @@ class Softmax(wiring.Component):
         shifts = data.StructLayout({"fl": signed(fm.fl_bits), "max": signed(fm.fl_bits),
                                     "rescale": rescale_bits,
                                     "below": ceil_log2(term_bits + 1)})
-        sh = [Signal(shifts, name=f"a{j}_shifts", reset_less=True) for j in range(4, 10)]
+        sh = [Signal(shifts, name=f"a{j}_shifts", reset_less=True) for j in range(4, 10 + extra)]
         m.d.sync += [sh[0].fl.eq(fl3), sh[0].max.eq(Mux(grow, fl3, run_max)),
                      sh[0].rescale.eq(Mux(tag[2].first, (1 << rescale_bits) - 1,
                                           Mux(grow, saturate(up, fm.sum_bits), 0))),
@@ -284,13 +299,21 @@ class Softmax(wiring.Component):
         if len(coarse):
             scaled = Array(scaled >> (c << fine_bits) for c in range(1 << len(coarse)))[coarse]
         scaled = Array(scaled >> f for f in range(1 << fine_bits))[fine]
-        with m.If(valid[7]):
+        if extra:
+            # one element every other cycle: the shifted sum is registered (stage 9) and the
+            # term added to it in stage 10, which the next element's shift reads from
+            scaled9 = Signal(fm.sum_bits, reset_less=True)
+            term9 = Signal.like(term8, reset_less=True)
+            m.d.sync += [scaled9.eq(scaled), term9.eq(term8)]
+            scaled, term8 = scaled9, term9
+        with m.If(valid[7 + extra]):
             m.d.sync += run_sum.eq(scaled + term8)
 
-        # Stage 10: the finished row {max, sum, length} into the row queue, from registers.
+        # Stage 10 (11): the finished row {max, sum, length} into the row queue, from registers.
         finished = row(rows.w_data)
-        m.d.comb += [rows.w_en.eq(valid[8] & tag[8].last), finished.max.eq(sh[5].max),
-                     finished.sum.eq(run_sum), finished.length.eq(tag[8].length)]
+        done = 8 + extra
+        m.d.comb += [rows.w_en.eq(valid[done] & tag[done].last), finished.max.eq(sh[done - 3].max),
+                     finished.sum.eq(run_sum), finished.length.eq(tag[done].length)]
 
     # ------------------------------------------------------------------------------ reciprocal
     def _reciprocal(self, m: Module, rows: SyncFIFO, row: data.StructLayout,

@@ -84,6 +84,10 @@ class TopK(wiring.Component):
         o_value, o_index, _ = slot_regs("out")          # the finished row being sent
         position = Signal(ishape)                        # index of the next value in the row
         last = Signal(init=self.row_length == 1)         # position == row_length - 1
+        # its complement, a second flip-flop (stored inverted so synthesis keeps both): ``last``
+        # loads the list's wide enables, ``more`` only the handshake and ``busy``, so the
+        # ready logic starts at a lightly loaded register
+        more = Signal(init=self.row_length != 1)
         busy = Signal()                                  # output register holds a row
         slot = Signal(range(k))                          # output beat being offered
         final = Signal(init=k == 1)                      # slot == k - 1 (registered)
@@ -108,22 +112,25 @@ class TopK(wiring.Component):
                                  new_full[j].eq(full[j - 1])]
 
         final_leaves = self.o.ready & final
-        m.d.comb += self.i.ready.eq(~last | ~busy | final_leaves)
+        m.d.comb += self.i.ready.eq(more | ~busy | final_leaves)
 
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [slot.eq(slot + 1), final.eq((slot == k - 2) if k > 1 else 1)]
             with m.If(final):
                 m.d.sync += [busy.eq(0), slot.eq(0), final.eq(k == 1)]
 
+        with m.If(self.i.valid & self.i.ready & ~more):
+            m.d.sync += [busy.eq(1), slot.eq(0), final.eq(k == 1)]
         with m.If(self.i.valid & self.i.ready):
             with m.If(last):
-                m.d.sync += [position.eq(0), last.eq(self.row_length == 1), busy.eq(1), slot.eq(0),
-                             final.eq(k == 1)]
+                m.d.sync += [position.eq(0), last.eq(self.row_length == 1),
+                             more.eq(self.row_length != 1)]
                 m.d.sync += [o_value[j].eq(new_value[j]) for j in range(k)]
                 m.d.sync += [o_index[j].eq(new_index[j]) for j in range(k)]
                 m.d.sync += [full[j].eq(0) for j in range(k)]
             with m.Else():
-                m.d.sync += [position.eq(position + 1), last.eq(position == self.row_length - 2)]
+                m.d.sync += [position.eq(position + 1), last.eq(position == self.row_length - 2),
+                             more.eq(position != self.row_length - 2)]
                 m.d.sync += [value[j].eq(new_value[j]) for j in range(k)]
                 m.d.sync += [index[j].eq(new_index[j]) for j in range(k)]
                 m.d.sync += [full[j].eq(new_full[j]) for j in range(k)]

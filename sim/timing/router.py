@@ -2,7 +2,8 @@
 
 Pipeline (``R = experts + null_experts`` logits per token, one per beat; ``k = top_k``):
 
-* ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``) over all ``R`` -> a
+* ``softmax_topk``: logits -> softmax unit (``sim.timing.softmax``, one logit per
+  :func:`sim.timing.softmax.input_interval` cycles) over all ``R`` -> a skid buffer and a
   register slice (``TOPK_INPUT_DELAY``) -> top-k scan of the probabilities (one per cycle) ->
   ``k`` slots, one per cycle, starting the cycle after the token's last probability is scanned; each is written to its queue ``WRITE_DELAY`` cycles after.
 * ``topk_softmax``: logits -> top-k scan (one per cycle) -> the ``k`` chosen logits go to the

@@ -2,10 +2,13 @@
 
 The block is three row-level stages joined by small queues, so consecutive rows overlap:
 
-* **accumulate** (A): one beat of ``lanes`` logits per cycle, no bubbles between rows. A
-  ``ACCUMULATE_DEPTH``-stage pipeline (log2(e) product, rounding, table read, interpolation
-  product, interpolation sum, running max, running sum, row push) writes each element into the row buffer; the row's ``{max, sum}`` is queued
-  ``ACCUMULATE_DEPTH`` cycles after its last beat was accepted. A may run at most
+* **accumulate** (A): one beat of ``lanes`` logits every :func:`input_interval` cycles
+  (``hardware.softmax.accumulate_interval``), no further bubbles between rows. An
+  :func:`accumulate_depth`-stage pipeline (log2(e) product, rounding, table read, interpolation
+  product, interpolation sum, running max, running sum -- its shift and its add in one stage,
+  or in two with an interval of 2 -- row push) writes each element into the row buffer; the
+  row's ``{max, sum}`` is queued :func:`accumulate_depth` cycles after its last beat was
+  accepted. A may run at most
   ``ROW_CREDITS`` rows ahead of the divider (a row's credit returns when the divider takes it).
 * **reciprocal** (D): one iterative divider, ``divider_bits_per_cycle`` quotient bits per cycle:
   a row is taken in one cycle, iterated for :func:`divider_iterations` cycles and its ``1/sum``
@@ -32,7 +35,8 @@ from dataclasses import dataclass
 
 from moeaccel.config import DesignConfig
 
-#: cycles from a row's last beat accepted to its {max, sum} being readable by the divider
+#: cycles from a row's last beat accepted to its {max, sum} being readable by the divider, with
+#: one beat per cycle (:func:`accumulate_depth` in general)
 ACCUMULATE_DEPTH = 10
 #: rows the accumulate stage may hold beyond the divider (row-queue depth)
 ROW_CREDITS = 2
@@ -48,6 +52,17 @@ def beats(cfg: DesignConfig, length: int) -> int:
     if length < 1:
         raise ValueError(f"row length must be >= 1, got {length}")
     return math.ceil(length / cfg.hardware.softmax.lanes)
+
+
+def input_interval(cfg: DesignConfig) -> int:
+    """Cycles between two accepted input beats (at least): ``hardware.softmax.accumulate_interval``."""
+    return cfg.hardware.softmax.accumulate_interval
+
+
+def accumulate_depth(cfg: DesignConfig) -> int:
+    """Cycles from a row's last beat accepted to its ``{max, sum}`` readable by the divider: with
+    an input interval of 2 the running sum's shift has its own stage."""
+    return ACCUMULATE_DEPTH + input_interval(cfg) - 1
 
 
 def quotient_bits(cfg: DesignConfig) -> int:
@@ -89,6 +104,8 @@ class Pipeline:
     def __init__(self, cfg: DesignConfig):
         self.cfg = cfg
         self.iters = divider_iterations(cfg)
+        self.gap = input_interval(cfg)
+        self.depth = accumulate_depth(cfg)
         self.taken: list[int] = []   # cycle the divider took each row (returns A's credit)
         self.next_in = 0             # earliest cycle A may accept the next row's first beat
         self.div_free = 0            # earliest cycle the divider may take the next row
@@ -99,15 +116,15 @@ class Pipeline:
         first_in = max(self.next_in, arrival)
         if len(self.taken) >= ROW_CREDITS:
             first_in = max(first_in, self.taken[-ROW_CREDITS] + 1)
-        last_in = first_in + n - 1
-        take = max(last_in + ACCUMULATE_DEPTH, self.div_free)
+        last_in = first_in + (n - 1) * self.gap
+        take = max(last_in + self.depth, self.div_free)
         self.taken.append(take)
         handed = max(take + self.iters + 1, self.norm_free)
         self.div_free = handed
         first_read = handed + 1
         self.norm_free = first_read + n - 1
         first_out = first_read + NORMALISE_DEPTH
-        self.next_in = last_in + 1
+        self.next_in = last_in + self.gap
         return RowTimes(first_in, last_in, first_out, first_out + n - 1)
 
 
@@ -120,18 +137,19 @@ def schedule_lengths(cfg: DesignConfig, lengths: Sequence[int]) -> list[RowTimes
 def latency(cfg: DesignConfig) -> int:
     """Cycles from a lone row's LAST beat accepted to its first probability presented (the part
     of the latency that does not grow with the row length)."""
-    return ACCUMULATE_DEPTH + divider_iterations(cfg) + 2 + NORMALISE_DEPTH
+    return accumulate_depth(cfg) + divider_iterations(cfg) + 2 + NORMALISE_DEPTH
 
 
 def row_latency(cfg: DesignConfig, length: int) -> int:
     """Cycles from a lone row's first beat accepted to its first probability presented."""
-    return beats(cfg, length) - 1 + latency(cfg)
+    return (beats(cfg, length) - 1) * input_interval(cfg) + latency(cfg)
 
 
 def row_interval(cfg: DesignConfig, length: int) -> int:
     """Steady-state cycles per row when rows of ``length`` stream back to back: one beat per
-    cycle unless the divider (one reciprocal per :func:`divider_interval` cycles) is slower."""
-    return max(beats(cfg, length), divider_interval(cfg))
+    :func:`input_interval` unless the divider (one reciprocal per :func:`divider_interval`
+    cycles) is slower."""
+    return max(beats(cfg, length) * input_interval(cfg), divider_interval(cfg))
 
 
 def cycles(cfg: DesignConfig, rows: int, length: int) -> int:

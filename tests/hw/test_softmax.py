@@ -24,7 +24,7 @@ from sim.timing import softmax as timing
 from tests.hw import runner
 from tests.hw.streams import Bench, always, bursty, random_pattern
 
-CONFIGS = ["tiny", "m3vit-tiny"]
+CONFIGS = ["tiny", "m3vit-tiny", "ulx3s"]   # ulx3s: one element every other cycle
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +122,8 @@ async def _run_on_schedule(sb: SoftmaxBench, rows: list[np.ndarray]) -> tuple[li
     ins, outs = sb.src.beats[n_in:], sb.snk.beats[n_out:]
     t0 = ins[0].cycle
     plan = timing.schedule_lengths(sb.cfg, [len(r) for r in rows])
-    want_in = [c for t in plan for c in range(t.first_in, t.last_in + 1)]
+    gap = timing.input_interval(sb.cfg)
+    want_in = [c for t in plan for c in range(t.first_in, t.last_in + 1, gap)]
     want_out = [c for t in plan for c in range(t.first_out, t.last_out + 1)]
     assert [b.cycle - t0 for b in ins] == want_in, "input handshake cycles"
     assert [b.cycle - t0 for b in outs] == want_out, "output handshake cycles"

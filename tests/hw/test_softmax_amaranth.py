@@ -126,7 +126,8 @@ def test_back_pressure_and_mixed_lengths():
     {"hardware.softmax.exp_frac_bits": 18, "hardware.softmax.sum_frac_bits": 16},
     {"hardware.softmax.input_bits": 8, "hardware.softmax.input_frac_bits": 0,
      "hardware.softmax.max_row_length": 5, "hardware.softmax.prob_frac_bits": 8},
-], ids=["div1", "div3-table32", "ef18-sf16", "int8-short-rows"])
+    {"hardware.softmax.accumulate_interval": 2},
+], ids=["div1", "div3-table32", "ef18-sf16", "int8-short-rows", "interval2"])
 def test_other_configs_bit_and_cycle_exact(overrides):
     """Every width and size follows the config: non-default settings stay bit- and cycle-exact."""
     cfg = config.load("tiny").replace(overrides)
