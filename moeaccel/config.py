@@ -91,7 +91,10 @@ class SoftmaxConfig:
     ``max_row_length`` elements long; ``lanes`` elements are processed per cycle (only 1 is
     implemented so far). The one
     reciprocal per row comes from an iterative divider producing ``divider_bits_per_cycle``
-    quotient bits per cycle. Arithmetic: ``golden/softmax.py``.
+    quotient bits per cycle. Arithmetic: ``golden/softmax.py``. The accumulate stage takes one
+    element every ``accumulate_interval`` cycles (1 or 2): 2 gives the running sum's shift and
+    its add a cycle each (a shorter critical path, for a slow FPGA where the router is far from
+    the engine's bottleneck).
     """
 
     lanes: int = 1
@@ -104,6 +107,7 @@ class SoftmaxConfig:
     prob_frac_bits: int = 15
     max_row_length: int = 256
     divider_bits_per_cycle: int = 2
+    accumulate_interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -475,6 +479,8 @@ def validate(cfg: DesignConfig) -> None:
     _require(1 <= sm.divider_bits_per_cycle <= sm.recip_frac_bits + 1,
              "hardware.softmax.divider_bits_per_cycle",
              f"must be in 1..recip_frac_bits + 1, got {sm.divider_bits_per_cycle}")
+    _require(sm.accumulate_interval in (1, 2), "hardware.softmax.accumulate_interval",
+             f"must be 1 or 2, got {sm.accumulate_interval}")
     _require(sm.exp_frac_bits + sm.recip_frac_bits > sm.prob_frac_bits,
              "hardware.softmax.prob_frac_bits",
              f"must be < exp_frac_bits + recip_frac_bits, got {sm.prob_frac_bits}")
