@@ -24,7 +24,7 @@ snapshot of the counters taken when the request executes, so its fields are cons
 
 from typing import Mapping
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -150,7 +150,9 @@ class HostBridge(wiring.Component):
         waddr = Signal(17)                # WRITE address
         load_waddr = Signal()             # waddr loads from args[1:3] (the cycle after args[2])
         raddr = Signal(16)                # READ address
-        read_fits = Signal()              # addr + count <= p_depth, registered (READ's range)
+        room = Signal(signed(18))         # p_depth - addr, registered (addr is final 2 cycles
+                                          # before count)
+        read_fits = Signal()              # count <= room, registered (READ's range check)
         wpending = Signal()
         listen = Signal(init=1)           # rx.ready: see the request FSM
         bad_write = Signal()
@@ -348,7 +350,7 @@ class HostBridge(wiring.Component):
         known_op = Signal()
         m.d.comb += known_op.eq(Cat(*op_is.values()).any())
         # VALIDATE reads them registered: the arguments are final from the cycle the checksum
-        # byte is taken (CHECK); read_fits (addr + count <= p_depth) is registered in the next
+        # byte is taken (CHECK); read_fits (count <= p_depth - addr) is registered in the next
         # (IDLE), so args_ok_r is final in VALIDATE, and the adders and compares stay off
         # `status`
         args_ok_r, known_op_r = Signal(), Signal()
@@ -473,85 +475,73 @@ class HostBridge(wiring.Component):
         lo_zero, lo_one = Signal(), Signal()
         m.d.sync += [start.eq(0), abort.eq(0), flush.eq(0)]
 
-        m.d.sync += [read_fits.eq(addr + count <= p_depth), rlen_zero.eq(rlen == 0),
+        m.d.sync += [room.eq(p_depth - addr), read_fits.eq(count <= room), rlen_zero.eq(rlen == 0),
                      words_last.eq(words_left == 1)]
         m.d.sync += judge.eq(0)
-        # the frame FSM, one-hot (a flip-flop per state, ``frame_in[name]``): a state's decode is
-        # its flip-flop
-        frame_states = ("SYNC", "CODE", "LEN0", "LEN1", "PAYLOAD", "CHECK")
-        frame_in = {name: Signal(name=f"frame_{name.lower()}", init=name == "SYNC")
-                    for name in frame_states}
-
-        def frame_goto(here: str, there: str):
-            m.d.sync += [frame_in[here].eq(0), frame_in[there].eq(1)]
-
-        def frame_expire():                       # back to SYNC, over any move to another state
-            m.d.sync += [f.eq(name == "SYNC") for name, f in frame_in.items()]
-
-        with m.If(frame_in["SYNC"]):
-            # the request state starts afresh in every cycle of SYNC (so no byte compare
-            # sits in front of it); VALIDATE judges the last request from registers loaded
-            # before (args_ok_r)
-            m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0), arg_at.eq(1),
-                         write_data.eq(0)]
-            with m.If(got & (byte == SYNC_REQUEST)):
-                frame_goto("SYNC", "CODE")
-        for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
-                                  ("LEN1", None, length[8:])):
-            with m.If(frame_in[state]):
+        with m.FSM(name="frame"):
+            with m.State("SYNC"):
+                # the request state starts afresh in every cycle of SYNC (so no byte compare
+                # sits in front of it); VALIDATE judges the last request from registers loaded
+                # before (args_ok_r)
+                m.d.sync += [total.eq(0), word_start.eq(1), bad_write.eq(0), arg_at.eq(1),
+                             write_data.eq(0)]
+                with m.If(got & (byte == SYNC_REQUEST)):
+                    m.next = "CODE"
+            for state, nxt, field in (("CODE", "LEN0", op), ("LEN0", "LEN1", length[:8]),
+                                      ("LEN1", None, length[8:])):
+                with m.State(state):
+                    m.d.comb += waiting.eq(1)
+                    with m.If(got):
+                        m.d.sync += [field.eq(byte), total.eq(total + byte)]
+                        if field is op:
+                            m.d.sync += [op_is[o].eq(byte == o) for o in Op]
+                        if state == "LEN0":
+                            m.d.sync += [lo_zero.eq(byte == 0), lo_one.eq(byte == 1)]
+                        if nxt is None:
+                            hi_zero = byte == 0
+                            m.d.sync += [to_come.eq(Cat(length[:8], byte)),
+                                         last_next.eq(lo_one & hi_zero)]
+                        if nxt is not None:
+                            m.next = nxt
+                        else:
+                            m.next = "PAYLOAD"
+                            with m.If(lo_zero & hi_zero):
+                                m.next = "CHECK"
+                    with m.If(expired):
+                        m.next = "SYNC"
+            with m.State("PAYLOAD"):
                 m.d.comb += waiting.eq(1)
                 with m.If(got):
-                    m.d.sync += [field.eq(byte), total.eq(total + byte)]
-                    if field is op:
-                        m.d.sync += [op_is[o].eq(byte == o) for o in Op]
-                    if state == "LEN0":
-                        m.d.sync += [lo_zero.eq(byte == 0), lo_one.eq(byte == 1)]
-                    if nxt is None:
-                        hi_zero = byte == 0
-                        m.d.sync += [to_come.eq(Cat(length[:8], byte)),
-                                     last_next.eq(lo_one & hi_zero)]
-                    if nxt is not None:
-                        frame_goto(state, nxt)
-                    else:
-                        with m.If(lo_zero & hi_zero):
-                            frame_goto(state, "CHECK")
+                    m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
+                    m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
+                                 write_data.eq(write_data | is_write & arg_at[2])]
+                    for i in range(ARG_BYTES):
+                        with m.If(arg_at[i]):
+                            m.d.sync += args[i].eq(byte)
+                            if i == 0:
+                                m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
+                                m.d.sync += [h.eq(byte == b) for b, h in enumerate(blk_is)]
+                    with m.If(arg_at[2]):
+                        m.d.sync += [load_waddr.eq(1), wrem.eq(p_wb_m1), word_end.eq(wb_is1)]
+                    with m.If(write_data):
+                        with m.If(word_end):
+                            m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
+                                         word_start.eq(1), listen.eq(0)]
                         with m.Else():
-                            frame_goto(state, "PAYLOAD")
+                            m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
+                                         word_start.eq(0)]
+                    with m.If(last_next):
+                        m.next = "CHECK"
                 with m.If(expired):
-                    frame_expire()
-        with m.If(frame_in["PAYLOAD"]):
-            m.d.comb += waiting.eq(1)
-            with m.If(got):
-                m.d.sync += [total.eq(total + byte), to_come.eq(to_come - 1)]
-                m.d.sync += [arg_at.eq(arg_at << 1), last_next.eq(to_come == 2),
-                             write_data.eq(write_data | is_write & arg_at[2])]
-                for i in range(ARG_BYTES):
-                    with m.If(arg_at[i]):
-                        m.d.sync += args[i].eq(byte)
-                        if i == 0:
-                            m.d.sync += [h.eq(byte == n) for n, h in enumerate(hit)]
-                            m.d.sync += [h.eq(byte == b) for b, h in enumerate(blk_is)]
-                with m.If(arg_at[2]):
-                    m.d.sync += [load_waddr.eq(1), wrem.eq(p_wb_m1), word_end.eq(wb_is1)]
-                with m.If(write_data):
-                    with m.If(word_end):
-                        m.d.sync += [wrem.eq(p_wb_m1), word_end.eq(wb_is1), wpending.eq(1),
-                                     word_start.eq(1), listen.eq(0)]
-                    with m.Else():
-                        m.d.sync += [wrem.eq(wrem - 1), word_end.eq(wrem == 1),
-                                     word_start.eq(0)]
-                with m.If(last_next):
-                    frame_goto("PAYLOAD", "CHECK")
-            with m.If(expired):
-                frame_expire()
-        with m.If(frame_in["CHECK"]):
-            m.d.comb += waiting.eq(1)
-            with m.If(got):
-                m.d.sync += listen.eq(0)
-                m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
-                frame_goto("CHECK", "SYNC")
-            with m.If(expired):
-                frame_expire()
+                    m.next = "SYNC"
+            with m.State("CHECK"):
+                m.d.comb += waiting.eq(1)
+                with m.If(got):
+                    m.d.sync += listen.eq(0)
+                    m.d.sync += [sum_ok.eq((total + byte)[:8] == 0), judge.eq(1)]
+                    m.next = "SYNC"
+                with m.If(expired):
+                    m.next = "SYNC"
 
         # ---- the reply FSM: judges, executes and answers a request -------------------------------
         # A second FSM, one-hot (a flip-flop per state, ``reply_in[name]``), so a state's
