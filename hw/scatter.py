@@ -158,7 +158,6 @@ class ScatterAccumulate(wiring.Component):
         tile_slot = Signal(range(2 * rows))       # ring slot (0 or rows) of the token tile in use
         # output tile j of the rows arriving now (set with each command: no reset)
         col_word = Signal.like(command.n, **data_reg)
-        col_word1 = Signal.like(command.n, **data_reg)     # col_word + 1 (the rewind's word)
         # the first queue index of the tile after the one in use plus ``rows`` (its end), a
         # register: the next tile's row count is computed from it a cycle ahead
         ring_end = Signal(range((1 << len(command.m)) + 2 * rows), **data_reg)
@@ -251,7 +250,7 @@ class ScatterAccumulate(wiring.Component):
         m.d.comb += [
             slot_next.eq(step(slot, other_tile, tile_slot, slot_plus)),
             addr_next.eq(step(row_addr, ring_bases[other_tile],
-                              ring_bases[tile_slot] + col_word1,
+                              ring_bases[tile_slot] + col_word + 1,
                               ring_bases[slot_plus] + col_word)),
         ]
         land_here = land & step(land_slot == slot, land_slot == other_tile,
@@ -270,13 +269,11 @@ class ScatterAccumulate(wiring.Component):
             avail_next.eq(step(avail_hold, avail_new, avail_rewind, avail_row)),
         ]
         with m.If(new_tile):
-            m.d.sync += [col_word.eq(0), col_word1.eq(1), last_word.eq(one_word),
-                         ring_end.eq(ring_end + rows),
+            m.d.sync += [col_word.eq(0), last_word.eq(one_word), ring_end.eq(ring_end + rows),
                          row_left.eq(next_rows), tile_rows.eq(next_rows),
                          tile_slot.eq(other_tile)]
         with m.Elif(rewind):
-            m.d.sync += [col_word.eq(col_word1), col_word1.eq(col_word1 + 1),
-                         last_word.eq(col_word == words_less2),
+            m.d.sync += [col_word.eq(col_word + 1), last_word.eq(col_word == words_less2),
                          row_left.eq(tile_rows)]
         with m.Elif(next_row):
             m.d.sync += row_left.eq(row_left - 1)
@@ -438,7 +435,6 @@ class ScatterAccumulate(wiring.Component):
                          tile_taken.eq(0), avail.eq(0),
                          self.route.ready.eq(~p.readout), self.y.ready.eq(0),
                          in_slot.eq(0), ring_end.eq(2 * rows), tile_slot.eq(0), col_word.eq(0),
-                         col_word1.eq(1),
                          slot.eq(0), row_addr.eq(0), read_token.eq(0), read_word.eq(0),
                          word_last.eq(p.n <= cols), token_last.eq(p.m == 1),
                          tokens_left.eq(p.m - 1), one_word.eq(p.n <= cols),
