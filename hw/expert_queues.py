@@ -8,7 +8,7 @@ appended to that expert's queue.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Signal, Value, unsigned
+from amaranth import Array, Cat, Module, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -215,10 +215,8 @@ class ExpertQueues(wiring.Component):
         # next entry is the expert's last when it equals the length; counting up, moving to an
         # expert loads only its length, no second count), whether this is the expert's last
         # entry, and a lookahead: the next non-empty expert (``nxt``, ``has_nxt``) and the
-        # non-empty experts above it (``rest``, and ``rest_more``: whether it has any, so that
-        # ``has_nxt`` loads a register, not a 16-input OR). Moving to the next expert only copies
-        # registers; the priority encoder works on ``rest`` for the expert after that, so empty
-        # experts cost nothing.
+        # non-empty experts above it (``rest``). Moving to the next expert only copies registers; the priority encoder
+        # works on ``rest`` for the expert after that, so empty experts cost nothing.
         expert = Signal(range(n_exp))
         index = Signal(max(1, abits))
         length = Signal(range(cap + 1))
@@ -227,7 +225,6 @@ class ExpertQueues(wiring.Component):
         nxt = Signal(range(n_exp))
         has_nxt = Signal()
         rest = Signal(n_exp)
-        rest_more = Signal()                              # rest != 0 (look-ahead register)
         generating = Signal()
 
         def lowest(mask):
@@ -237,17 +234,6 @@ class ExpertQueues(wiring.Component):
                 with m.If(mask[e]):
                     m.d.comb += found.eq(e)
             return found
-
-        def several(mask) -> Value:
-            """``mask`` has at least two bits set, as a balanced tree of LUTs (no carry chain):
-            a half has two, or both halves have one."""
-            def tree(bits) -> tuple[Value, Value]:       # (any set, at least two set)
-                if len(bits) == 1:
-                    return bits[0], Const(0)
-                half = len(bits) // 2
-                (a_any, a_two), (b_any, b_two) = tree(bits[:half]), tree(bits[half:])
-                return a_any | b_any, a_two | b_two | (a_any & b_any)
-            return tree([mask[e] for e in range(len(mask))])[1]
 
         rest_e = lowest(rest)
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
@@ -259,15 +245,13 @@ class ExpertQueues(wiring.Component):
         m.d.sync += first_length.eq(counts[first])
         with m.If(self.flush.valid & self.flush.ready):
             m.d.sync += [reading.eq(1), discard.eq(self.flush.payload.discard)]
-        start_rest = Signal(n_exp)
-        m.d.comb += start_rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp)))
         with m.If(start):
             m.d.sync += [
                 generating.eq(has_first & ~discard),
                 expert.eq(first), index.eq(0), length.eq(first_length),
                 index2.eq(2), is_last.eq(single.bit_select(first, 1)),
                 nxt.eq(second), has_nxt.eq(has_second),
-                rest.eq(start_rest), rest_more.eq(start_rest.any()),
+                rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp))),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
                 self.status.null_slots.eq(nulls),
                 token.eq(0), dropped.eq(0), nulls.eq(0),
@@ -292,8 +276,8 @@ class ExpertQueues(wiring.Component):
                 with m.Elif(has_nxt):
                     m.d.sync += [expert.eq(nxt), index.eq(0), length.eq(counts[nxt]),
                                  index2.eq(2), is_last.eq(single.bit_select(nxt, 1)),
-                                 nxt.eq(rest_e), has_nxt.eq(rest_more),
-                                 rest.eq(rest & (rest - 1)), rest_more.eq(several(rest))]
+                                 nxt.eq(rest_e), has_nxt.eq(rest != 0),
+                                 rest.eq(rest & (rest - 1))]
                 with m.Else():
                     m.d.sync += generating.eq(0)
         wiring.connect(m, skid.o, wiring.flipped(self.o))

@@ -19,8 +19,8 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   sum, length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
   while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider. With
   ``accumulate_interval = 2`` an element is accepted at most every other cycle and the running
-  sum takes two stages, 9 its shift (registered) and 10 its add, so the loop holds either the
-  shift's multiplexers or the carry chain, not both (11 stages).
+  sum takes two stages, 9 its coarse shift (registered) and 10 its fine shift and add, so the
+  loop's multiplexers and carry chain are split over two cycles (11 stages).
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
@@ -298,14 +298,15 @@ class Softmax(wiring.Component):
         scaled = Value.cast(run_sum)
         if len(coarse):
             scaled = Array(scaled >> (c << fine_bits) for c in range(1 << len(coarse)))[coarse]
-        scaled = Array(scaled >> f for f in range(1 << fine_bits))[fine]
         if extra:
-            # one element every other cycle: the shifted sum is registered (stage 9) and the
-            # term added to it in stage 10, which the next element's shift reads from
+            # one element every other cycle: the coarse shift is registered (stage 9), the fine
+            # shift and the add follow in stage 10, which the next element's shift reads from
             scaled9 = Signal(fm.sum_bits, reset_less=True)
             term9 = Signal.like(term8, reset_less=True)
-            m.d.sync += [scaled9.eq(scaled), term9.eq(term8)]
-            scaled, term8 = scaled9, term9
+            fine9 = Signal.like(fine, reset_less=True)
+            m.d.sync += [scaled9.eq(scaled), term9.eq(term8), fine9.eq(fine)]
+            scaled, term8, fine = scaled9, term9, fine9
+        scaled = Array(scaled >> f for f in range(1 << fine_bits))[fine]
         with m.If(valid[7 + extra]):
             m.d.sync += run_sum.eq(scaled + term8)
 
