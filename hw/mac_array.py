@@ -171,11 +171,12 @@ class MacArray(wiring.Component):
         m.d.sync += self.last_ok.eq(~((self.step_valid & self.last) | Cat(*lasts).any()
                                       | rows_next))
 
-        # look-ahead of "a row's first beat waits": the shadow bank's rows and its group after
-        # this cycle
-        valid_next = Mux(last_a, tile_p.rows != 0, rows_next)
-        start_next = Mux(last_a | drain_fire, last_a | row_end, row_start) if groups > 1 else 1
-        m.d.sync += self.drain_row_start.eq(valid_next & start_next)
+        # look-ahead of "a row's first beat waits": a new tile's rows; after a drain beat, the
+        # next row when this beat ended one; else unchanged (so the drain handshake is one LUT
+        # input, not behind the group and row counters' next values)
+        m.d.sync += self.drain_row_start.eq(
+            Mux(last_a, tile_p.rows != 0,
+                Mux(drain_fire, row_end & (left != 1), self.drain_row_start)))
 
         m.d.comb += [
             self.drain.valid.eq(left != 0),

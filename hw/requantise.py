@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,8 +42,8 @@ class Requantiser(wiring.Component):
        combinationally (the consumer's storage, e.g. the credit buffer's FIFO, is then the fifth
        register): the format's limit where stage 3's overflow flags say so (``t >= (max + 1)
        << shift`` or ``t < min << shift``: compares of the sum with limits registered from the
-       beat's settings, in parallel with the shift: the shift decoded in stage 1, placed by the
-       format in stage 2), else the shifted value's low bits.
+       beat's settings, in parallel with the shift: both formats' limits shifted in stage 1,
+       the beat's chosen in stage 2), else the shifted value's low bits.
 
     One beat per cycle, latency 5 cycles from ``i`` to ``o`` (4 with ``registered_output=False``).
     A beat has ``lanes`` lanes (default ``cols``), each with its own partial-product multipliers.
@@ -123,29 +123,21 @@ class Requantiser(wiring.Component):
         shifts = _shift_copies(m, self.i.p.shift, MULTIPLIER_STAGES + 1, cols)
         for c in range(cols):
             m.d.sync += shifted[c].eq(total[c] >> shifts[c])
-        # The limits are ``1 << (bits - 1 + shift)`` and ``-1 << (bits - 1 + shift)``: a one-hot
-        # and a thermometer code of the shift, placed by the format. Stage 1 decodes the shift
-        # (each bit a function of the shift's bits alone); stage 2 places the codes by ``wide``
-        # (one 3-input LUT per bit), so neither stage has a barrel shifter or a wide fan-out of
-        # the settings behind a multiplexer.
+        # The limits of both formats are shifted by the amount a stage earlier (from the
+        # settings' first register, no format select in front of the shift), then the beat's
+        # format picks its pair (one 3-input LUT per bit).
         limit_shape = signed(max(sum_shape.width, wide + cu.requant_max_shift + 1))
         settings1 = metas[MULTIPLIER_STAGES - 1]
-        codes = range(1 << len(settings1.shift))
-        onehot, thermo = register(len(codes), "shift_onehot"), register(len(codes), "shift_thermo")
-        m.d.sync += [onehot.eq(Cat(settings1.shift == j for j in codes)),
-                     thermo.eq(Cat(settings1.shift <= j for j in codes))]
-
-        def placed(code: Signal, bits: int, beyond: int) -> Value:
-            """``code`` moved up to bit ``bits - 1`` of a limit (``beyond`` past its top)."""
-            return Cat(code[i - bits + 1] if 0 <= i - bits + 1 < len(code)
-                       else Const(beyond if i - bits + 1 >= 0 else 0, 1)
-                       for i in range(limit_shape.width)).as_signed()
-
+        limits = {}
+        for name, value in (("above_wide", smax(wide) + 1), ("above_narrow", smax(narrow) + 1),
+                            ("below_wide", smin(wide)), ("below_narrow", smin(narrow))):
+            limits[name] = register(limit_shape, name)
+            m.d.sync += limits[name].eq(Const(value, limit_shape) << settings1.shift)
         early = metas[MULTIPLIER_STAGES]
         above, below = register(limit_shape, "above"), register(limit_shape, "below")
         m.d.sync += [
-            above.eq(Mux(early.wide, placed(onehot, wide, 0), placed(onehot, narrow, 0))),
-            below.eq(Mux(early.wide, placed(thermo, wide, 1), placed(thermo, narrow, 1))),
+            above.eq(Mux(early.wide, limits["above_wide"], limits["above_narrow"])),
+            below.eq(Mux(early.wide, limits["below_wide"], limits["below_narrow"])),
         ]
         high = [register(1, f"high_{c}") for c in range(cols)]
         low = [register(1, f"low_{c}") for c in range(cols)]
