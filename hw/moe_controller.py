@@ -12,6 +12,7 @@ from amaranth.utils import bits_for
 
 from moeaccel.weight_image import ImageLayout, buffer_slots
 from moeaccel.config import DesignConfig
+from hw.weight_stream import pass_flags
 
 COUNTER_BITS = 32
 
@@ -124,14 +125,17 @@ class MoeController(Elaboratable):
         # (``fetch_ok`` is cleared then, and recomputed from the new ``fetch_n``).
         fetch_ok = Signal()
         accept = fcmd.valid & fcmd.ready
-        room = (fetch_n != used_s) | e.weights.streamed
         # (one expression, not a priority chain of the states' loads: IDLE offers the first
         # command after ``start`` unless clearing; DRAIN makes room for the routed experts)
         drain_go = Signal()
         m.d.comb += drain_go.eq(states["drain"] & ~e.router.busy)
         more = (fetch_n != known) | (drain_go & (e.queues.active != 0))
+        # (the slot freed this cycle, ``streamed``, the stream's handshake, is ANDed last)
+        go_on = Signal()
+        m.d.comb += go_on.eq(~idle & running & more & ~accept)
         m.d.sync += fetch_ok.eq(Mux(idle, e.start.valid & ~e.start.p.clear,
-                                    running & more & room & ~accept))
+                                    go_on & (fetch_n != used_s))
+                                | go_on & e.weights.streamed)
         m.d.comb += [
             fcmd.valid.eq(fetch_ok & ~e.weights.fetch_busy),
             fcmd.p.addr.eq(f_addr_r),
@@ -217,6 +221,14 @@ class MoeController(Elaboratable):
             m.d.sync += [g_m.eq(count), g_k.eq(H), g_n.eq(D)]
         with m.Else():
             m.d.sync += [g_m.eq(count), g_k.eq(D), g_n.eq(H)]
+        # g_m's token-tile count == 1 / == 2 as registers beside it (the weight stream's pass
+        # registers load them at its command: no compare of g_m in front of them)
+        g_one, g_two = Signal(reset_less=True), Signal(reset_less=True)
+        rows = cfg.hardware.compute_unit.rows
+        t_one, t_two = pass_flags(T, rows)
+        c_one, c_two = pass_flags(count, rows)
+        m.d.sync += [g_one.eq(Mux(router_gemm, int(t_one), c_one)),
+                     g_two.eq(Mux(router_gemm, int(t_two), c_two))]
         ids_queue, routes_queue = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += [ids_queue.eq(~router_gemm & ~second & ~shared), routes_queue.eq(~shared)]
         # the hidden writer is armed the cycle after the GEMM's commands are decided (its first
@@ -248,6 +260,7 @@ class MoeController(Elaboratable):
             ids_cmd.p.queue.eq(ids_queue),
             ids_cmd.p.start.eq(start), ids_cmd.p.count.eq(g_m),
             s_cmd.valid.eq(p_stream), s_cmd.p.slot.eq(g_slot), s_cmd.p.m.eq(g_m),
+            s_cmd.p.one_pass.eq(g_one), s_cmd.p.two_passes.eq(g_two),
             s_cmd.p.tiles.eq(tiles), s_cmd.p.words.eq(words),
             routes_cmd.valid.eq(p_routes), routes_cmd.p.queue.eq(routes_queue),
             routes_cmd.p.start.eq(start), routes_cmd.p.count.eq(g_m),

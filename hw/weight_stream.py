@@ -15,22 +15,33 @@ from sim.timing.weight_stream import BIAS_READ_STAGES, WEIGHT_READ_STAGES
 
 
 def command_layout(cfg: DesignConfig) -> data.StructLayout:
-    """``slot``; ``m`` tokens of the GEMM (token tiles of ``rows``); ``tiles`` output tiles and
-    ``words`` = ``tiles * k`` weight words of the block in the slot."""
+    """``slot``; ``m`` tokens of the GEMM (token tiles of ``rows``); ``one_pass`` /
+    ``two_passes``: ``m`` fills exactly one / two token tiles (flags the issuer registers beside
+    ``m``, so no compare of ``m`` sits in front of the replays' pass registers); ``tiles``
+    output tiles and ``words`` = ``tiles * k`` weight words of the block in the slot."""
     lay = ImageLayout.of(cfg)
     return data.StructLayout({
-        "slot": 1, "m": Layouts(cfg).command["m"].shape,
+        "slot": 1, "m": Layouts(cfg).command["m"].shape, "one_pass": 1, "two_passes": 1,
         "tiles": unsigned(bits_for(lay.slot_wide_words)),
         "words": unsigned(bits_for(lay.slot_weight_words)),
     })
+
+
+def pass_flags(m, rows: int):
+    """The command's (``one_pass``, ``two_passes``) for ``m`` tokens in token tiles of
+    ``rows``: ints or Amaranth values (the issuer registers them)."""
+    if rows == 1:
+        return m == 1, m == 2
+    return (m >= 1) & (m <= rows), (m > rows) & (m <= 2 * rows)
 
 
 class _Replay(wiring.Component):
     """``repeats`` passes over words ``base .. base+count-1`` of a memory read port
     (``addr``/``en``/``data`` driven here) whose data follows the address after ``read_stages``
     enabled cycles, as a stream: one word per cycle when ready (back-pressure stalls every
-    read stage); ``start`` (a pulse while not ``busy``) latches the parameters; ``done`` pulses
-    when the final beat is taken.
+    read stage); ``start`` (a pulse while not ``busy``) latches the parameters (with
+    ``repeats_one`` / ``repeats_two``, ``repeats == 1`` / ``== 2`` from the issuer's registers);
+    ``done`` pulses when the final beat is taken.
 
     Timing structure: ``o.ready`` (a consumer's registered ready, e.g. a skid buffer's) reaches
     two ``advance`` terms built from two flip-flops of the output's valid bit (``o.valid`` and
@@ -48,7 +59,7 @@ class _Replay(wiring.Component):
         self.read_stages = read_stages
         super().__init__({
             "start": In(1), "base": In(range(depth)), "count": In(count_shape),
-            "repeats": In(repeats_shape),
+            "repeats": In(repeats_shape), "repeats_one": In(1), "repeats_two": In(1),
             "o": Out(stream.Signature(shape)),
             "rd_addr": Out(range(depth)), "rd_en": Out(1), "rd_data": In(shape),
             "done": Out(1), "busy": Out(1),
@@ -87,7 +98,7 @@ class _Replay(wiring.Component):
             m.d.sync += [busy.eq(1), left.eq(self.repeats), base.eq(self.base),
                          end_addr.eq(self.base + self.count - 2), addr.eq(self.base),
                          one_beat.eq(self.count == 1), at_end.eq(self.count == 1),
-                         last_pass.eq(self.repeats == 1), two_left.eq(self.repeats == 2)]
+                         last_pass.eq(self.repeats_one), two_left.eq(self.repeats_two)]
         with m.If(step):
             m.d.sync += [addr.eq(Mux(at_end, base, addr + 1)),
                          at_end.eq(Mux(at_end, one_beat, addr == end_addr)),
@@ -176,6 +187,8 @@ class WeightStream(wiring.Component):
             weights.base.eq(cmd.slot * img.slot_weight_words),
             weights.count.eq(cmd.words),
             biases.repeats.eq(token_tiles), weights.repeats.eq(token_tiles),
+            biases.repeats_one.eq(cmd.one_pass), weights.repeats_one.eq(cmd.one_pass),
+            biases.repeats_two.eq(cmd.two_passes), weights.repeats_two.eq(cmd.two_passes),
             self.done.eq(weights.done),
         ]
         return m

@@ -17,7 +17,7 @@ from hw.compute_unit_layouts import Layouts
 from hw.weight_buffer import WeightBuffer
 from hw.weight_fetch import FetchLayouts
 from moeaccel.weight_image import BlockShape, ImageLayout, block_bytes
-from hw.weight_stream import command_layout
+from hw.weight_stream import command_layout, pass_flags
 from moeaccel import config
 from sim.timing import weight_stream
 from moeaccel.benches.dram import DramModel
@@ -109,7 +109,9 @@ async def blocks_fetched_and_streamed(dut):
                 bias_sb.expect(bp[j * cols:(j + 1) * cols])
                 for kk in range(shape.k):
                     weight_sb.expect(wp[kk, j * cols:(j + 1) * cols])
-        stream.append({"slot": i % 2, "m": m, "tiles": shape.tiles, "words": shape.weight_words})
+        one, two = pass_flags(m, rows)
+        stream.append({"slot": i % 2, "m": m, "one_pass": int(one), "two_passes": int(two),
+                       "tiles": shape.tiles, "words": shape.weight_words})
         await until(lambda: streamed > i)
     assert weight_sb.pending == 0 and bias_sb.pending == 0
     # the read stages of sim.timing.weight_stream: the first weight beat of every command

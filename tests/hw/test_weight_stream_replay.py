@@ -71,6 +71,8 @@ def test_replay_matches_contract(stages: int, ready_p: float):
                 ctx.set(dut.base, start[0])
                 ctx.set(dut.count, start[1])
                 ctx.set(dut.repeats, start[2])
+                ctx.set(dut.repeats_one, start[2] == 1)
+                ctx.set(dut.repeats_two, start[2] == 2)
             if stall:
                 stall, ready = stall - 1, False
             else:
