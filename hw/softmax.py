@@ -19,8 +19,9 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   sum, length}`` pushed from registers into a 2-deep row queue. A new row is accepted only
   while fewer than :data:`sim.timing.softmax.ROW_CREDITS` rows wait for the divider. With
   ``accumulate_interval = 2`` an element is accepted at most every other cycle and the running
-  sum takes two stages, 9 its coarse shift (registered) and 10 its fine shift and add, so the
-  loop's multiplexers and carry chain are split over two cycles (11 stages).
+  sum takes two stages, 9 its coarse shift (by multiples of 4, registered) and 10 its fine
+  shift (a 4:1 multiplexer) and add, so the loop's multiplexers and carry chain are split over
+  two cycles (11 stages).
 * **reciprocal**: a radix-``2^k`` divider (``k = divider_bits_per_cycle`` quotient bits per
   cycle, the digit chosen by ``2^k - 1`` parallel compares against multiples of the sum
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
@@ -289,9 +290,11 @@ class Softmax(wiring.Component):
 
         # Stage 9: run_sum = (run_sum >> rescale) + term: one shift-add per cycle, the loop of
         # this block. The shift is two multiplexer levels, coarse (by multiples of 8) then fine,
-        # each from its own copy of the amount (half the fan-out each).
+        # each from its own copy of the amount (half the fan-out each). With one element every
+        # other cycle the coarse shift goes by multiples of 4, so the fine shift in front of the
+        # add is a 4:1 multiplexer (an 8:1 one was 5 cells before the carry chain).
         run_sum = Signal(fm.sum_bits, reset_less=True)
-        fine_bits = min(3, rescale_bits)
+        fine_bits = min(2 if extra else 3, rescale_bits)
         coarse = Signal(rescale_bits - fine_bits, reset_less=True)
         fine = Signal(fine_bits, reset_less=True)
         m.d.sync += [coarse.eq(sh[3].rescale[fine_bits:]), fine.eq(sh[3].rescale[:fine_bits])]
@@ -334,7 +337,11 @@ class Softmax(wiring.Component):
         # candidate[0] the shifted previous) and the compares' sign bits that pick one: a step
         # starts with that pick (a multiplexer on registers) and ends with its compares' carry
         # chains straight in registers. The quotient register takes each step's digit a cycle
-        # late (decoded from the registered signs); ``recip`` appends the last step's.
+        # late (decoded from the registered signs); ``recip`` appends the last step's. Taking a
+        # row loads every candidate with the first remainder, so the first step's pick needs no
+        # particular signs: they are written only by the steps, each straight from its carry
+        # chain (no multiplexer after it), and the first step's digit, from the previous row's
+        # signs, is shifted out above ``recip``'s bits (``iters * k >= recip_bits``).
         candidate = [Signal(fm.sum_bits + 1, name=f"remainder{j}") for j in range(1 << k)]
         short = [Signal(name=f"below_x{j}") for j in range(1, 1 << k)]  # (prev << k) < j * sum
         quotient = Signal(iters * k)                     # all bits shifted in per row: no clear
@@ -362,8 +369,9 @@ class Softmax(wiring.Component):
         with m.If(taken):
             m.d.sync += done.eq(0)
         with m.If(pop):
-            m.d.sync += [busy.eq(1), steps.eq(iters), *(below.eq(1) for below in short),
-                         candidate[0].eq(1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)),
+            assert iters * k >= fm.recip_bits
+            first = 1 << (sm.recip_frac_bits + sm.sum_frac_bits - iters * k)
+            m.d.sync += [busy.eq(1), steps.eq(iters), *(c.eq(first) for c in candidate),
                          hold.eq(head)]
             # j * sum as shifted copies added (a constant multiply would go to a slow MULT18)
             m.d.sync += [mult.eq(sum(head.sum << b for b in range(k) if j >> b & 1))
