@@ -80,6 +80,9 @@ class ComputeUnit(wiring.Component):
     weight : In(stream of ``Layouts.weight``)
     bias : In(stream of ``Layouts.bias``)
     out : Out(stream of ``Layouts.out``)
+    stepped : Out(1)
+        An array step happened in the previous cycle (a register, for counters: the step
+        decision itself stays inside the unit).
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -91,6 +94,7 @@ class ComputeUnit(wiring.Component):
             "weight": In(stream.Signature(lay.weight)),
             "bias": In(stream.Signature(lay.bias)),
             "out": Out(stream.Signature(lay.out)),
+            "stepped": Out(1),
         })
 
     def elaborate(self, platform) -> Module:
@@ -116,14 +120,15 @@ class ComputeUnit(wiring.Component):
         # the running command and the position of the next array step
         busy = Signal()
         command = Signal(self.layouts.command)
-        k_near = Signal.like(command.k)          # k - 2 (the step before the last; k >= 2)
-        k_one = Signal()                         # k == 1
+        k_less3 = Signal.like(command.k)         # k - 3 (wraps for k < 3: then never kk)
+        k_one, k_two = Signal(), Signal()        # k == 1, k == 2
+        near = Signal()                          # kk == k - 2: the next step's successor is last
         kk = Signal.like(command.k)               # reduction index of the next step
         rows_left = Signal.like(command.m)        # tokens from this tile on
         cols_left = Signal.like(command.n)        # outputs from this tile on
         row_base = Signal.like(command.m)
 
-        # kk == 0, kk == k - 1 and the tile's position (last column tile, last row tile) are
+        # kk == 0, kk == k - 1, kk == k - 2 and the tile's position (last column tile, last row tile) are
         # registers; every counter's next value is computed from registers alone (``busy``
         # tells a command load from a step), so the step decision (a join of the act, weight
         # and bias streams) reaches the counters only through their enables
@@ -131,9 +136,16 @@ class ComputeUnit(wiring.Component):
         last_col_tile, last_row_tile = Signal(), Signal()
         n_one_tile = Signal()                     # command.n <= cols
         step = Signal()
+        # the join as three partial joins, each kept as a net (one LUT each), then their AND:
+        # two LUT levels from the flip-flops (synthesis otherwise folds the partial joins into the
+        # handshake logic around them, three levels deep)
+        operands_ok, bias_ok, last_allowed = (Signal(name=name, attrs={"keep": 1}) for name in
+                                              ("operands_ok", "bias_ok", "last_allowed"))
         m.d.comb += [
-            step.eq(busy & act.o.valid & self.weight.valid & (~first | self.bias.valid)
-                    & (~last | array.last_ok)),
+            operands_ok.eq(busy & act.o.valid & self.weight.valid),
+            bias_ok.eq(~first | self.bias.valid),
+            last_allowed.eq(~last | array.last_ok),
+            step.eq(operands_ok & bias_ok & last_allowed),
             act.o.ready.eq(step),
             self.weight.ready.eq(step),
             self.bias.ready.eq(step & first),
@@ -159,21 +171,30 @@ class ComputeUnit(wiring.Component):
         load = self.cmd.valid & ~busy             # never in a step's cycle (step needs busy)
         p = self.cmd.p
         with m.If(load):
-            m.d.sync += [busy.eq(1), command.eq(p), k_near.eq(p.k - 2),
-                         k_one.eq(p.k == 1), n_one_tile.eq(p.n <= cu.cols)]
+            m.d.sync += [busy.eq(1), command.eq(p), k_less3.eq(p.k - 3),
+                         k_one.eq(p.k == 1), k_two.eq(p.k == 2), n_one_tile.eq(p.n <= cu.cols)]
         with m.If(load | step):                   # the next array step
             m.d.sync += [kk.eq(Mux(busy & ~last, kk + 1, 0)),
                          first.eq(~busy | last),
-                         last.eq(Mux(busy, Mux(last, k_one, kk == k_near), p.k == 1))]
-        with m.If(load | (step & last)):          # the next output tile
-            m.d.sync += [cols_left.eq(Mux(busy & ~last_col_tile, cols_left - cu.cols,
-                                          Mux(busy, command.n, p.n))),
-                         last_col_tile.eq(Mux(busy & ~last_col_tile, cols_left <= 2 * cu.cols,
-                                              Mux(busy, n_one_tile, p.n <= cu.cols)))]
-        with m.If(load | (step & last & last_col_tile)):   # the next token tile
-            m.d.sync += [rows_left.eq(Mux(busy, rows_left - cu.rows, p.m)),
-                         last_row_tile.eq(Mux(busy, rows_left <= 2 * cu.rows, p.m <= cu.rows)),
-                         row_base.eq(Mux(busy, row_base + cu.rows, 0))]
+                         last.eq(Mux(busy, Mux(last, k_one, near), p.k == 1)),
+                         near.eq(Mux(busy, Mux(last, k_two, kk == k_less3), p.k == 2))]
+        # the tile position steps the cycle after a tile's last step (``tile_done``, a register),
+        # so the step decision reaches none of its enables. No step reads it in that cycle: the
+        # next last step is at least ``last_ok``'s round trip away (the array holds ``last_ok``
+        # low the cycle after a last step), and a command loaded in that cycle takes priority.
+        tile_done = Signal()
+        m.d.sync += [tile_done.eq(step & last), self.stepped.eq(step)]
+        with m.If(load):
+            m.d.sync += [cols_left.eq(p.n), last_col_tile.eq(p.n <= cu.cols),
+                         rows_left.eq(p.m), last_row_tile.eq(p.m <= cu.rows), row_base.eq(0)]
+        with m.Elif(tile_done & ~last_col_tile):  # the next output tile
+            m.d.sync += [cols_left.eq(cols_left - cu.cols),
+                         last_col_tile.eq(cols_left <= 2 * cu.cols)]
+        with m.Elif(tile_done):                   # the next token tile
+            m.d.sync += [cols_left.eq(command.n), last_col_tile.eq(n_one_tile),
+                         rows_left.eq(rows_left - cu.rows),
+                         last_row_tile.eq(rows_left <= 2 * cu.rows),
+                         row_base.eq(row_base + cu.rows)]
         with m.If(step & last & last_col_tile & last_row_tile):
             m.d.sync += busy.eq(0)
         return m

@@ -286,7 +286,10 @@ class Gather(wiring.Component):
                            Mux(bank, base[1][r], base[0][r]))
 
             if_issue = Mux(last_step, reload(play_bank ^ last_col_tile), addr + 1)
-            if_idle = Mux(accept | kk_zero, reload(~accept & play_bank), addr)
+            # (idle with ``kk_zero``: reloaded every cycle from the cycle after ``fresh``, which
+            # sets ``kk_zero``: from handshake + 2, before the first beat at handshake +
+            # MULTIPLY_STAGES + 2, so a command's handshake need not reach the address)
+            if_idle = Mux(kk_zero, reload(play_bank), addr)
             m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
             lane1 = Signal(range(lanes), name=f"lane1_{r}", **data_reg)
             lane2 = Signal(range(lanes), name=f"lane2_{r}", **data_reg)

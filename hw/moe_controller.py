@@ -286,9 +286,9 @@ class MoeController(Elaboratable):
         in_ffn = Signal()
         m.d.comb += in_ffn.eq(states["gemm1"] | states["gemm2"])
         step, ffn_step = Signal(), Signal()
-        m.d.sync += [step.eq(e.unit.act.valid & e.unit.act.ready), ffn_step.eq(0)]
+        m.d.sync += [step.eq(e.unit.stepped), ffn_step.eq(0)]
         with m.If(running & in_ffn):
-            m.d.sync += ffn_step.eq(e.unit.act.valid & e.unit.act.ready)
+            m.d.sync += ffn_step.eq(e.unit.stepped)
         weights_in = Signal()
 
         def tally(field, cond):                     # a reset-less counter behind status.field
