@@ -8,7 +8,7 @@ appended to that expert's queue.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Signal, Value, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -17,6 +17,10 @@ from golden.softmax import Formats
 from hw.block_ram import NO_COLLISION_LOGIC, registered_read
 from hw.skid_buffer import SkidBuffer
 from moeaccel.config import DesignConfig
+
+
+#: experts per group of the read-out's next-expert search (a LUT4's inputs)
+GROUP = 4
 
 
 def _bits(n: int) -> int:
@@ -215,8 +219,9 @@ class ExpertQueues(wiring.Component):
         # next entry is the expert's last when it equals the length; counting up, moving to an
         # expert loads only its length, no second count), whether this is the expert's last
         # entry, and a lookahead: the next non-empty expert (``nxt``, ``has_nxt``) and the
-        # non-empty experts above it (``rest``). Moving to the next expert only copies registers; the priority encoder
-        # works on ``rest`` for the expert after that, so empty experts cost nothing.
+        # non-empty experts above it (``rest``). Moving to the next expert only copies
+        # registers; the search works on ``rest`` for the expert after that, so empty experts
+        # cost nothing.
         expert = Signal(range(n_exp))
         index = Signal(max(1, abits))
         length = Signal(range(cap + 1))
@@ -224,18 +229,41 @@ class ExpertQueues(wiring.Component):
         is_last = Signal()
         nxt = Signal(range(n_exp))
         has_nxt = Signal()
-        rest = Signal(n_exp)
         generating = Signal()
+        # ``rest`` is kept in groups of GROUP experts (a LUT4's inputs), each with registered
+        # look-aheads: the group is non-empty (``g_any``) and its lowest expert (``g_low``). The
+        # next ``nxt`` is then the lowest non-empty group's ``g_low`` (two LUT levels from
+        # registers), and a move updates only that group, from its own four bits.
+        n_groups = -(-n_exp // GROUP)
+        g_rest = [Signal(GROUP, name=f"rest{g}", reset_less=True) for g in range(n_groups)]
+        g_any = Signal(n_groups, reset_less=True)
+        g_low = [Signal(range(GROUP), name=f"rest{g}_low", reset_less=True)
+                 for g in range(n_groups)]
 
-        def lowest(mask):
-            """Index of the lowest set bit of ``mask`` (0 if none)."""
-            found = Signal(range(n_exp), name=f"{mask.name}_lowest")
-            for e in reversed(range(n_exp)):
-                with m.If(mask[e]):
+        def lowest(mask: Value, n: int, skip: int = 0) -> Signal:
+            """Index of the lowest set bit of ``mask`` (of ``n`` bits) after its ``skip``
+            lowest set bits (0 if none)."""
+            found = Signal(range(n), name=f"lowest{skip}")
+            m.d.comb += found.eq(0)
+            for e in reversed(range(n)):
+                with m.If(mask[e] & (Cat(mask[:e]) == 0 if skip == 0 else
+                                     sum(mask[:e], Const(0, 3)) == skip)):
                     m.d.comb += found.eq(e)
             return found
 
-        rest_e = lowest(rest)
+        group = lowest(g_any, n_groups)                 # the lowest non-empty group
+        g_low2 = [lowest(r, GROUP, 1) for r in g_rest]  # each group's second expert
+        rest_e = Cat(Array(g_low)[group], group)[:len(nxt)]
+        # the mask of experts after ``second``, as at ``start``: the counters and ``second``
+        # hold still from the flush handshake to ``start``, so registered the cycle before, it
+        # is the value at ``start``, which loads each group and its look-aheads from it
+        init = Cat(*(nonempty[e] & has_second & (second < e) for e in range(n_exp)),
+                   Const(0, n_groups * GROUP - n_exp))
+        init_rest = [Signal(GROUP, name=f"init_rest{g}", reset_less=True)
+                     for g in range(n_groups)]
+        m.d.sync += [r.eq(init[g * GROUP:(g + 1) * GROUP]) for g, r in enumerate(init_rest)]
+        init_any = Cat(r != 0 for r in init_rest)
+        init_low = [lowest(r, GROUP) for r in init_rest]
         m.d.comb += self.flush.ready.eq(~reading & ~self.i.valid & ~pend)
         m.d.sync += start.eq(self.flush.valid & self.flush.ready)
         # the first expert's length, registered: the counters and ``first`` hold still from the
@@ -250,8 +278,9 @@ class ExpertQueues(wiring.Component):
                 generating.eq(has_first & ~discard),
                 expert.eq(first), index.eq(0), length.eq(first_length),
                 index2.eq(2), is_last.eq(single.bit_select(first, 1)),
-                nxt.eq(second), has_nxt.eq(has_second),
-                rest.eq(Cat(nonempty[e] & has_second & (second < e) for e in range(n_exp))),
+                nxt.eq(second), has_nxt.eq(has_second), g_any.eq(init_any),
+                *(r.eq(i) for r, i in zip(g_rest, init_rest)),
+                *(low.eq(i) for low, i in zip(g_low, init_low)),
                 self.status.tokens.eq(token), self.status.dropped.eq(dropped),
                 self.status.null_slots.eq(nulls),
                 token.eq(0), dropped.eq(0), nulls.eq(0),
@@ -273,13 +302,20 @@ class ExpertQueues(wiring.Component):
                 with m.If(~is_last):
                     m.d.sync += [index.eq(index + 1), index2.eq(index2 + 1),
                                  is_last.eq(index2 == length)]
-                with m.Elif(has_nxt):
+                with m.Else():
+                    # the move to the next expert does not wait for ``has_nxt`` (its enable is
+                    # one LUT of generating, is_last and the output stage's two flip-flops):
+                    # after the final expert it loads don't-cares, as generating falls
                     m.d.sync += [expert.eq(nxt), index.eq(0), length.eq(counts[nxt]),
                                  index2.eq(2), is_last.eq(single.bit_select(nxt, 1)),
-                                 nxt.eq(rest_e), has_nxt.eq(rest != 0),
-                                 rest.eq(rest & (rest - 1))]
-                with m.Else():
-                    m.d.sync += generating.eq(0)
+                                 nxt.eq(rest_e), has_nxt.eq(g_any != 0)]
+                    for g, (r, low2) in enumerate(zip(g_rest, g_low2)):
+                        # the group ``nxt`` comes from loses its lowest expert
+                        with m.If(g_any[g] & (g_any[:g] == 0) if g else g_any[g]):
+                            m.d.sync += [r.eq(r & (r - 1)), g_low[g].eq(low2),
+                                         g_any[g].eq(sum(r, Const(0, 3)) >= 2)]
+                    with m.If(~has_nxt):
+                        m.d.sync += generating.eq(0)
         wiring.connect(m, skid.o, wiring.flipped(self.o))
 
         # the read-out ends when the generator is done and the last beat leaves ``o`` (from
