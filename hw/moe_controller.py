@@ -130,12 +130,14 @@ class MoeController(Elaboratable):
         drain_go = Signal()
         m.d.comb += drain_go.eq(states["drain"] & ~e.router.busy)
         more = (fetch_n != known) | (drain_go & (e.queues.active != 0))
-        # (the slot freed this cycle, ``streamed``, the stream's handshake, is ANDed last)
-        go_on = Signal()
-        m.d.comb += go_on.eq(~idle & running & more & ~accept)
-        m.d.sync += fetch_ok.eq(Mux(idle, e.start.valid & ~e.start.p.clear,
-                                    go_on & (fetch_n != used_s))
-                                | go_on & e.weights.streamed)
+        # ``fetch_ok`` is the OR of two registers: the slot freed this cycle (``streamed``, the
+        # stream's last handshake) is one AND in front of a register of its own, not the
+        # start of the whole expression (weight_skid.full -> fetch_ok was 7.58 ns est.)
+        go_on, ok_bounds, ok_freed = Signal(), Signal(), Signal()
+        m.d.comb += [go_on.eq(~idle & running & more & ~accept), fetch_ok.eq(ok_bounds | ok_freed)]
+        m.d.sync += [ok_bounds.eq(Mux(idle, e.start.valid & ~e.start.p.clear,
+                                      go_on & (fetch_n != used_s))),
+                     ok_freed.eq(go_on & e.weights.streamed)]
         m.d.comb += [
             fcmd.valid.eq(fetch_ok & ~e.weights.fetch_busy),
             fcmd.p.addr.eq(f_addr_r),
@@ -202,8 +204,10 @@ class MoeController(Elaboratable):
         header = Array(e.weights.header[s] for s in range(2))[g_slot]
 
         # pending handshakes of the GEMM being issued
-        p_unit, p_gather, p_ids, p_stream, p_scatter, p_routes = (Signal(name=f"p_{n}") for n in (
-            "unit", "gather", "ids", "stream", "scatter", "routes"))
+        # (the gathers' each a flip-flop of its own: their valid is the flip-flop, no select)
+        p_unit, p_gx, p_gh, p_ids, p_stream, p_scatter, p_routes = (
+            Signal(name=f"p_{n}") for n in (
+                "unit", "gather_x", "gather_h", "ids", "stream", "scatter", "routes"))
         unit_cmd, ids_cmd, s_cmd = e.unit.cmd, e.queues.tokens_cmd, e.weights.stream_cmd
         gx, gh = e.gather_x.cmd, e.gather_h.cmd
         sc_cmd, routes_cmd = e.scatter.cmd, e.queues.routes_cmd
@@ -253,7 +257,7 @@ class MoeController(Elaboratable):
             unit_cmd.p.wide.eq(router_gemm), unit_cmd.p.gelu.eq(~router_gemm & ~second),
             unit_cmd.p.act_multiplier.eq(header.act_multiplier),
             unit_cmd.p.act_shift.eq(header.act_shift),
-            gx.valid.eq(p_gather & ~use_hidden), gh.valid.eq(p_gather & use_hidden),
+            gx.valid.eq(p_gx), gh.valid.eq(p_gh),
             gx.p.m.eq(g_m), gx.p.k.eq(g_k), gx.p.n.eq(g_n),
             gh.p.m.eq(g_m), gh.p.k.eq(g_k), gh.p.n.eq(g_n),
             ids_cmd.valid.eq(p_ids),
@@ -270,14 +274,17 @@ class MoeController(Elaboratable):
                            (p_routes, routes_cmd)):
             with m.If(port.valid & port.ready):
                 m.d.sync += pend.eq(0)
-        with m.If((gx.valid & gx.ready) | (gh.valid & gh.ready)):
-            m.d.sync += p_gather.eq(0)
+        with m.If(gx.valid & gx.ready):
+            m.d.sync += p_gx.eq(0)
+        with m.If(gh.valid & gh.ready):
+            m.d.sync += p_gh.eq(0)
 
         # ---- counters --------------------------------------------------------------------------
         st = e.status
-        # a step is counted the cycle after it happens (registered, so the compute unit's
-        # handshake does not reach 32-bit counters' enables): the last step of a layer is long
-        # before its last ``out`` beat, so the totals are the same. The counters are cleared
+        # a step is counted two cycles after it happens (the unit's registered ``stepped``, then
+        # registered here, so the compute unit's step decision does not reach 32-bit counters'
+        # enables): the last step of a layer is long before its last ``out`` beat, so the totals
+        # are the same. The counters are cleared
         # by a registered strobe the cycle after ``start`` (``start``'s handshake does not reach
         # their enables): they load that cycle's increment, so the totals are those of a clear
         # at ``start``.
@@ -387,7 +394,8 @@ class MoeController(Elaboratable):
         # WAIT_WEIGHTS
         with m.If(s_wait & weights_in):
             gemm2_next = second & ~router_gemm
-            m.d.sync += [p_unit.eq(1), p_gather.eq(1), p_ids.eq(1), p_stream.eq(1),
+            m.d.sync += [p_unit.eq(1), p_gx.eq(~gemm2_next), p_gh.eq(gemm2_next),
+                         p_ids.eq(1), p_stream.eq(1),
                          p_scatter.eq(gemm2_next), readout.eq(0),
                          p_routes.eq(gemm2_next),
                          use_hidden.eq(gemm2_next), self.use_x.eq(~gemm2_next),
