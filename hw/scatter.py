@@ -318,12 +318,8 @@ class ScatterAccumulate(wiring.Component):
         m.d.sync += [addr[s].eq(addr[s - 1]) for s in stages[1:]]
         # stage 0: the read is issued (rp.addr = row_addr); gate and y go into the DSPs' input
         # registers; the row's address is compared with the rows 1 .. 4 ahead (in stages 1 .. 4)
-        # (against a copy of row_addr kept inverted, so synthesis keeps it apart: row_addr
-        # itself fans out to the memory, the adders and stage 1)
-        row_addr_inv = Signal(addr_shape, **data_reg)
-        m.d.sync += row_addr_inv.eq(~Mux(land_here, land_base, addr_next))
         same1 = {d: Signal(name=f"same1_{d}") for d in stages}
-        m.d.sync += [same1[d].eq(valid[d] & (addr[d] == ~row_addr_inv)) for d in stages]
+        m.d.sync += [same1[d].eq(valid[d] & (addr[d] == row_addr)) for d in stages]
         products = []
         for c in range(cols):
             mul = multiplier.Multiplier(row_gate.shape(), y.data[c].shape())
@@ -385,7 +381,7 @@ class ScatterAccumulate(wiring.Component):
         m.d.comb += [advance.eq(~out.valid | out.ready),
                      issue.eq(reading & (out_idle | out.ready))]
         with m.If(issue):
-            m.d.sync += [row_addr.eq(row_addr + 1), row_addr_inv.eq(~(row_addr + 1))]
+            m.d.sync += row_addr.eq(row_addr + 1)
             with m.If(word_last):
                 m.d.sync += [read_word.eq(0), word_last.eq(one_word),
                              read_token.eq(read_token + 1), tokens_left.eq(tokens_left - 1),
@@ -442,7 +438,7 @@ class ScatterAccumulate(wiring.Component):
                          tile_taken.eq(0), avail.eq(0),
                          self.route.ready.eq(~p.readout), self.y.ready.eq(0),
                          in_slot.eq(0), ring_end.eq(2 * rows), tile_slot.eq(0), col_word.eq(0),
-                         slot.eq(0), row_addr.eq(0), row_addr_inv.eq(~Const(0, addr_shape)),
+                         slot.eq(0), row_addr.eq(0),
                          read_token.eq(0), read_word.eq(0),
                          word_last.eq(p.n <= cols), token_last.eq(p.m == 1),
                          tokens_left.eq(p.m - 1), one_word.eq(p.n <= cols),
