@@ -9,14 +9,15 @@ appended to that expert's queue.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Signal, Value, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.softmax import Formats
-from hw.block_ram import NO_COLLISION_LOGIC, registered_read
+from hw.block_ram import BlockRam
 from hw.skid_buffer import SkidBuffer
 from moeaccel.config import DesignConfig
+from sim.timing import router as timing
 
 
 #: experts per group of the read-out's next-expert search (a LUT4's inputs)
@@ -111,13 +112,16 @@ class ExpertQueues(wiring.Component):
     so no path runs from the slot's source into the memory), and written to the memory the
     cycle after that (not observable: the read-out starts later). After the
     flush handshake (cycle 0) the first entry is valid in cycle
-    ``sim.timing.router.READOUT_FIRST`` (3) and, with ``o`` always ready, one entry per cycle
+    ``sim.timing.router.READOUT_FIRST`` (4) and, with ``o`` always ready, one entry per cycle
     follows (empty experts are skipped at no cost); ``busy`` falls the cycle after the final
-    entry left. Read-out pipeline: the registered handshake (``start``, cycle 1) -> generator
-    registers (entry, its expert's
-    length, "last of expert", next non-empty expert) -> memory read + output register -> a
-    zero-latency skid buffer (:class:`hw.skid_buffer.SkidBuffer`), so ``o.ready`` only reaches
-    the skid buffer and ``busy``.
+    entry left (with no entries, in cycle ``READOUT_EMPTY``, 3). Read-out pipeline: the
+    registered handshake (``start``, cycle 1) -> generator registers (entry, its expert's
+    length, "last of expert", next non-empty expert) -> the memory read (``READOUT_READ_STAGES``
+    = 2: a :class:`hw.block_ram.BlockRam` whose second stage is the block RAMs' own output
+    register, so no path starts at a block RAM's slow unregistered read data) with the entry's
+    metadata registered beside it -> a zero-latency skid buffer
+    (:class:`hw.skid_buffer.SkidBuffer`), so ``o.ready`` only reaches the skid buffer and
+    ``busy``.
     """
 
     def __init__(self, cfg: DesignConfig):
@@ -132,10 +136,11 @@ class ExpertQueues(wiring.Component):
                                    "gate": gate_shape(self.cfg)})
         # expert e's queue starts at e << abits: the address is Cat(index, expert), no adder
         abits = ceil_log2(cap)
-        # writing and reading never overlap (``i.ready`` is low while reading): no collision logic
-        m.submodules.mem = mem = memory.Memory(shape=entry, depth=n_exp << abits, init=[],
-                                               attrs=NO_COLLISION_LOGIC)
-        wr = mem.write_port()
+        # writing and reading never overlap (``i.ready`` is low while reading): no collision
+        # logic; the read goes through the block RAMs' output registers (READ_STAGES = 2)
+        m.submodules.mem = mem = BlockRam(width=entry.size, depth=n_exp << abits,
+                                          read_stages=timing.READOUT_READ_STAGES)
+        wr = mem.write
 
         # The counters and flags below are cleared by logic (after a read-out, at a flush) and
         # by ``wipe``, high in the first cycle after a reset, instead of by the reset itself: the
@@ -187,10 +192,10 @@ class ExpertQueues(wiring.Component):
         # earliest, and the read-out reads from the cycle after the registered handshake on
         wr_en = Signal()
         wr_addr = Signal.like(wr.addr, reset_less=True)
-        wr_data = Signal.like(wr.data, reset_less=True)
+        wr_data = Signal(entry, reset_less=True)
         m.d.sync += [wr_en.eq(write), wr_addr.eq(Cat(count[:abits], p_expert)),
                      wr_data.token.eq(token), wr_data.gate.eq(p_gate)]
-        m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
+        m.d.comb += [wr.en.eq(wr_en), wr.addr.eq(wr_addr), wr.data.eq(wr_data.as_value())]
         with m.If(pend):
             with m.If(p_null):
                 m.d.sync += nulls.eq(nulls + 1)
@@ -286,18 +291,25 @@ class ExpertQueues(wiring.Component):
                 token.eq(0), dropped.eq(0), nulls.eq(0),
             ]
 
-        # output register stage (the memory's read data plus the entry's metadata), then a
-        # skid buffer: ``o.ready`` reaches neither the generator nor the memory
+        # the memory's two read stages (the read, the block RAMs' output registers) with the
+        # entry's metadata beside them, the second the output register, then a skid buffer:
+        # ``o.ready`` reaches neither the generator nor the memory
         m.submodules.skid = skid = SkidBuffer(entry_layout(self.cfg))
         out = skid.i
         advance = ~out.valid | out.ready
-        read = registered_read(m, mem, Cat(index[:abits], expert), advance, "read")
-        m.d.comb += [out.payload.token.eq(read.token), out.payload.gate.eq(read.gate)]
+        m.d.comb += [mem.read.addr.eq(Cat(index[:abits], expert)), mem.read.en.eq(advance)]
+        read = Signal(entry)
+        m.d.comb += [read.eq(mem.read.data),
+                     out.payload.token.eq(read.token), out.payload.gate.eq(read.gate)]
+        assert timing.READOUT_READ_STAGES == 2
+        valid1 = Signal()
+        meta1 = Signal(out.payload.shape(), reset_less=True)
         with m.If(advance):
-            m.d.sync += out.valid.eq(generating)
-            m.d.sync += [out.payload.expert.eq(expert), out.payload.count.eq(length),
-                         out.payload.last.eq(is_last),
-                         out.payload.end.eq(is_last & ~has_nxt)]
+            m.d.sync += [valid1.eq(generating), out.valid.eq(valid1)]
+            m.d.sync += [meta1.expert.eq(expert), meta1.count.eq(length),
+                         meta1.last.eq(is_last), meta1.end.eq(is_last & ~has_nxt)]
+            m.d.sync += [out.payload.expert.eq(meta1.expert), out.payload.count.eq(meta1.count),
+                         out.payload.last.eq(meta1.last), out.payload.end.eq(meta1.end)]
             with m.If(generating):
                 with m.If(~is_last):
                     m.d.sync += [index.eq(index + 1), index2.eq(index2 + 1),
@@ -321,11 +333,11 @@ class ExpertQueues(wiring.Component):
         # the read-out ends when the generator is done and the last beat leaves ``o`` (from
         # the output register or the skid buffer); the counters are cleared for the next layer
         beats = Cat(out.valid, ~out.ready)           # output register, skid buffer full
-        with m.If(reading & ~start & ~generating &
-                  ((beats == 0) | ((beats != 0b11) & self.o.ready))):
+        done = reading & ~start & ~generating & ~valid1 & \
+            ((beats == 0) | ((beats != 0b11) & self.o.ready))
+        with m.If(done):
             m.d.sync += reading.eq(0)
-        with m.If(wipe | (reading & ~start & ~generating &
-                          ((beats == 0) | ((beats != 0b11) & self.o.ready)))):
+        with m.If(wipe | done):
             m.d.sync += [c.eq(0) for c in counts]
             m.d.sync += [nonempty.eq(0), single.eq(0), full.eq(0),
                          has_first.eq(0), has_second.eq(0)]

@@ -32,9 +32,14 @@ WRITE_DELAY = 1
 #: ``softmax_topk``: cycles from a probability leaving the softmax to the top-k scan taking it
 #: (a register slice between them)
 TOPK_INPUT_DELAY = 1
+#: read stages of the expert queues' memory in the read-out: the read, then the block RAMs'
+#: output registers (``hw.block_ram.BlockRam``)
+READOUT_READ_STAGES = 2
 #: cycles from the flush handshake to the first read-out entry being valid (the handshake is
-#: registered, then the generator's registers, then the memory read and output register)
-READOUT_FIRST = 3
+#: registered, then the generator's registers, then the memory's read stages)
+READOUT_FIRST = 2 + READOUT_READ_STAGES
+#: cycles from the flush handshake to ``busy`` falling when no entry is read out
+READOUT_EMPTY = 3
 
 
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
@@ -98,8 +103,8 @@ def readout_cycles(cfg: DesignConfig, entries: int) -> int:
     """Cycles from the flush handshake (cycle 0) until the router is idle again: the first entry
     is valid in cycle :data:`READOUT_FIRST`, one entry per cycle follows (empty experts cost
     nothing), and ``busy`` falls the cycle after the last entry leaves. With no entries,
-    ``busy`` falls in cycle ``READOUT_FIRST``."""
-    return entries + READOUT_FIRST
+    ``busy`` falls in cycle :data:`READOUT_EMPTY`."""
+    return entries + READOUT_FIRST if entries else READOUT_EMPTY
 
 
 def layer_cycles(cfg: DesignConfig, tokens: int, entries: int) -> int:
