@@ -179,7 +179,8 @@ class ComputeUnit(wiring.Component):
                          last.eq(Mux(busy, Mux(last, k_one, near), p.k == 1)),
                          near.eq(Mux(busy, Mux(last, k_two, kk == k_less3), p.k == 2))]
         # the tile position steps the cycle after a tile's last step (``tile_done``, a register),
-        # so the step decision reaches none of its enables. No step reads it in that cycle: the
+        # so the step decision reaches none of its enables. No last step reads it in that cycle
+        # (a step's ``tile`` is kept by the array on last steps only): the
         # next last step is at least ``last_ok``'s round trip away (the array holds ``last_ok``
         # low the cycle after a last step), and a command loaded in that cycle takes priority.
         tile_done = Signal()

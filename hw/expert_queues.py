@@ -22,6 +22,7 @@ from sim.timing import router as timing
 
 #: experts per group of the read-out's next-expert search (a LUT4's inputs)
 GROUP = 4
+assert GROUP & (GROUP - 1) == 0, "an expert's index is Cat(its place in the group, the group)"
 
 
 def _bits(n: int) -> int:
@@ -224,9 +225,10 @@ class ExpertQueues(wiring.Component):
         # next entry is the expert's last when it equals the length; counting up, moving to an
         # expert loads only its length, no second count), whether this is the expert's last
         # entry, and a lookahead: the next non-empty expert (``nxt``, ``has_nxt``) and the
-        # non-empty experts above it (``rest``). Moving to the next expert only copies
-        # registers; the search works on ``rest`` for the expert after that, so empty experts
-        # cost nothing.
+        # non-empty experts above it (in groups of GROUP: ``g_rest``, with each group's
+        # registered "any" and lowest expert). Moving to the next expert only copies
+        # registers; the search works on the groups for the expert after that, so empty
+        # experts cost nothing.
         expert = Signal(range(n_exp))
         index = Signal(max(1, abits))
         length = Signal(range(cap + 1))
@@ -322,7 +324,8 @@ class ExpertQueues(wiring.Component):
                                  index2.eq(2), is_last.eq(single.bit_select(nxt, 1)),
                                  nxt.eq(rest_e), has_nxt.eq(g_any != 0)]
                     for g, (r, low2) in enumerate(zip(g_rest, g_low2)):
-                        # the group ``nxt`` comes from loses its lowest expert
+                        # the group the new ``nxt`` (``rest_e``) comes from loses its lowest
+                        # expert
                         with m.If(g_any[g] & (g_any[:g] == 0) if g else g_any[g]):
                             m.d.sync += [r.eq(r & (r - 1)), g_low[g].eq(low2),
                                          g_any[g].eq(sum(r, Const(0, 3)) >= 2)]

@@ -22,8 +22,8 @@ class LogitSerialiser(wiring.Component):
 
     Rows enter through a zero-latency :class:`hw.skid_buffer.SkidBuffer`, so ``i.ready`` is a
     flip-flop: the router's ``ready`` and the lane counter never reach the compute unit's
-    output stage. The rows are taken in the same cycles (the producer may run one row ahead
-    into the skid). The row register loads the skid's payload whenever the serialiser may
+    output stage. The row register loads in the same cycles as without the skid; the ``i``
+    handshake may come one row earlier (the producer runs one row ahead into the skid). The row register loads the skid's payload whenever the serialiser may
     take a row (empty, or its last logit leaving), whether or not one is offered (``full``
     says whether it holds one), and shifts when another logit leaves: its enable is one gate
     of ``full`` and the router's ``ready``, its load-or-shift choice a gate of two flip-flops,

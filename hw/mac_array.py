@@ -84,8 +84,8 @@ class MacArray(wiring.Component):
         bias0 = Signal(lay.bias, reset_less=True)
         tile0 = Signal(lay.tile, reset_less=True)
         m.d.sync += [a0.eq(self.a), w0.eq(self.w), bias0.eq(self.bias), tile0.eq(self.tile)]
-        # a step's valid and last flags through the operand and multiplier stages:
-        # ``valids[-1]``/``lasts[-1]`` go with the products
+        # a step's valid and last flags through the operand, multiplier and accumulator stages:
+        # ``[-2]`` goes with the products, ``[-1]`` with the accumulators
         valids, lasts = [self.step_valid], [self.step_valid & self.last]
         for k in range(MULTIPLIER_STAGES + 2):
             valid, last = Signal(name=f"valid{k}"), Signal(name=f"last{k}")
@@ -93,8 +93,8 @@ class MacArray(wiring.Component):
             valids.append(valid)
             lasts.append(last)
         valids, lasts = valids[1:], lasts[1:]
-        # the product stage's flags, and the last flag one stage on, with the accumulators
-        valid_p, last_p, last_a = valids[-2], lasts[-2], lasts[-1]
+        # the product stage's valid, and the last flag one stage on, with the accumulators
+        valid_p, last_a = valids[-2], lasts[-1]
 
         # stages 1-2: one Multiplier per cell, fed from the operand registers
         prod = [[None] * cols for _ in range(rows)]
@@ -153,12 +153,11 @@ class MacArray(wiring.Component):
                     m.d.sync += shadow[r][c].eq(flat[k] if k < len(flat) else 0)
 
         # the group of the row being drained: a row ends with its last group's beat
-        row_start, row_end = Signal(init=1), Signal(init=groups == 1)
+        row_end = Signal(init=groups == 1)
         if groups > 1:
             group = Signal(range(groups))
             with m.If(last_a | drain_fire):
                 m.d.sync += [group.eq(Mux(last_a | row_end, 0, group + 1)),
-                             row_start.eq(last_a | row_end),
                              row_end.eq(~last_a & (group == groups - 2))]
         with m.If(last_a):
             m.d.sync += [left.eq(tile_p.rows), row.eq(tile_p.row_base), settings.eq(tile_p)]

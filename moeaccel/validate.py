@@ -208,6 +208,8 @@ ROUTER_VARIANTS: dict[str, tuple[str, dict]] = {
                                             "model.capacity_factor": 0.75}),
     "tiny-null-cap": ("tiny", {"model.null_experts": 1, "model.capacity_factor": 0.5,
                                "model.top_k": 3}),
+    # not a multiple of the expert queues' read-out group (hw.expert_queues.GROUP)
+    "tiny-6-experts": ("tiny", {"model.experts": 6}),
 }
 
 

@@ -10,6 +10,8 @@ results per cycle through the requantiser while the next tile accumulates.
 Pipeline (all registered):
 
 * ``CMD_CYCLES``: the command header is accepted; the first step can be accepted the cycle after;
+* ``ACT_STAGES``: the ``act`` register slice (the step join starts at flip-flops); no cycle when
+  act beats are offered from the command on, this many after a later first act beat (the gather);
 * ``ARRAY_STAGES``: operand registers -> the multipliers' input registers -> their product
   registers (``hw.multiplier.Multiplier``, the DSPs' own registers) -> accumulate -> the shadow
   bank, loaded from the accumulators the cycle after a tile's last step (the last step of a tile

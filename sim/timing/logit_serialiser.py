@@ -4,7 +4,9 @@
 A row is taken when offered and the serialiser is empty, or in the cycle its previous row's last
 logit leaves; its ``R = router_outputs`` logits are offered one per cycle from the next cycle,
 as fast as the router accepts them. So rows flow at one per ``R`` cycles at most (slower when
-the router is) and the compute unit's output waits when its rows come faster. ``idle`` rises
+the router is) and the compute unit's output waits when its rows come faster (one row later
+than without the serialiser's input skid buffer, which holds one row: the cycles here are those
+of the row register). ``idle`` rises
 the cycle after the last logit was accepted.
 """
 

@@ -199,14 +199,27 @@ async def one_expert_takes_every_token(dut):
     assert rb.sb.matched == rb.sb.expected > 0
 
 
+async def idle_cycle(rb: RouterBench, dut, limit: int) -> int:
+    """The first cycle (within ``limit``) after now in which the router is not ``busy``."""
+    for _ in range(limit):
+        await RisingEdge(rb.tb.clk)
+        if not int(dut.busy.value):
+            return rb.tb.cycle
+    raise AssertionError(f"router still busy after {limit} cycles")
+
+
 @cocotb.test()
 async def null_experts_and_empty_layers(dut):
     """A layer whose tokens all pick null experts when the config has them (no entries, all
-    counted), and a flush with no tokens at all: nothing comes out, counters are zero."""
+    counted), and a flush with no tokens at all: nothing comes out, counters are zero, and the
+    router is idle ``timing.readout_cycles(cfg, 0)`` (``READOUT_EMPTY``) cycles after the flush."""
     rb = RouterBench(dut)
     cfg = rb.cfg
     tokens = cfg.model.tokens
     await rb.tb.reset()
+    await rb.flush.send([{"discard": 0}])
+    flush_cycle = rb.flush.beats[-1].cycle
+    assert await idle_cycle(rb, dut, 20) - flush_cycle == timing.readout_cycles(cfg, 0)
     await rb.layer_run(np.zeros((0, rb.r), dtype=np.int64))
     assert rb.status() == {"tokens": 0, "dropped": 0, "null_slots": 0}
     if cfg.model.null_experts:
@@ -281,8 +294,8 @@ async def reset_mid_layer(dut):
 @cocotb.test()
 async def cycles_match_timing(dut):
     """No stalls: the flush of a layer is accepted exactly ``timing.cycles(cfg, tokens)`` cycles
-    after its first logit (the cycle after the last queue write), the first entry is valid 2
-    cycles after the flush, and the router is idle ``timing.readout_cycles`` after it."""
+    after its first logit (the cycle after the last queue write), the first entry is valid
+    ``timing.READOUT_FIRST`` cycles after the flush, and the router is idle ``timing.readout_cycles`` after it."""
     rb = RouterBench(dut, idle=always(), backpressure=always())
     cfg = rb.cfg
     rng = np.random.default_rng(14)
@@ -299,18 +312,12 @@ async def cycles_match_timing(dut):
         start = rb.src.beats[first].cycle
         assert flush_cycle - start == timing.cycles(cfg, tokens), \
             (tokens, flush_cycle - start, timing.cycles(cfg, tokens))
-        idle_at = None
-        for _ in range(10 * tokens * cfg.model.top_k + 10):
-            await RisingEdge(rb.tb.clk)
-            if not int(dut.busy.value):
-                idle_at = rb.tb.cycle
-                break
+        idle_at = await idle_cycle(rb, dut, 10 * tokens * cfg.model.top_k + 10)
         entries = rb.entries - entries_before
         await rb.snk.wait_for(rb.entries)
         if entries:
             assert rb.snk.beats[out_first].cycle - flush_cycle == timing.READOUT_FIRST
             assert rb.snk.beats[-1].cycle - flush_cycle == entries + timing.READOUT_FIRST - 1
-        assert idle_at is not None
         assert idle_at - flush_cycle == timing.readout_cycles(cfg, entries), \
             (entries, idle_at - flush_cycle, timing.readout_cycles(cfg, entries))
         dut._log.info("cycles: %d tokens -> flush at %d (timing %d), %d entries read out",
