@@ -35,11 +35,15 @@ TOPK_INPUT_DELAY = 1
 #: read stages of the expert queues' memory in the read-out: the read, then the block RAMs'
 #: output registers (``hw.block_ram.BlockRam``)
 READOUT_READ_STAGES = 2
-#: cycles from the flush handshake to the first read-out entry being valid (the handshake is
-#: registered, then the generator's registers, then the memory's read stages)
-READOUT_FIRST = 2 + READOUT_READ_STAGES
-#: cycles from the flush handshake to ``busy`` falling when no entry is read out
-READOUT_EMPTY = 3
+#: register stages in front of the read-out's memory read: the registered flush handshake, then
+#: the generator's registers
+READOUT_SETUP = 2
+#: cycles from the flush handshake to the first read-out entry being valid (the setup stages,
+#: then the memory's read stages)
+READOUT_FIRST = READOUT_SETUP + READOUT_READ_STAGES
+#: cycles from the flush handshake to ``busy`` falling when no entry is read out: the cycle
+#: after the setup stages (nothing enters the memory's read stages)
+READOUT_EMPTY = READOUT_SETUP + 1
 
 
 def write_cycles(cfg: DesignConfig, tokens: int) -> list[list[int]]:
