@@ -3,7 +3,7 @@ ids in, the array's ``act`` stream out (:func:`golden.linear.gather`)."""
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -91,10 +91,14 @@ class Gather(wiring.Component):
     (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
     step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
     registered flags, not compares. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
-    the read word registered (on ECP5 the block RAMs' own output registers); the lane's element
-    is picked from the registered word into ``OUTPUT_STAGES`` = 1 output FIFO
-    (:class:`hw.credit_buffer.CreditBuffer`, ``full_rate_depth(READ_STAGES)`` entries), which
-    ``act`` leaves (``act.valid`` a flip-flop). A beat is issued only with one of the FIFO's
+    the read word registered (on ECP5 the block RAMs' own output registers); then
+    ``SELECT_STAGES`` = 1: the lane's element is picked within each group of lanes (ulx3s: 4
+    lanes, 8 block RAMs) into a register per group, which the placer can put by its RAMs, then
+    the group is picked into ``OUTPUT_STAGES`` = 1 output FIFO
+    (:class:`hw.credit_buffer.CreditBuffer`, ``full_rate_depth(ISSUE_STAGES)`` entries, ``ISSUE_STAGES``
+    = ``READ_STAGES + SELECT_STAGES``), which ``act`` leaves (``act.valid`` a flip-flop). (With
+    the 16:1 lane multiplexer straight from the RAMs, a RAM placed across the die from it made
+    the routed critical path: 11.86 ns, 7.5 ns of it wire.) A beat is issued only with one of the FIFO's
     credits (a register), so the read stages never stall and ``act.ready`` reaches only the
     FIFO's pointers and credit count, never the block RAMs' enables or the address logic;
     with ``act`` always ready the credits never run out. The next command is accepted the cycle
@@ -206,7 +210,7 @@ class Gather(wiring.Component):
         # FIFO, so the read stages never stall and ``act.ready`` reaches only the FIFO.
         play_full = Signal()
         m.submodules.output = output = CreditBuffer(Layouts(self.cfg).act,
-                                                    full_rate_depth(timing.READ_STAGES))
+                                                    full_rate_depth(timing.ISSUE_STAGES))
         m.d.comb += [issue.eq(play_full & output.credit), output.take.eq(issue)]
         wiring.connect(m, output.o, wiring.flipped(self.act))
         accept = Signal()
@@ -270,11 +274,16 @@ class Gather(wiring.Component):
         # row's last step, else reloaded with the row base of the bank played next cycle. Both
         # outcomes (a beat issued or not) are formed from registers and ``issue`` picks one
         # last, so the consumer's ``ready`` only reaches the final multiplexer.
-        # read stages: `rows` read ports of two stages (the read, the word registered), the
-        # lane's element picked from the registered word
-        valid1, valid2 = Signal(), Signal()
-        m.d.sync += [valid1.eq(issue), valid2.eq(valid1)]
-        m.d.comb += output.i.valid.eq(valid2)
+        # read stages: `rows` read ports of two stages (the read, the word registered), then
+        # the lane's element picked from the registered word in two steps: within each group
+        # of lanes into a register (one per group, so it can sit by the group's block RAMs),
+        # then the group, into the output FIFO
+        valid = [Signal(name=f"valid{s}") for s in range(1, timing.ISSUE_STAGES + 1)]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip([issue, *valid], valid)]
+        m.d.comb += output.i.valid.eq(valid[-1])
+        assert timing.SELECT_STAGES == 1
+        in_group = (lane_bits + 1) // 2     # lane bits resolved by the group registers
+        group = 1 << in_group
         for r in range(rows):
             port = memory.read_port()
             addr = Signal(addr_shape, name=f"addr{r}", **data_reg)
@@ -293,10 +302,17 @@ class Gather(wiring.Component):
             m.d.sync += addr.eq(Mux(issue, if_issue, if_idle))
             lane1 = Signal(range(lanes), name=f"lane1_{r}", **data_reg)
             lane2 = Signal(range(lanes), name=f"lane2_{r}", **data_reg)
+            group3 = Signal(range(lanes // group), name=f"group3_{r}", **data_reg)
             m.d.comb += [port.addr.eq(addr >> lane_bits), port.en.eq(1)]
-            m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1)]
+            m.d.sync += [lane1.eq(addr[:lane_bits] if lane_bits else 0), lane2.eq(lane1),
+                         group3.eq(lane2 >> in_group)]
             word2 = port.data           # read stage 2: on ECP5 the block RAMs' output registers
-            m.d.comb += output.i.p[r].eq(word2[lane2])
+            picks = [Signal(signed(cu.operand_bits), name=f"pick{r}_{g}", **data_reg)
+                     for g in range(lanes // group)]
+            for g, pick in enumerate(picks):
+                m.d.sync += pick.eq(_select([word2[g * group + i] for i in range(group)],
+                                            lane2[:in_group]))
+            m.d.comb += output.i.p[r].eq(_select(picks, group3))
 
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(accept):
@@ -308,3 +324,9 @@ class Gather(wiring.Component):
                          rows_left.eq(self.cmd.p.m),
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m
+
+
+def _select(elements: list[Value], index: Value) -> Value:
+    """``elements[index]`` as one multiplexer (``index`` may be zero bits wide: one element)."""
+    width = len(elements[0])
+    return Cat(*elements).word_select(index, width) if len(elements) > 1 else elements[0]

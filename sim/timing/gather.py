@@ -7,7 +7,8 @@ in lockstep; an id's row base leaves it into one of two banks of ``rows`` row ba
 into one bank), the bank streamable the cycle after its tile's last row base was written. A bank
 is written again from the cycle after its last beat was issued: until then the pipeline holds
 (and takes no id). Each act beat is issued to the memory read and is valid ``READ_STAGES +
-OUTPUT_STAGES`` cycles later (the read, the read word's register, the output FIFO). Fed by the
+SELECT_STAGES + OUTPUT_STAGES`` cycles later (the read, the read word's register, the lane's
+element pre-selected within its group of lanes, the output FIFO). Fed by the
 gather, the compute unit steps ``compute_unit.ACT_STAGES`` cycles after an act beat is first
 valid (its act register slice).
 """
@@ -26,8 +27,13 @@ MULTIPLY_STAGES = 2
 #: stages between a beat's issue and its ``act`` beat being valid: the synchronous memory read
 #: and the read word's register
 READ_STAGES = 2
-#: stages between the read word's register and ``act``: the output FIFO (``hw.credit_buffer``)
+#: stages picking the lane's element from the read word before the output FIFO: the element
+#: within each group of lanes, registered (next to the group's block RAMs), then the group
+SELECT_STAGES = 1
+#: stages between the lane select and ``act``: the output FIFO (``hw.credit_buffer``)
 OUTPUT_STAGES = 1
+#: stages of a beat from its issue to its output FIFO write: the beats in flight a credit covers
+ISSUE_STAGES = READ_STAGES + SELECT_STAGES
 
 
 def tile_rows(cfg: DesignConfig, m: int) -> list[int]:
@@ -57,14 +63,14 @@ def issue_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> list[tuple[int, i
 
 def latency(cfg: DesignConfig, m: int = 1) -> int:
     """Cycles from the command handshake to the first ``act`` beat being valid."""
-    return (CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + MULTIPLY_STAGES + READ_STAGES
+    return (CMD_CYCLES + min(cfg.hardware.compute_unit.rows, m) + MULTIPLY_STAGES + ISSUE_STAGES
             + OUTPUT_STAGES)
 
 
 def cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
     """Cycles of one gather with no stalls, from the command handshake (cycle 0) through the
     last ``act`` handshake inclusive."""
-    return issue_cycles(cfg, m, k, n)[-1][1] + READ_STAGES + OUTPUT_STAGES + 1
+    return issue_cycles(cfg, m, k, n)[-1][1] + ISSUE_STAGES + OUTPUT_STAGES + 1
 
 
 def gathered_gemm_cycles(cfg: DesignConfig, m: int, k: int, n: int) -> int:
