@@ -56,7 +56,7 @@ def _tag(cfg: DesignConfig, blocks: Sequence[str]) -> str:
 
 
 def board(cfg: DesignConfig, blocks: Sequence[str] | None, out: Path, build_dir: Path,
-          command: str, bitstream: bool = False, seed: int = 1,
+          command: str, bitstream: bool = False, seeds: Sequence[int] = (1,),
           baud: int | None = None, router: str = ROUTER) -> tuple[Path, EcpResult]:
     """Place and route the ULX3S top hosting ``blocks``; write ``out/ulx3s-<tag>.md``."""
     names = resolve_blocks(blocks)
@@ -67,7 +67,7 @@ def board(cfg: DesignConfig, blocks: Sequence[str] | None, out: Path, build_dir:
     title = f"ULX3S (ECP5-85F) build: config `{cfg.name}`, blocks {', '.join(names)}"
     try:
         result = build_ecp5(ulx3s.platform(), top, build_dir / f"ulx3s-{tag}",
-                            bitstream=bitstream, seed=seed, router=router)
+                            bitstream=bitstream, seeds=seeds, router=router)
     except DoesNotFit as err:
         path.write_text(report.does_not_fit_markdown(title, err, command))
         raise UserError(f"{err} (report: {path})") from None

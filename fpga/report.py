@@ -32,8 +32,15 @@ def ecp5_markdown(title: str, result: EcpResult, command: str, target_mhz: float
         if goal_mhz and c.passed:
             verdict += f" (goal {goal_mhz:g} MHz: {'met' if c.fmax_mhz >= goal_mhz else 'not met'})"
         lines.append(f"| `{c.clock}` | {c.fmax_mhz:.2f} | {c.target_mhz:g} | {verdict} |")
-    lines += ["", f"Overall: **{'PASS' if result.passed else 'FAIL'}** at {target_mhz:g} MHz.", "",
-              "## Critical paths", "", "| clock | start | end | delay (ns) |", "|---|---|---|---:|"]
+    lines += ["", f"Overall: **{'PASS' if result.passed else 'FAIL'}** at {target_mhz:g} MHz.", ""]
+    if len(result.seed_fmax) > 1:
+        lines += [f"Placement seed {result.seed}, the fastest of "
+                  + ", ".join(f"seed {seed}: {mhz:.2f} MHz" for seed, mhz in result.seed_fmax.items())
+                  + " (each placed and routed; the report, the bitstream and the paths below are "
+                  f"seed {result.seed}'s).", ""]
+    else:
+        lines += [f"Placement seed {result.seed}.", ""]
+    lines += ["## Critical paths", "", "| clock | start | end | delay (ns) |", "|---|---|---|---:|"]
     for p in result.critical_paths:
         lines.append(f"| {p.clock} | `{p.start}` | `{p.end}` | {p.delay_ns:.2f} |")
     if result.cells:

@@ -18,6 +18,7 @@ also synthesised alone at ``ulx3s`` for the softmax/GELU LUT budget (10 % of the
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ def load(path: str | Path) -> list[Point]:
     return points
 
 
-def run(points: list[Point], out: Path, build_dir: Path, command: str, seed: int = 1) -> Path:
+def run(points: list[Point], out: Path, build_dir: Path, command: str,
+        seeds: Sequence[int] = (1,)) -> Path:
     """Build every point (failures become notes in the table), synthesise the blocks alone and
     write ``out/resources.md``."""
     rows: list[tuple[DesignConfig, list[str], EcpResult]] = []
@@ -92,7 +94,7 @@ def run(points: list[Point], out: Path, build_dir: Path, command: str, seed: int
         names = build.resolve_blocks(point.blocks)
         print(f"[sweep] {cfg.name}: {', '.join(names)}", flush=True)
         try:
-            _, result = build.board(cfg, names, out, build_dir, command, seed=seed)
+            _, result = build.board(cfg, names, out, build_dir, command, seeds=seeds)
         except UserError as err:
             notes.append(f"- `{cfg.name}` with {', '.join(names)}: {str(err).splitlines()[0]}")
             continue
@@ -108,8 +110,14 @@ def run(points: list[Point], out: Path, build_dir: Path, command: str, seed: int
             notes.append(f"- {block} alone at ulx3s: synthesis failed: {str(err).splitlines()[0]}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "resources.md"
-    path.write_text(markdown(rows, alone, notes, command, time.strftime("%Y-%m-%d")))
+    path.write_text(markdown(rows, alone, notes, command, time.strftime("%Y-%m-%d"), seeds))
     return path
+
+
+def _placements(seeds: Sequence[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"each row the best placement of seeds {', '.join(map(str, seeds))}"
 
 
 def _pct(res: dict[str, Usage], key: str) -> str:
@@ -118,11 +126,13 @@ def _pct(res: dict[str, Usage], key: str) -> str:
 
 
 def markdown(rows: list[tuple[DesignConfig, list[str], EcpResult]],
-             alone: list[build.BlockSynth], notes: list[str], command: str, date: str) -> str:
+             alone: list[build.BlockSynth], notes: list[str], command: str, date: str,
+             seeds: Sequence[int] = (1,)) -> str:
     """The sweep table: one row per built point, then each block synthesised alone."""
     avail = ulx3s.AVAILABLE
     lines = ["# FPGA resources and Fmax (Lattice ECP5-85F, ULX3S)", "",
-             f"Made by `{command}` on {date} (YoWASP Yosys `synth_ecp5`, nextpnr-ecp5, seed 1). "
+             f"Made by `{command}` on {date} (YoWASP Yosys `synth_ecp5`, nextpnr-ecp5, "
+             f"{_placements(seeds)}). "
              "Every row is the ULX3S board top (PLL, UART host bridge) hosting the named blocks, "
              "placed and routed; Fmax is nextpnr's routed figure for the design clock. Build time "
              "is synthesis plus place and route, in seconds of wall time on a shared 2-core "

@@ -1,6 +1,7 @@
 """``moeaccel fpga``: bitstreams and resource/timing reports through the open FPGA flow.
 
     moeaccel fpga --board ulx3s-85f --config ulx3s [--blocks gelu,softmax] [--bitstream]
+                  [--seed 1,2] [--router router1]
     moeaccel fpga --part xczu9eg --config ulx3s
     moeaccel fpga --sweep [FILE]          (default fpga/sweep.yaml)
 """
@@ -37,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override hardware.clock_mhz (the target)")
     p.add_argument("--baud", type=_positive(int), default=None,
                    help="UART baud rate (default 115200)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seed", type=_seeds, default=(1,), metavar="N[,N...]",
+                   help="nextpnr placement seed, or several (comma-separated): each is placed "
+                   "and routed, up to one per CPU core at a time, and the fastest is kept "
+                   "(default 1)")
     p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                    help=f"nextpnr router (default {ROUTERS[0]}; try router1 where router2 stops "
                    "converging)")
@@ -61,6 +65,21 @@ def _positive(kind: type) -> Callable[[str], float]:
     return parse
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """An argparse type: distinct placement seeds, ``1`` or ``1,2,3``."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") \
+            from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is repeated: {text}")
+    return seeds
+
+
+_seeds.__name__ = "seeds"
+
+
 def _run(args: argparse.Namespace) -> int:
     from fpga import build
 
@@ -70,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.sweep is not None:
         from fpga import sweep
         points = sweep.load(args.sweep or sweep.DEFAULT)
-        path = sweep.run(points, args.out, args.build_dir, command, seed=args.seed)
+        path = sweep.run(points, args.out, args.build_dir, command, seeds=args.seed)
         print(f"wrote {path}")
         return 0
     cfg = config.load(args.config)
@@ -80,8 +99,12 @@ def _run(args: argparse.Namespace) -> int:
         path, _ = build.xilinx_estimate(cfg, blocks, args.out, args.build_dir, command)
     else:
         path, result = build.board(cfg, blocks, args.out, args.build_dir, command,
-                                   bitstream=args.bitstream, seed=args.seed, baud=args.baud,
+                                   bitstream=args.bitstream, seeds=args.seed, baud=args.baud,
                                    router=args.router)
+        if len(args.seed) > 1:
+            print("placement seeds (slowest clock's Fmax): " + ", ".join(
+                f"{seed}: {mhz:.2f} MHz" for seed, mhz in result.seed_fmax.items())
+                + f"; kept seed {result.seed}")
         for c in result.clocks:
             print(f"{c.clock}: Fmax {c.fmax_mhz:.2f} MHz, target {c.target_mhz:g} MHz: "
                   f"{'PASS' if c.passed else 'FAIL'}")
@@ -95,6 +118,8 @@ def _describe(args: argparse.Namespace) -> str:
         v = getattr(args, name)
         if v is not None:
             parts.append(f"--{name.replace('_', '-')} {v}")
+    if args.seed != (1,):
+        parts.append("--seed " + ",".join(map(str, args.seed)))
     if args.router != ROUTERS[0]:
         parts.append(f"--router {args.router}")
     if args.sweep is not None:

@@ -1,4 +1,4 @@
-"""``moeaccel fpga`` rejects impossible numbers and unknown routers with one argparse error line
+"""``moeaccel fpga`` rejects impossible numbers, unknown routers and bad seed lists with one argparse error line
 before any tool runs."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from moeaccel import cli
     (["--clock-mhz", "fast"], "argument --clock-mhz: not a number: 'fast'"),
     (["--router", "router3"], "argument --router: invalid choice: 'router3' (choose from "
                               "'router2', 'router1')"),
+    (["--seed", "1,x"], "argument --seed: not a comma-separated list of integers: '1,x'"),
+    (["--seed", "2,3,2"], "argument --seed: a seed is repeated: 2,3,2"),
 ])
 def test_non_positive_or_non_numeric_is_one_error(capsys, args, problem):
     with pytest.raises(SystemExit) as exit_:

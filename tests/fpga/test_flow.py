@@ -12,6 +12,7 @@ from dut import ScaleAdd
 from fpga.boards.ecp5_pll import pll_params
 from fpga.boards.ulx3s import Ulx3sTop, platform
 from fpga.flow import EcpResult, build_ecp5, parse_nextpnr, parse_yosys_stat, xilinx_resources
+from fpga.report import ecp5_markdown
 from moeaccel import config
 from moeaccel.errors import UserError
 
@@ -31,6 +32,18 @@ def test_parse_captured_nextpnr_report():
     sync = [p for p in r.critical_paths if "async" not in p.clock]
     assert sync and sync[0].start.startswith("bridge.") and sync[0].delay_ns > 0
     assert EcpResult.from_json(r.to_json()) == r
+
+
+def test_report_names_every_seed_tried_and_the_one_kept():
+    r = parse_nextpnr("top", "LFE5U-85F", (DATA / "nextpnr_report.json").read_text(),
+                      (DATA / "nextpnr.log").read_text())
+    r.seed, r.seed_fmax = 2, {1: 98.5, 2: 116.33, 3: 101.2}
+    assert EcpResult.from_json(r.to_json()) == r        # int seeds survive the JSON round trip
+    text = ecp5_markdown("t", r, "cmd", 100.0)
+    assert ("Placement seed 2, the fastest of seed 1: 98.50 MHz, seed 2: 116.33 MHz, "
+            "seed 3: 101.20 MHz") in text
+    r.seed_fmax = {2: 116.33}
+    assert "Placement seed 2." in ecp5_markdown("t", r, "cmd", 100.0)
 
 
 def test_parse_captured_yosys_stat_for_xilinx():
@@ -60,8 +73,14 @@ def test_pll_dividers_make_the_target_clock():
 def test_small_board_top_places_routes_and_packs(tmp_path):
     cfg = config.load("tiny")
     top = Ulx3sTop(cfg, {"scale": ScaleAdd()}, depth=16)
-    r = build_ecp5(platform(), top, tmp_path / "small", bitstream=True)
+    r = build_ecp5(platform(), top, tmp_path / "small", bitstream=True, seeds=(1, 2))
     assert r.passed, r.clocks
+    # both placements ran; the result and the build's plain-named files are the faster one's
+    assert sorted(r.seed_fmax) == [1, 2] and r.seed_fmax[r.seed] == max(r.seed_fmax.values())
+    assert r.seed_fmax[r.seed] == min(c.fmax_mhz for c in r.clocks)
+    build = tmp_path / "small"
+    assert (build / "pnr.log").read_text() == (build / f"pnr-seed{r.seed}.log").read_text()
+    assert (build / "top.config").read_bytes() == (build / f"top-seed{r.seed}.config").read_bytes()
     assert r.clocks[0].target_mhz == cfg.hardware.clock_mhz
     assert 0 < r.resources["lut4"].used < 0.05 * r.resources["lut4"].available
     assert r.resources["pll"].used == 1
@@ -69,8 +88,9 @@ def test_small_board_top_places_routes_and_packs(tmp_path):
     assert bit.stat().st_size > 10_000
     # unchanged inputs: nothing re-runs and the result is the same
     again = build_ecp5(platform(), Ulx3sTop(cfg, {"scale": ScaleAdd()}, depth=16),
-                       tmp_path / "small", bitstream=True)
+                       tmp_path / "small", bitstream=True, seeds=(1, 2))
     assert again.resources == r.resources and again.seconds == r.seconds
+    assert (again.seed, again.seed_fmax) == (r.seed, r.seed_fmax)
 
 
 def test_cli_reports_an_unknown_block_in_one_line(capsys):
