@@ -78,7 +78,7 @@ class Gather(wiring.Component):
     into row bases ``id * k`` by a :class:`hw.multiplier.Multiplier` (the DSP with its input and
     output registers: a token id goes from the queue straight into the DSP, the product straight
     into the bank's register). Size (ulx3s: 1 read port, YoWASP
-    Yosys ``synth_ecp5`` of the block alone): 431 LUT4, 282 FF, 1 MULT18X18D and 32 DP16KD.
+    Yosys ``synth_ecp5`` of the block alone): 520 LUT4, 227 FF, 1 MULT18X18D and 32 DP16KD.
 
     Timing (:mod:`sim.timing.gather`): token ids are taken one per cycle from the cycle after the
     command into the multiplier's ``MULTIPLY_STAGES`` = 2 stages, which advance together; a row
