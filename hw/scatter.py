@@ -101,8 +101,11 @@ class ScatterAccumulate(wiring.Component):
     The block RAM has no collision logic: a read sees the writes of earlier cycles only, so
     the four rows ahead of a row are the forwarded ones. A command is accepted once the
     previous one has finished and its pipeline is empty (a read-out only after its last beat
-    left). Read-out in ``READOUT_STAGES`` = 3 stages, one word per cycle: read -> the block
-    RAM's output register -> finalise register; back-pressure stalls all three together; the
+    left). Read-out in ``READOUT_STAGES`` = 4 stages, one word per cycle: read -> the block
+    RAM's output register -> decode register (each lane's range tests,
+    :func:`finalise_decode`) -> finalise register (:func:`finalise_pick`); back-pressure stalls
+    all four together (a block RAM placed across the die from the finalise logic cost round
+    7's routed build 10.26 ns when the whole finalise followed the output register); the
     read word is cleared (written with zero) the cycle after its read. ``result`` leaves
     through a zero-latency :class:`hw.skid_buffer.SkidBuffer`, so the stall (fanned out to the
     payload registers and the block RAM's enables) starts at flip-flops, never at the
@@ -134,7 +137,7 @@ class ScatterAccumulate(wiring.Component):
         cu = self.cfg.hardware.compute_unit
         frac = self.cfg.hardware.softmax.prob_frac_bits
         rows, cols, lay = cu.rows, cu.cols, self.layouts
-        assert timing.RMW_STAGES == 4 and timing.READOUT_STAGES == 3
+        assert timing.RMW_STAGES == 4 and timing.READOUT_STAGES == 4
         assert timing.BASE_STAGES == multiplier.STAGES
         data_reg = dict(reset_less=True)
 
@@ -351,7 +354,8 @@ class ScatterAccumulate(wiring.Component):
         # stage 4: the sum is written (below) and kept one more cycle for forwarding
         m.d.sync += [sum4.eq(total), sum5.eq(sum4)]
 
-        # ---- read-out: read -> read data register -> finalise register -> skid buffer -------
+        # ---- read-out: read -> read data register -> decode register -> finalise register ->
+        # skid buffer ---------------------------------------------------------------------------
         # ``out`` is the finalise register's stream; ``result`` leaves through a skid buffer, so
         # the read-out pipeline's advance (fanned out to every payload register and the block
         # RAM's enables) starts at flip-flops: ``out.valid`` and the skid's registered ready
@@ -366,9 +370,14 @@ class ScatterAccumulate(wiring.Component):
         read_word = Signal.like(command.n, **data_reg)
         word_last, token_last = Signal(**data_reg), Signal(**data_reg)
         tokens_left = Signal.like(command.m, **data_reg)     # tokens after the one read next
-        valid_r, valid_f = Signal(), Signal()
-        token_r, token_f = Signal(addr_shape, **data_reg), Signal(addr_shape, **data_reg)
-        last_r, last_f = Signal(**data_reg), Signal(**data_reg)
+        valid_r, valid_f, valid_d = Signal(), Signal(), Signal()
+        token_r, token_f, token_d = (Signal(addr_shape, name=f"token_{s}", **data_reg)
+                                     for s in "rfd")
+        last_r, last_f, last_d = (Signal(name=f"last_{s}", **data_reg) for s in "rfd")
+        # the read word's lanes decoded for the finalise (:func:`finalise_decode`): the block
+        # RAM's output register feeds only the range tests, not the whole finalise
+        decoded = [Signal(finalise_layout(cu.operand_bits), name=f"decoded{c}", **data_reg)
+                   for c in range(cols)]
         # the result beat's payload registers (no reset: ``out.valid`` qualifies them)
         data_o = Signal.like(out.p.data, **data_reg)
         token_o, last_o = Signal(addr_shape, **data_reg), Signal(**data_reg)
@@ -395,11 +404,12 @@ class ScatterAccumulate(wiring.Component):
         with m.If(advance):
             m.d.sync += [valid_r.eq(issue), token_r.eq(read_token), last_r.eq(last_issue),
                          valid_f.eq(valid_r), token_f.eq(token_r), last_f.eq(last_r),
-                         out.valid.eq(valid_f), out_idle.eq(~valid_f),
-                         token_o.eq(token_f), last_o.eq(last_f)]
+                         valid_d.eq(valid_f), token_d.eq(token_f), last_d.eq(last_f),
+                         out.valid.eq(valid_d), out_idle.eq(~valid_d),
+                         token_o.eq(token_d), last_o.eq(last_d)]
             for c in range(cols):
-                m.d.sync += data_o[c].eq(finalise(read2[c], frac, cu.operand_bits,
-                                                  cu.rounding == "half_up"))
+                m.d.sync += finalise_decode(decoded[c], read2[c], frac, cu.rounding == "half_up")
+                m.d.sync += data_o[c].eq(finalise_pick(decoded[c]))
         m.d.comb += [out.p.data.eq(data_o), out.p.token.eq(token_o), out.p.last.eq(last_o)]
 
         # ---- the memory ports, shared by the two modes: the write port's address and data are
@@ -426,8 +436,8 @@ class ScatterAccumulate(wiring.Component):
         busy_next = take_cmd | (busy & ~(take_y & y.last) & ~(issue & last_issue))
         m.d.sync += ready.eq(~busy_next & ~take_y & ~Cat(*(valid[s] for s in stages[:-1])).any()
                              & ~issue
-                             & ~Mux(advance, issue | valid_r | valid_f,
-                                    valid_r | valid_f | out.valid))
+                             & ~Mux(advance, issue | valid_r | valid_f | valid_d,
+                                    valid_r | valid_f | valid_d | out.valid))
         # (and the skid buffer empty: a read-out's last beat has left)
         m.d.comb += self.cmd.ready.eq(ready & out.ready)
         with m.If(take_cmd):
@@ -454,24 +464,38 @@ class ScatterAccumulate(wiring.Component):
         return m
 
 
-def finalise(acc: Value, frac: int, bits: int, half_up: bool) -> Value:
-    """An accumulator's finalised output, :func:`golden.linear.scatter_finalise`: ``acc``
-    rounded off ``frac`` fraction bits (half up, or truncated) and saturated to signed ``bits``.
+def finalise_layout(bits: int) -> data.StructLayout:
+    """An accumulator decoded for :func:`finalise_pick` (see :func:`finalise_decode`)."""
+    return data.StructLayout({"low": unsigned(bits), "up": 1, "negative": 1, "top_zero": 1,
+                              "top_ones": 1})
 
-    Built for a short path: half-up rounding adds bit ``frac - 1`` to ``t = acc >> frac``, and
-    the saturation tests ``t``'s top bits, so no adder spans the accumulator: a ``bits``-bit
-    increment, all-zero / all-one tests of ``t``'s top bits and, per output bit, one gate of
-    the sign, the two range flags and the increment's bit. A positive ``t`` gives the
-    increment if its top bits are zero and it is not ``smax`` rounded up (else ``smax``); a
-    negative one the increment if its top bits are all one (it cannot overflow), else
-    ``smin``."""
+
+def finalise_decode(decoded: data.View, acc: Value, frac: int, half_up: bool) -> list:
+    """The first half of an accumulator's finalise (:func:`golden.linear.scatter_finalise`:
+    ``acc`` rounded off ``frac`` fraction bits, half up or truncated, and saturated to signed
+    ``bits``), as assignments to ``decoded`` (a :func:`finalise_layout` view): ``t = acc >>
+    frac``'s low ``bits`` bits, the rounding bit ``up`` (bit ``frac - 1``, or 0), ``t``'s
+    sign and whether its top bits (from bit ``bits - 1``) are all zero or all one.
+
+    Built for a short path: no adder spans the accumulator, only the all-zero / all-one tests
+    of ``t``'s top bits."""
+    bits = len(decoded.low)
     t = acc[frac:].as_signed()
-    up = acc[frac - 1] if half_up and frac > 0 else Const(0)
-    low = t[:bits]
     top = t[bits - 1:]
-    negative = t[-1]
-    positive_fits = (top == 0) & ~(up & (low == smax(bits)))
-    negative_fits = top == (1 << len(top)) - 1
+    return [decoded.low.eq(t[:bits]), decoded.up.eq(acc[frac - 1] if half_up and frac > 0 else 0),
+            decoded.negative.eq(t[-1]), decoded.top_zero.eq(top == 0),
+            decoded.top_ones.eq(top == (1 << len(top)) - 1)]
+
+
+def finalise_pick(decoded: data.View) -> Value:
+    """The second half of the finalise, from :func:`finalise_decode`'s fields: a ``bits``-bit
+    increment of ``low`` by ``up`` and, per output bit, one gate of the sign, the two range
+    flags and the increment's bit. A positive ``t`` gives the increment if its top bits are zero
+    and it is not ``smax`` rounded up (else ``smax``); a negative one the increment if its top
+    bits are all one (it cannot overflow), else ``smin``."""
+    bits = len(decoded.low)
+    low, up = decoded.low, decoded.up
+    positive_fits = decoded.top_zero & ~(up & (low == smax(bits)))
     rounded = (low + up)[:bits].as_signed()
-    return Mux(negative, Mux(negative_fits, rounded, smin(bits)),
+    return Mux(decoded.negative, Mux(decoded.top_ones, rounded, smin(bits)),
                Mux(positive_fits, rounded, smax(bits)))

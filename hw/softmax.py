@@ -29,8 +29,8 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   is the pick (a multiplexer on registers) and the compares' carry chains into registers.
 * **normalise** (7 stages, never stalls): 1-2 buffer read (a :class:`hw.block_ram.BlockRam`
   with two read stages, the second the block RAM's output register); 3-4 the partial products
-  of ``t * R`` in DSPs (their input registers take the RAM's data), beside them ``max - fl``; 5
-  their sum; 6 the shift; 7 round, saturate to 1.0, into an output queue of ``OUTPUT_QUEUE``
+  of ``t * R`` in DSPs (their input registers take the RAM's data), beside them ``max - fl``
+  (``fl`` registered in 3, the difference in 4); 5 their sum; 6 the shift; 7 round, saturate to 1.0, into an output queue of ``OUTPUT_QUEUE``
   beats. A read is issued only while the reads in
   flight plus the queued beats are fewer (a credit counter), so ``o.ready`` drives no stage.
 
@@ -445,15 +445,18 @@ class Softmax(wiring.Component):
             m.submodules.hi = hi = Multiplier(read.t.shape(), unsigned(fm.recip_bits - split))
             m.d.comb += [hi.a.eq(read.t), hi.b.eq(tag[1].recip[split:])]
             hi_p = hi.p
-        drop = (tag[1].max - read.fl).as_unsigned()
-        drop3 = Signal(range(prod_bits + 1), reset_less=True)
-        drop4, drop5 = (Signal.like(drop3, name=f"drop{j}", reset_less=True) for j in (4, 5))
+        # the shift max - fl: the element's fl registered from the block RAM's output register
+        # first (stage 3), the subtraction and clamp in stage 4 (the RAM can sit far from them)
+        fl3 = Signal.like(read.fl, reset_less=True)
+        drop = (tag[2].max - fl3).as_unsigned()
+        drop4 = Signal(range(prod_bits + 1), reset_less=True)
+        drop5 = Signal.like(drop4, reset_less=True)
         prod5 = Signal(prod_bits, reset_less=True)
         top6 = Signal(kept, reset_less=True)
         rounded = (top6 + 1) >> 1
         one = 1 << sm.prob_frac_bits
         m.d.sync += [
-            drop3.eq(Mux(drop >= prod_bits, prod_bits, drop)), drop4.eq(drop3),
+            fl3.eq(read.fl), drop4.eq(Mux(drop >= prod_bits, prod_bits, drop)),
             prod5.eq(lo.p + (hi_p << split)), drop5.eq(drop4),
             top6.eq((prod5 >> drop5) >> (fm.prob_shift - 1)),
         ]

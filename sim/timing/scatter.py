@@ -8,7 +8,7 @@ registers; products and forwarding choices registered; add onto the block RAM's 
 or a forwarded word, with saturation; write), rows to the same token back to back never stall
 (forwarding from the three rows ahead that the read cannot see). Read-out: one word of ``cols``
 finalised outputs per cycle after ``READOUT_STAGES`` (memory read, the block RAM's output
-register, finalise register).
+register, decode register, finalise register).
 
 Cycle convention (asserted by ``tests/hw/test_scatter.py``): a command's handshake is cycle 0.
 """
@@ -31,7 +31,7 @@ FIRST_ROW_CYCLE = 2 + BASE_STAGES
 #: stages from a row's handshake to its memory write (the write is in cycle handshake + 4)
 RMW_STAGES = 4
 #: stages from a read-out word's memory read to its result beat being valid
-READOUT_STAGES = 3
+READOUT_STAGES = 4
 
 
 def words(cfg: DesignConfig, tokens: int, n: int) -> int:
