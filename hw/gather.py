@@ -3,7 +3,7 @@ ids in, the array's ``act`` stream out (:func:`golden.linear.gather`)."""
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +11,7 @@ from hw import multiplier
 from hw.compute_unit_layouts import Layouts
 from hw.credit_buffer import CreditBuffer, full_rate_depth
 from hw.multiplier import Multiplier
+from hw.select import select
 from hw.sliced_memory import SlicedMemory
 from moeaccel.config import DesignConfig
 from sim.timing import gather as timing
@@ -310,9 +311,9 @@ class Gather(wiring.Component):
             picks = [Signal(signed(cu.operand_bits), name=f"pick{r}_{g}", **data_reg)
                      for g in range(lanes // group)]
             for g, pick in enumerate(picks):
-                m.d.sync += pick.eq(_select([word2[g * group + i] for i in range(group)],
-                                            lane2[:in_group]))
-            m.d.comb += output.i.p[r].eq(_select(picks, group3))
+                m.d.sync += pick.eq(select([word2[g * group + i] for i in range(group)],
+                                           lane2[:in_group]))
+            m.d.comb += output.i.p[r].eq(select(picks, group3))
 
         m.d.comb += self.cmd.ready.eq(~busy)
         with m.If(accept):
@@ -325,8 +326,3 @@ class Gather(wiring.Component):
                          fill_bank.eq(0), fill_row.eq(0), play_bank.eq(0)]
         return m
 
-
-def _select(elements: list[Value], index: Value) -> Value:
-    """``elements[index]`` as one multiplexer (``index`` may be zero bits wide: one element)."""
-    width = len(elements[0])
-    return Cat(*elements).word_select(index, width) if len(elements) > 1 else elements[0]

@@ -130,7 +130,7 @@ class WeightStream(wiring.Component):
     bias words (``bias``) and the ``words`` weight words (``weight``), exactly the beats
     :class:`hw.compute_unit.ComputeUnit` takes. Each stream runs one beat per cycle when ready;
     a bias beat is valid ``BIAS_READ_STAGES`` (2) cycles after its read, a weight beat
-    ``WEIGHT_READ_STAGES`` (3: the weight memory is a :class:`hw.banked_memory.BankedMemory`)
+    ``WEIGHT_READ_STAGES`` (4: the weight memory is a :class:`hw.banked_memory.BankedMemory`)
     cycles after (:mod:`sim.timing.weight_stream`). ``done`` pulses when the final weight beat is taken: the slot may
     be refilled from the next cycle. A command is accepted when both streams are idle.
 

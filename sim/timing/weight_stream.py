@@ -3,8 +3,9 @@ replayed into the compute unit's ``bias`` and ``weight`` streams, one beat per c
 
 A command handshake is cycle 0; the streams read from cycle 1. A bias beat is valid
 ``BIAS_READ_STAGES`` cycles after its read (the block-RAM read and its output register:
-:class:`hw.block_ram.BlockRam`), a weight beat ``WEIGHT_READ_STAGES`` cycles after its read (the block-RAM read, the word of each
-bank registered, the selected word registered: :class:`hw.banked_memory.BankedMemory`), so the first weight beat is
+:class:`hw.block_ram.BlockRam`), a weight beat ``WEIGHT_READ_STAGES`` cycles after its read (the
+block-RAM read, the word of each bank registered, the word picked within each group of banks
+registered, the selected word registered: :class:`hw.banked_memory.BankedMemory`), so the first weight beat is
 valid in cycle ``1 + WEIGHT_READ_STAGES``. Back-pressure stalls every read stage; ``done``
 pulses when the final weight beat is taken.
 
@@ -23,7 +24,7 @@ from sim.timing import gather
 #: cycles from a bias word's read to its beat being valid
 BIAS_READ_STAGES = 2
 #: cycles from a weight word's read to its beat being valid
-WEIGHT_READ_STAGES = 3
+WEIGHT_READ_STAGES = 4
 assert BIAS_READ_STAGES <= WEIGHT_READ_STAGES, "a bias beat must not trail its weight beats"
 
 

@@ -1,5 +1,5 @@
 """hw/banked_memory.py in Amaranth's simulator: banked or whole, a read returns the word at the
-address given READ_STAGES (3) enabled cycles earlier, stalls (``en`` low) hold every read stage, and banking
+address given READ_STAGES (4) enabled cycles earlier, stalls (``en`` low) hold every read stage, and banking
 really splits the storage into block-RAM-deep banks."""
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ def test_bank_depth_needs_fewest_block_rams():
     assert bank_depth(1300, 18) == 1300         # 2 x (2048 x 9) in one bank beats 2 banks
 
 
-@pytest.mark.parametrize("banked", [False, True])
-def test_reads_return_the_word_read_stages_enabled_cycles_later(banked):
-    mem = BankedMemory(shape=WIDTH, depth=DEPTH, banked=banked)
-    check_pipelined_reads(mem, mem.write_port(), mem.read_port(), width=WIDTH, depth=DEPTH,
+@pytest.mark.parametrize("banked, depth", [(False, DEPTH), (True, DEPTH), (True, 4608)])
+def test_reads_return_the_word_read_stages_enabled_cycles_later(banked, depth):
+    # banked 1300 words: 3 banks, picked in groups of 2 then 1; 4608: the weight buffer's 9
+    # banks, in groups of 4, 4 and 1
+    mem = BankedMemory(shape=WIDTH, depth=depth, banked=banked)
+    check_pipelined_reads(mem, mem.write_port(), mem.read_port(), width=WIDTH, depth=depth,
                           stages=READ_STAGES, seed=int(banked), cycles=4000)
 
 
