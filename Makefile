@@ -10,7 +10,7 @@ CONFIG ?= m3vit-tiny
 # (pytest -n 2 and sweep workers run several processes already).
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup demo test accuracy verilog reports clean
+.PHONY: setup demo test accuracy verilog reports bitstream clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ reports: $(STAMP) demo
 	$(BIN)/moeaccel sim --config m3vit-tiny --workload m3vit-tiny > reports/sim/m3vit-tiny.txt
 	$(BIN)/moeaccel sim --config m3vit-tiny --workload m3vit-tiny --json > reports/sim/m3vit-tiny.json
 	$(BIN)/moeaccel sweep sim/examples/sweep.yaml --out reports/sim/example-sweep
+
+# The ULX3S board's bitstream (build/fpga/ulx3s-ulx3s-moe_engine/top.bit) and its report
+# (reports/fpga/ulx3s-ulx3s-moe_engine.md): the ulx3s engine at 100 MHz, two placement seeds side
+# by side, the faster kept (~25 min on 2 cores)
+bitstream: $(STAMP)
+	$(BIN)/moeaccel fpga --board ulx3s-85f --config ulx3s --seed 1,2 --router router1 --bitstream
 
 clean:
 	rm -rf build sim_build .pytest_cache
