@@ -34,8 +34,8 @@ def ecp5_markdown(title: str, result: EcpResult, command: str, target_mhz: float
         lines.append(f"| `{c.clock}` | {c.fmax_mhz:.2f} | {c.target_mhz:g} | {verdict} |")
     lines += ["", f"Overall: **{'PASS' if result.passed else 'FAIL'}** at {target_mhz:g} MHz.", ""]
     if len(result.seed_fmax) > 1:
-        lines += [f"Placement seed {result.seed}, the fastest of "
-                  + ", ".join(f"seed {seed}: {mhz:.2f} MHz" for seed, mhz in result.seed_fmax.items())
+        tried = ", ".join(f"seed {seed}: {mhz:.2f} MHz" for seed, mhz in result.seed_fmax.items())
+        lines += [f"Placement seed {result.seed}, the fastest of " + tried
                   + " (each placed and routed; the report, the bitstream and the paths below are "
                   f"seed {result.seed}'s).", ""]
     else:

@@ -128,10 +128,10 @@ class ComputeUnit(wiring.Component):
         cols_left = Signal.like(command.n)        # outputs from this tile on
         row_base = Signal.like(command.m)
 
-        # kk == 0, kk == k - 1, kk == k - 2 and the tile's position (last column tile, last row tile) are
-        # registers; every counter's next value is computed from registers alone (``busy``
-        # tells a command load from a step), so the step decision (a join of the act, weight
-        # and bias streams) reaches the counters only through their enables
+        # kk == 0, kk == k - 1, kk == k - 2 and the tile's position (last column tile, last row
+        # tile) are registers; every counter's next value is computed from registers alone
+        # (``busy`` tells a command load from a step), so the step decision (a join of the act,
+        # weight and bias streams) reaches the counters only through their enables
         first, last = Signal(), Signal()
         last_col_tile, last_row_tile = Signal(), Signal()
         n_one_tile = Signal()                     # command.n <= cols

@@ -23,6 +23,8 @@ from sim.timing import router as timing
 #: experts per group of the read-out's next-expert search (a LUT4's inputs)
 GROUP = 4
 assert GROUP & (GROUP - 1) == 0, "an expert's index is Cat(its place in the group, the group)"
+#: bits of a count of a group's set bits (0 .. GROUP)
+COUNT_BITS = ceil_log2(GROUP + 1)
 
 
 def _bits(n: int) -> int:
@@ -254,7 +256,7 @@ class ExpertQueues(wiring.Component):
             m.d.comb += found.eq(0)
             for e in reversed(range(n)):
                 with m.If(mask[e] & (Cat(mask[:e]) == 0 if skip == 0 else
-                                     sum(mask[:e], Const(0, 3)) == skip)):
+                                     sum(mask[:e], Const(0, COUNT_BITS)) == skip)):
                     m.d.comb += found.eq(e)
             return found
 
@@ -328,7 +330,7 @@ class ExpertQueues(wiring.Component):
                         # expert
                         with m.If(g_any[g] & (g_any[:g] == 0) if g else g_any[g]):
                             m.d.sync += [r.eq(r & (r - 1)), g_low[g].eq(low2),
-                                         g_any[g].eq(sum(r, Const(0, 3)) >= 2)]
+                                         g_any[g].eq(sum(r, Const(0, COUNT_BITS)) >= 2)]
                     with m.If(~has_nxt):
                         m.d.sync += generating.eq(0)
         wiring.connect(m, skid.o, wiring.flipped(self.o))

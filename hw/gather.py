@@ -87,23 +87,23 @@ class Gather(wiring.Component):
     previous tile, in which case the pipeline holds (and takes no id): ``token.ready`` and the
     pipeline's enable are one gate after flip-flops (``head_free``, a look-ahead register). The
     row bases of a token tile fill one of two banks while the other bank streams, so with
-    ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle after the first tile's
-    row bases (``latency``). The read address of the next beat is a register
-    (stepped or reloaded a cycle ahead), not an add before the RAMs; the step decisions (last
-    step of a row, last column tile, last token tile) and ``token.ready``'s "ids left" are
-    registered flags, not compares. ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then
-    the read word registered (on ECP5 the block RAMs' own output registers); then
-    ``SELECT_STAGES`` = 1: the lane's element is picked within each group of lanes (ulx3s: 4
-    lanes, 8 block RAMs) into a register per group, which the placer can put by its RAMs, then
-    the group is picked into ``OUTPUT_STAGES`` = 1 output FIFO
-    (:class:`hw.credit_buffer.CreditBuffer`, ``full_rate_depth(ISSUE_STAGES)`` entries, ``ISSUE_STAGES``
-    = ``READ_STAGES + SELECT_STAGES``), which ``act`` leaves (``act.valid`` a flip-flop). (With
-    the 16:1 lane multiplexer straight from the RAMs, a RAM placed across the die from it made
-    the routed critical path: 11.86 ns, 7.5 ns of it wire.) A beat is issued only with one of the FIFO's
-    credits (a register), so the read stages never stall and ``act.ready`` reaches only the
-    FIFO's pointers and credit count, never the block RAMs' enables or the address logic;
-    with ``act`` always ready the credits never run out. The next command is accepted the cycle
-    after the last act beat was issued to the read stages.
+    ``k * ceil(n/cols) >= rows`` the act stream runs one beat per cycle after the first tile's row
+    bases (``latency``). The read address of the next beat is a register (stepped or reloaded a
+    cycle ahead), not an add before the RAMs; the step decisions (last step of a row, last column
+    tile, last token tile) and ``token.ready``'s "ids left" are registered flags, not compares.
+    ``READ_STAGES`` = 2 read stages of the memory: the synchronous read, then the read word
+    registered (on ECP5 the block RAMs' own output registers); then ``SELECT_STAGES`` = 1: the
+    lane's element is picked within each group of lanes (ulx3s: 4 lanes, 8 block RAMs) into a
+    register per group, which the placer can put by its RAMs, then the group is picked into
+    ``OUTPUT_STAGES`` = 1 output FIFO (:class:`hw.credit_buffer.CreditBuffer`,
+    ``full_rate_depth(ISSUE_STAGES)`` entries, ``ISSUE_STAGES`` = ``READ_STAGES + SELECT_STAGES``),
+    which ``act`` leaves (``act.valid`` a flip-flop). (With the 16:1 lane multiplexer straight from
+    the RAMs, a RAM placed across the die from it made the routed critical path: 11.86 ns, 7.5 ns
+    of it wire.) A beat is issued only with one of the FIFO's credits (a register), so the read
+    stages never stall and ``act.ready`` reaches only the FIFO's pointers and credit count, never
+    the block RAMs' enables or the address logic; with ``act`` always ready the credits never run
+    out. The next command is accepted the cycle after the last act beat was issued to the read
+    stages.
 
     Members
     -------

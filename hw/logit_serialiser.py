@@ -21,13 +21,13 @@ class LogitSerialiser(wiring.Component):
     :func:`hw.compute_unit_layouts.out_bits`, which must equal ``softmax.input_bits``).
 
     Rows enter through a zero-latency :class:`hw.skid_buffer.SkidBuffer`, so ``i.ready`` is a
-    flip-flop: the router's ``ready`` and the lane counter never reach the compute unit's
-    output stage. The row register loads in the same cycles as without the skid; the ``i``
-    handshake may come one row earlier (the producer runs one row ahead into the skid). The row register loads the skid's payload whenever the serialiser may
-    take a row (empty, or its last logit leaving), whether or not one is offered (``full``
-    says whether it holds one), and shifts when another logit leaves: its enable is one gate
-    of ``full`` and the router's ``ready``, its load-or-shift choice a gate of two flip-flops,
-    free of the unit's ``valid`` and the engine's steering.
+    flip-flop: the router's ``ready`` and the lane counter never reach the compute unit's output
+    stage. The row register loads in the same cycles as without the skid; the ``i`` handshake may
+    come one row earlier (the producer runs one row ahead into the skid). The row register loads
+    the skid's payload whenever the serialiser may take a row (empty, or its last logit leaving),
+    whether or not one is offered (``full`` says whether it holds one), and shifts when another
+    logit leaves: its enable is one gate of ``full`` and the router's ``ready``, its load-or-shift
+    choice a gate of two flip-flops, free of the unit's ``valid`` and the engine's steering.
 
     Members: ``i`` In(stream of ``Layouts.out``), ``o`` Out(stream of
     :func:`hw.router.logit_layout`), ``idle`` Out(1) (no row held).

@@ -27,12 +27,12 @@ Structure (three row stages joined by queues, so consecutive rows overlap)::
   precomputed when the row is taken) computes ``floor(2^(RF+SF) / sum)`` once per row. The
   remainder is held as its ``2^k`` candidates and the compares' signs that pick one, so a step
   is the pick (a multiplexer on registers) and the compares' carry chains into registers.
-* **normalise** (7 stages, never stalls): 1-2 buffer read (a :class:`hw.block_ram.BlockRam`
-  with two read stages, the second the block RAM's output register); 3-4 the partial products
-  of ``t * R`` in DSPs (their input registers take the RAM's data), beside them ``max - fl``
-  (``fl`` registered in 3, the difference in 4); 5 their sum; 6 the shift; 7 round, saturate to 1.0, into an output queue of ``OUTPUT_QUEUE``
-  beats. A read is issued only while the reads in
-  flight plus the queued beats are fewer (a credit counter), so ``o.ready`` drives no stage.
+* **normalise** (7 stages, never stalls): 1-2 buffer read (a :class:`hw.block_ram.BlockRam` with
+  two read stages, the second the block RAM's output register); 3-4 the partial products of
+  ``t * R`` in DSPs (their input registers take the RAM's data), beside them ``max - fl`` (``fl``
+  registered in 3, the difference in 4); 5 their sum; 6 the shift; 7 round, saturate to 1.0, into
+  an output queue of ``OUTPUT_QUEUE`` beats. A read is issued only while the reads in flight plus
+  the queued beats are fewer (a credit counter), so ``o.ready`` drives no stage.
 
 The row buffer holds ``(ROW_CREDITS + 2) * max_row_length`` entries rounded up to a power of
 two: rows in flight are at most the credited ones, the one in the divider and the one being

@@ -5,9 +5,9 @@ A command handshake is cycle 0; the streams read from cycle 1. A bias beat is va
 ``BIAS_READ_STAGES`` cycles after its read (the block-RAM read and its output register:
 :class:`hw.block_ram.BlockRam`), a weight beat ``WEIGHT_READ_STAGES`` cycles after its read (the
 block-RAM read, the word of each bank registered, the word picked within each group of banks
-registered, the selected word registered: :class:`hw.banked_memory.BankedMemory`), so the first weight beat is
-valid in cycle ``1 + WEIGHT_READ_STAGES``. Back-pressure stalls every read stage; ``done``
-pulses when the final weight beat is taken.
+registered, the selected word registered: :class:`hw.banked_memory.BankedMemory`), so the first
+weight beat is valid in cycle ``1 + WEIGHT_READ_STAGES``. Back-pressure stalls every read stage;
+``done`` pulses when the final weight beat is taken.
 
 The engine's schedule (:mod:`sim.timing.moe_controller`) does not depend on these constants as
 long as the first weight beat is valid no later than the gathered activations

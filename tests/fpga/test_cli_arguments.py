@@ -1,5 +1,5 @@
-"""``moeaccel fpga`` rejects impossible numbers, unknown routers and bad seed lists with one argparse error line
-before any tool runs."""
+"""``moeaccel fpga`` rejects impossible numbers, unknown routers and bad seed lists with one
+argparse error line before any tool runs."""
 
 from __future__ import annotations
 

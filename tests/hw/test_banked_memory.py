@@ -1,6 +1,6 @@
 """hw/banked_memory.py in Amaranth's simulator: banked or whole, a read returns the word at the
-address given READ_STAGES (4) enabled cycles earlier, stalls (``en`` low) hold every read stage, and banking
-really splits the storage into block-RAM-deep banks."""
+address given READ_STAGES (4) enabled cycles earlier, stalls (``en`` low) hold every read stage,
+and banking really splits the storage into block-RAM-deep banks."""
 
 from __future__ import annotations
 

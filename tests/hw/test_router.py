@@ -295,7 +295,8 @@ async def reset_mid_layer(dut):
 async def cycles_match_timing(dut):
     """No stalls: the flush of a layer is accepted exactly ``timing.cycles(cfg, tokens)`` cycles
     after its first logit (the cycle after the last queue write), the first entry is valid
-    ``timing.READOUT_FIRST`` cycles after the flush, and the router is idle ``timing.readout_cycles`` after it."""
+    ``timing.READOUT_FIRST`` cycles after the flush, and the router is idle
+    ``timing.readout_cycles`` after it."""
     rb = RouterBench(dut, idle=always(), backpressure=always())
     cfg = rb.cfg
     rng = np.random.default_rng(14)
